@@ -85,6 +85,19 @@ build: ## Build the binary into ./bin.
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMG) .
 
+##@ Data
+
+SKU_SUBSET    ?= ../shared/data/azure-vm-skus-subset.json
+SKU_LOCATIONS ?= eastus,southcentralus,westcentralus
+
+.PHONY: sku-catalog-embedded
+sku-catalog-embedded: ## Regenerate the embedded VM-size catalog from the shared fact file.
+	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out pkg/skus/data/vm-skus.json
+
+.PHONY: sku-catalog
+sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs Azure credentials, AZURE_SUBSCRIPTION_ID).
+	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out pkg/skus/data/vm-skus.json
+
 ##@ Dependencies
 
 .PHONY: envtest-assets

@@ -89,8 +89,8 @@ func Parse(s string) (ID, error) {
 	}
 
 	parts := strings.Split(s[1:], "/")
-	if hint := otherResourceHint(s); hint != "" && !isDESPath(parts) {
-		return fail("resource type", "Microsoft.Compute/diskEncryptionSets", resourceTypeOf(parts), hint)
+	if typ, hint := otherResource(s); hint != "" && !isDESPath(parts) {
+		return fail("resource type", "Microsoft.Compute/diskEncryptionSets", typ, hint)
 	}
 	keyword := func(i int, want, segment string) error {
 		if i >= len(parts) {
@@ -153,27 +153,18 @@ func isDESPath(parts []string) bool {
 	return len(parts) >= 7 && strings.EqualFold(parts[5], "Microsoft.Compute") && strings.EqualFold(parts[6], "diskEncryptionSets")
 }
 
-// otherResourceHint uses the SDK's parser to name the resource that was pasted instead, which is the
+// otherResource uses the SDK's parser to name the resource that was pasted instead, which is the
 // most useful thing to say about a well-formed ID of the wrong type.
-func otherResourceHint(s string) string {
+func otherResource(s string) (typ, hint string) {
 	rid, err := arm.ParseResourceID(s)
 	if err != nil || rid.ResourceType.String() == "" {
-		return ""
+		return "", ""
 	}
 	t := rid.ResourceType.String()
 	if strings.EqualFold(t, "Microsoft.Compute/diskEncryptionSets") || !strings.Contains(t, "/") {
-		return ""
+		return "", ""
 	}
-	return fmt.Sprintf("this is the ID of a %s resource (%q), not a Disk Encryption Set; %s", t, rid.Name, howToFind)
-}
-
-func resourceTypeOf(parts []string) string {
-	for i, p := range parts {
-		if strings.EqualFold(p, "providers") && i+2 < len(parts) {
-			return parts[i+1] + "/" + parts[i+2]
-		}
-	}
-	return ""
+	return t, fmt.Sprintf("this is the ID of a %s resource (%q), not a Disk Encryption Set; %s", t, rid.Name, howToFind)
 }
 
 // checkResourceGroup returns what was expected when rg breaks Azure's rules, or "".

@@ -16,8 +16,8 @@ import (
 type subsetFile struct {
 	Source  string `json:"source"`
 	Regions map[string]struct {
-		File        string `json:"file"`
-		GeneratedAt string `json:"generatedAt"`
+		File        string      `json:"file"`
+		GeneratedAt string      `json:"generatedAt"`
 		SKUs        []subsetSKU `json:"skus"`
 	} `json:"regions"`
 }
