@@ -16,10 +16,10 @@ func TestParseValid(t *testing.T) {
 	cases := map[string]ID{
 		id("rg", "des"): {guid, "rg", "des"},
 		"/SUBSCRIPTIONS/" + strings.ToUpper(guid) + "/RESOURCEGROUPS/Rg/PROVIDERS/microsoft.compute/DISKENCRYPTIONSETS/Des": {strings.ToUpper(guid), "Rg", "Des"},
-		id("rg.with.dots(and)_parens-1", "a"):                  {guid, "rg.with.dots(and)_parens-1", "a"},
-		id("ресурсы", "des"):                                   {guid, "ресурсы", "des"}, // Azure allows Unicode letters in group names
-		id(strings.Repeat("r", 90), strings.Repeat("n", 80)):   {guid, strings.Repeat("r", 90), strings.Repeat("n", 80)},
-		id("r", "des_name-2"):                                  {guid, "r", "des_name-2"},
+		id("rg.with.dots(and)_parens-1", "a"):                {guid, "rg.with.dots(and)_parens-1", "a"},
+		id("ресурсы", "des"):                                 {guid, "ресурсы", "des"}, // Azure allows Unicode letters in group names
+		id(strings.Repeat("r", 90), strings.Repeat("n", 80)): {guid, strings.Repeat("r", 90), strings.Repeat("n", 80)},
+		id("r", "des_name-2"):                                {guid, "r", "des_name-2"},
 		"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/d": {"00000000-0000-0000-0000-000000000000", "rg", "d"},
 	}
 	for in, want := range cases {
