@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/admission"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/audit"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version"
+)
+
+type serveOptions struct {
+	kubeconfig       string
+	certDir          string
+	webhookHost      string
+	webhookPort      int
+	metricsAddr      string
+	probeAddr        string
+	policyFile       string
+	policyInterval   time.Duration
+	skuCatalog       string
+	enableHTTP2      bool
+	logLevel         string
+	shutdownTimeout  time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the validating and mutating admission webhook",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(ctrl.SetupSignalHandler())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG)")
+	f.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key; reloaded on change")
+	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default all)")
+	f.IntVar(&o.webhookPort, "webhook-port", 9443, "webhook server port")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "metrics address (\"0\" disables)")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values), hot-reloaded; default: built-in policy")
+	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
+	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog")
+	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: CVE-2023-44487 and CVE-2023-39325)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
+	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 25*time.Second, "time in-flight requests get to finish on shutdown")
+	return cmd
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	// One line per decision must never be sampled away.
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+func (o *serveOptions) restConfig() (*rest.Config, error) {
+	if o.kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+func (o *serveOptions) run(ctx context.Context) error {
+	zl, err := newLogger(o.logLevel)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer func() { _ = zl.Sync() }()
+	log := zapr.NewLogger(zl)
+	ctrl.SetLogger(log.WithName("controller-runtime"))
+	log.Info("starting", "version", version.String())
+
+	cfg, err := o.restConfig()
+	if err != nil {
+		return err
+	}
+	policies, err := admission.NewPolicyStore(o.policyFile, log.WithName("policy"))
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	var catalog skus.Catalog = skus.Embedded()
+	if o.skuCatalog != "" {
+		file, err := skus.LoadFile(o.skuCatalog)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		catalog = skus.NewLayered(file, skus.Embedded())
+	}
+
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	shutdown := o.shutdownTimeout
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme: scheme,
+		Logger: log.WithName("manager"),
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
+		}),
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts},
+		HealthProbeBindAddress:  o.probeAddr,
+		GracefulShutdownTimeout: &shutdown,
+		Cache: cache.Options{
+			// Only metadata and spec matter; managed fields are most of an object's size.
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	clusterGVK, haveCAPI := clusterinfo.PreferredClusterGVK(mgr.GetRESTMapper())
+	if !haveCAPI {
+		log.Info("the CAPI Cluster CRD is not installed; regions come from annotations, spec.location and the policy only")
+	}
+	watched := []client.Object{&corev1.Namespace{}}
+	if haveCAPI {
+		c := &unstructured.Unstructured{}
+		c.SetGroupVersionKind(clusterGVK)
+		watched = append(watched, c)
+	}
+	az := &unstructured.Unstructured{}
+	az.SetGroupVersionKind(clusterinfo.AzureCluster)
+	watched = append(watched, az)
+	for _, obj := range watched {
+		// Registering the informers before Start makes readiness wait for them to sync.
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			log.Info("not watching a kind the apiserver does not serve", "kind", obj.GetObjectKind().GroupVersionKind().String(), "error", err.Error())
+		}
+	}
+
+	recorder := audit.NewRecorder(log.WithName("audit"))
+	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
+	server := mgr.GetWebhookServer()
+	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
+		server.Register("/"+string(mode), &webhook.Admission{Handler: &admission.Handler{
+			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, Recorder: recorder,
+		}})
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready only when the webhook server answers TLS and the caches are synced: before that, a
+	// request would be decided without its Cluster's region.
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		c, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(c) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		policies.Watch(ctx, o.policyInterval)
+		return nil
+	})); err != nil {
+		return err
+	}
+	log.Info("serving", "webhookPort", o.webhookPort, "certDir", o.certDir, "policy", policies.Get().Source, "catalog", catalog.Source("").Name)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,206 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/audit"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+)
+
+const des = "/subscriptions/6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des"
+
+type staticResolver clusterinfo.Result
+
+func (s staticResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+	return clusterinfo.Result(s)
+}
+
+type panicResolver struct{}
+
+func (panicResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+	panic("boom")
+}
+
+// logLines captures the JSON-ish lines funcr writes.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logger() logr.Logger {
+	return funcr.NewJSON(func(obj string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, obj)
+	}, funcr.Options{})
+}
+
+func writePolicy(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(p, []byte("apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\n"+body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newHandler(t *testing.T, mode Mode, r Resolver, logs *logLines) *Handler {
+	t.Helper()
+	store, err := NewPolicyStore(writePolicy(t, "defaults:\n- name: d\n  diskEncryptionSetID: "+des+"\n  encryptionAtHost: true\n"), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Handler{Mode: mode, Policies: store, Resolver: r, Catalog: skus.Embedded(), Recorder: audit.NewRecorder(logs.logger())}
+}
+
+func request(op admissionv1.Operation, vmSize string, eah bool) admission.Request {
+	spec := map[string]any{"vmSize": vmSize, "osDisk": map[string]any{"osType": "Linux", "managedDisk": map[string]any{"storageAccountType": "Premium_LRS"}}}
+	if eah {
+		spec["securityProfile"] = map[string]any{"encryptionAtHost": true}
+	}
+	obj := map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureMachineTemplate",
+		"metadata": map[string]any{"name": "md", "namespace": "team", "labels": map[string]any{"cluster.x-k8s.io/cluster-name": "c1"}},
+		"spec":     map[string]any{"template": map[string]any{"spec": spec}}}
+	raw, _ := json.Marshal(obj)
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-1", Operation: op, Namespace: "team", Name: "md",
+		Kind:     metav1.GroupVersionKind{Group: policy.Group, Version: "v1beta1", Kind: "AzureMachineTemplate"},
+		UserInfo: authenticationv1.UserInfo{Username: "alice"},
+		Object:   runtime.RawExtension{Raw: raw},
+	}}
+}
+
+var eastus = staticResolver{Locations: []policy.LocationCandidate{{Location: "eastus", Source: "cluster"}}}
+
+func TestMutatePatches(t *testing.T) {
+	logs := &logLines{}
+	resp := newHandler(t, Mutate, eastus, logs).Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false))
+	if !resp.Allowed || len(resp.Patches) != 3 || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("mutate response: %+v", resp)
+	}
+	if resp.AuditAnnotations["decision"] != "patched" || resp.AuditAnnotations["uid"] != "uid-1" || !strings.Contains(resp.AuditAnnotations["injected"], "osDisk") {
+		t.Errorf("audit annotations: %v", resp.AuditAnnotations)
+	}
+	if len(logs.lines) != 1 {
+		t.Fatalf("want exactly one audit line, got %d", len(logs.lines))
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(logs.lines[0]), &line); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"uid": "uid-1", "user": "alice", "operation": "CREATE", "kind": "AzureMachineTemplate",
+		"namespace": "team", "name": "md", "outcome": "patched", "region": "eastus", "regionSource": "cluster", "catalogSource": "embedded", "dryRun": false} {
+		if line[k] != want {
+			t.Errorf("log %s = %v, want %v (%s)", k, line[k], want, logs.lines[0])
+		}
+	}
+	if _, ok := line["latencyMs"]; !ok || strings.Contains(logs.lines[0], "Premium_LRS") {
+		t.Errorf("log line must have latency and must not contain the object: %s", logs.lines[0])
+	}
+	// UPDATE is never mutated.
+	if resp := newHandler(t, Mutate, eastus, logs).Handle(context.Background(), request(admissionv1.Update, "Standard_D2s_v3", false)); len(resp.Patches) != 0 {
+		t.Errorf("UPDATE patched: %v", resp.Patches)
+	}
+}
+
+func TestValidateDenies(t *testing.T) {
+	logs := &logLines{}
+	resp := newHandler(t, Validate, eastus, logs).Handle(context.Background(), request(admissionv1.Create, "Standard_D2_v3", true))
+	if resp.Allowed || resp.Result.Code != http.StatusForbidden {
+		t.Fatalf("want a 403 denial, got %+v", resp.Result)
+	}
+	for _, want := range []string{"capz-encryption-webhook denied AzureMachineTemplate team/md", "[eah-sku-unsupported] spec.template.spec.securityProfile.encryptionAtHost", "Standard_D2_v3"} {
+		if !strings.Contains(resp.Result.Message, want) {
+			t.Errorf("message lacks %q: %s", want, resp.Result.Message)
+		}
+	}
+	if resp.AuditAnnotations["decision"] != "denied" || resp.AuditAnnotations["rules"] != "eah-sku-unsupported:deny" {
+		t.Errorf("audit annotations: %v", resp.AuditAnnotations)
+	}
+	// The validating webhook also reports warnings; D2_v3 cannot take the EAH default.
+	resp = newHandler(t, Validate, eastus, logs).Handle(context.Background(), request(admissionv1.Create, "Standard_D2_v3", false))
+	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "[default-not-applied]") {
+		t.Errorf("want one default-not-applied warning: %+v", resp.Warnings)
+	}
+	if len(logs.lines) != 2 {
+		t.Errorf("want one audit line per request, got %d", len(logs.lines))
+	}
+}
+
+func TestErrorsAreAnsweredAndRecorded(t *testing.T) {
+	logs := &logLines{}
+	h := newHandler(t, Validate, eastus, logs)
+	bad := request(admissionv1.Create, "x", false)
+	bad.Object.Raw = []byte(`{"metadata": 7}`)
+	if resp := h.Handle(context.Background(), bad); resp.Allowed || resp.Result.Code != http.StatusBadRequest {
+		t.Errorf("malformed object: %+v", resp.Result)
+	}
+	p := newHandler(t, Validate, panicResolver{}, logs)
+	if resp := p.Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false)); resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
+		t.Errorf("panic: %+v", resp.Result)
+	}
+	if len(logs.lines) != 2 || !strings.Contains(logs.lines[0], `"outcome":"error"`) || !strings.Contains(logs.lines[1], "panic: boom") {
+		t.Errorf("errors must be recorded: %v", logs.lines)
+	}
+	other := request(admissionv1.Create, "x", false)
+	other.Kind.Kind = "AzureCluster"
+	if resp := h.Handle(context.Background(), other); !resp.Allowed {
+		t.Errorf("a kind we do not decide on must pass: %+v", resp.Result)
+	}
+}
+
+func TestPolicyHotReload(t *testing.T) {
+	path := writePolicy(t, "dryRun: false\n")
+	logs := &logLines{}
+	store, err := NewPolicyStore(path, logs.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.Get().DryRun {
+		t.Fatal("initial policy")
+	}
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		store.reload()
+	}
+	write("apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\ndryRun: true\n")
+	if !store.Get().DryRun {
+		t.Fatal("good file not loaded")
+	}
+	write("apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\ndryRn: false\n")
+	if !store.Get().DryRun {
+		t.Fatal("a bad file replaced the last good policy")
+	}
+	if !strings.Contains(strings.Join(logs.lines, "\n"), `unknown key \"dryRn\"`) {
+		t.Errorf("the rejection must be logged with the reason: %v", logs.lines)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { store.Watch(ctx, 5*time.Millisecond); close(done) }()
+	write("apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\n")
+	cancel()
+	<-done
+	if _, err := NewPolicyStore(filepath.Join(t.TempDir(), "missing.yaml"), logr.Discard()); err == nil {
+		t.Error("a missing policy file at start must be an error")
+	}
+}

@@ -1,0 +1,109 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+)
+
+var (
+	reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "capz_encryption_webhook_policy_reloads_total",
+		Help: "Policy file reloads by result (success, error).",
+	}, []string{"result"})
+	policyInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "capz_encryption_webhook_policy_info",
+		Help: "The policy in force (1 for the current source and load time).",
+	}, []string{"source"})
+)
+
+func init() { metrics.Registry.MustRegister(reloads, policyInfo) }
+
+// PolicyStore holds the policy in force. Requests read it without locks; the file watcher swaps it.
+type PolicyStore struct {
+	cur  atomic.Pointer[policy.Policy]
+	path string
+	last []byte
+	log  logr.Logger
+}
+
+// NewPolicyStore loads path (or the built-in policy for ""). A bad file at start is an error: the
+// webhook must not come up enforcing something other than what was asked.
+func NewPolicyStore(path string, log logr.Logger) (*PolicyStore, error) {
+	s := &PolicyStore{path: path, log: log}
+	if path == "" {
+		s.set(policy.DefaultPolicy())
+		return s, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	s.last = data
+	s.set(p)
+	return s, nil
+}
+
+// Get returns the policy in force.
+func (s *PolicyStore) Get() *policy.Policy { return s.cur.Load() }
+
+func (s *PolicyStore) set(p *policy.Policy) {
+	if old := s.cur.Swap(p); old != nil {
+		policyInfo.DeleteLabelValues(old.Source)
+	}
+	policyInfo.WithLabelValues(p.Source).Set(1)
+}
+
+// Watch re-reads the file every interval until ctx ends. It compares contents rather than watching
+// inotify events because ConfigMap volumes update by swapping a symlink, which event watchers handle
+// unevenly; a read every few seconds costs nothing. A file that does not parse is logged and counted,
+// and the last good policy keeps serving.
+func (s *PolicyStore) Watch(ctx context.Context, interval time.Duration) {
+	if s.path == "" {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.reload()
+		}
+	}
+}
+
+func (s *PolicyStore) reload() {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		reloads.WithLabelValues("error").Inc()
+		s.log.Error(err, "policy file unreadable; keeping the last good policy", "path", s.path)
+		return
+	}
+	if bytes.Equal(data, s.last) {
+		return
+	}
+	s.last = data
+	p, err := policy.Parse(s.path, data)
+	if err != nil {
+		reloads.WithLabelValues("error").Inc()
+		s.log.Error(err, "policy file rejected; keeping the last good policy", "path", s.path)
+		return
+	}
+	s.set(p)
+	reloads.WithLabelValues("success").Inc()
+	s.log.Info("policy reloaded", "path", s.path, "defaults", len(p.Defaults), "dryRun", p.DryRun)
+}
