@@ -33,18 +33,18 @@ import (
 )
 
 type serveOptions struct {
-	kubeconfig       string
-	certDir          string
-	webhookHost      string
-	webhookPort      int
-	metricsAddr      string
-	probeAddr        string
-	policyFile       string
-	policyInterval   time.Duration
-	skuCatalog       string
-	enableHTTP2      bool
-	logLevel         string
-	shutdownTimeout  time.Duration
+	kubeconfig      string
+	certDir         string
+	webhookHost     string
+	webhookPort     int
+	metricsAddr     string
+	probeAddr       string
+	policyFile      string
+	policyInterval  time.Duration
+	skuCatalog      string
+	enableHTTP2     bool
+	logLevel        string
+	shutdownTimeout time.Duration
 }
 
 func newServeCmd() *cobra.Command {
