@@ -1,0 +1,553 @@
+// Package e2e runs the real webhook binary against a real kube-apiserver + etcd (built from source by
+// hack/envtest-assets.sh) with the real CAPZ and CAPI CRDs from the module cache, and the webhook
+// configurations rendered from the project's own Helm chart.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	releaseNamespace = "capz-encryption-webhook-system"
+	sub              = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
+	otherSub         = "0b7d1e2f-aaaa-4bbb-8ccc-1234567890ab"
+	desEast          = "/subscriptions/" + sub + "/resourceGroups/keys-eastus/providers/Microsoft.Compute/diskEncryptionSets/des-eastus"
+	desSouth         = "/subscriptions/" + sub + "/resourceGroups/keys-scus/providers/Microsoft.Compute/diskEncryptionSets/des-scus"
+	desUser          = "/subscriptions/" + sub + "/resourceGroups/team-keys/providers/Microsoft.Compute/diskEncryptionSets/team-des"
+	testNS           = "e2e"
+	legacyName       = "legacy-noncompliant"
+)
+
+// e2ePolicy: customer-managed keys required; defaults for eastus and southcentralus only, so an
+// object in westcentralus shows des-required.
+const e2ePolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
+kind: EncryptionPolicy
+requireCustomerManagedKeys: true
+allowedDESSubscriptions: [` + sub + `]
+defaults:
+- name: eastus
+  regions: [eastus]
+  diskEncryptionSetID: ` + desEast + `
+  encryptionAtHost: true
+- name: southcentralus
+  regions: [southcentralus]
+  diskEncryptionSetID: ` + desSouth + `
+  encryptionAtHost: true
+`
+
+var (
+	env       *envtest.Environment
+	k8s       client.Client
+	warnings  = &warningRecorder{}
+	hook      *webhookProcess
+	pki       *testPKI
+	auditLog  string
+	repoRoot  string
+	setupTime time.Duration
+)
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	start := time.Now()
+	assets, helm := os.Getenv("KUBEBUILDER_ASSETS"), os.Getenv("HELM")
+	if assets == "" || helm == "" {
+		return 0, fmt.Errorf("KUBEBUILDER_ASSETS and HELM must be set: run `make test-e2e` (it builds kube-apiserver and etcd from source and installs helm)")
+	}
+	var err error
+	if repoRoot, err = filepath.Abs("../.."); err != nil {
+		return 0, err
+	}
+	tmp, err := os.MkdirTemp("", "capz-ew-e2e-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+
+	bin := filepath.Join(tmp, "capz-encryption-webhook")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repoRoot, "cmd", "capz-encryption-webhook")).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("building the webhook: %v\n%s", err, out)
+	}
+	crds, err := loadCRDs()
+	if err != nil {
+		return 0, err
+	}
+	auditPolicy := filepath.Join(tmp, "audit-policy.yaml")
+	auditLog = filepath.Join(tmp, "audit.log")
+	if err := os.WriteFile(auditPolicy, []byte(`apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{group: infrastructure.cluster.x-k8s.io}]
+- level: None
+`), 0o600); err != nil {
+		return 0, err
+	}
+	env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
+		ErrorIfCRDPathMissing: true,
+	}
+	env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", auditPolicy).
+		Set("audit-log-path", auditLog).
+		Set("audit-log-format", "json")
+	cfg, err := env.Start()
+	if err != nil {
+		return 0, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = warnings
+	if k8s, err = client.New(cfg, client.Options{}); err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	for _, ns := range []string{testNS, releaseNamespace} {
+		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return 0, err
+		}
+	}
+	// An object that predates the webhook and breaks today's policy: its metadata must stay editable.
+	legacy := template(legacyName, "eastus", "Standard_D2s_v3")
+	setField(legacy, desPlaceholder(), "spec", "template", "spec", "osDisk", "managedDisk", "diskEncryptionSet", "id")
+	if err := k8s.Create(ctx, legacy); err != nil {
+		return 0, fmt.Errorf("creating the legacy object: %w", err)
+	}
+
+	if pki, err = newPKI(filepath.Join(tmp, "certs")); err != nil {
+		return 0, err
+	}
+	user, err := env.AddUser(envtest.User{Name: "capz-encryption-webhook", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return 0, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return 0, err
+	}
+	kubeconfigPath := filepath.Join(tmp, "kubeconfig")
+	policyPath := filepath.Join(tmp, "policy.yaml")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(policyPath, []byte(e2ePolicy), 0o600); err != nil {
+		return 0, err
+	}
+	hook, err = newWebhookProcess(bin, kubeconfigPath, pki.dir, policyPath)
+	if err != nil {
+		return 0, err
+	}
+	if err := hook.start(); err != nil {
+		return 0, err
+	}
+	defer hook.stop()
+	if err := installWebhookConfigurations(ctx, helm); err != nil {
+		return 0, err
+	}
+	setupTime = time.Since(start)
+	fmt.Printf("e2e setup took %s\n", setupTime.Round(time.Millisecond))
+	return m.Run(), nil
+}
+
+// loadCRDs reads the CAPZ CRDs and CAPI's Cluster CRD from the module cache (no copies in the repo)
+// and adds one field to AzureMachineTemplate's schema: it stands for a field of a newer CAPZ that our
+// Go types do not know, which the mutation must carry through untouched.
+func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	capz, err := goList("-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api-provider-azure")
+	if err != nil {
+		return nil, err
+	}
+	capiVersion, err := goList("-m", "-f", "{{.Version}}", "sigs.k8s.io/cluster-api/api")
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/cluster-api@"+capiVersion).Output()
+	if err != nil {
+		return nil, fmt.Errorf("go mod download sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
+	}
+	var capi struct{ Dir string }
+	if err := json.Unmarshal(out, &capi); err != nil || capi.Dir == "" {
+		return nil, fmt.Errorf("locating sigs.k8s.io/cluster-api@%s: %v", capiVersion, err)
+	}
+	files, err := filepath.Glob(filepath.Join(capz, "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no CAPZ CRDs under %s", capz)
+	}
+	files = append(files, filepath.Join(capi.Dir, "core", "config", "crd", "bases", "cluster.x-k8s.io_clusters.yaml"))
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, crd); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if crd.Name == "azuremachinetemplates.infrastructure.cluster.x-k8s.io" {
+			for i := range crd.Spec.Versions {
+				spec := crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"]
+				spec.Properties["futureField"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
+				crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"] = spec
+			}
+		}
+		crds = append(crds, crd)
+	}
+	return crds, nil
+}
+
+func goList(args ...string) (string, error) {
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list %v: %w", args, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// installWebhookConfigurations renders the chart with default values and installs its two webhook
+// configurations, with the client config pointed at the local server instead of the Service.
+func installWebhookConfigurations(ctx context.Context, helm string) error {
+	cmd := exec.Command(helm, "template", "capz-encryption-webhook", filepath.Join(repoRoot, "charts", "capz-encryption-webhook"), "--namespace", releaseNamespace, "--kube-version", kubeVersion())
+	out, err := cmd.Output()
+	if err != nil {
+		stderr := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		return fmt.Errorf("helm template: %v\n%s", err, stderr)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	found := 0
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		switch u.GetKind() {
+		case "MutatingWebhookConfiguration":
+			var c admissionregistrationv1.MutatingWebhookConfiguration
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
+				return err
+			}
+			c.Annotations = nil
+			for i := range c.Webhooks {
+				c.Webhooks[i].ClientConfig = localClientConfig(c.Webhooks[i].ClientConfig)
+			}
+			if err := k8s.Create(ctx, &c); err != nil {
+				return err
+			}
+			found++
+		case "ValidatingWebhookConfiguration":
+			var c admissionregistrationv1.ValidatingWebhookConfiguration
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
+				return err
+			}
+			c.Annotations = nil
+			for i := range c.Webhooks {
+				c.Webhooks[i].ClientConfig = localClientConfig(c.Webhooks[i].ClientConfig)
+			}
+			if err := k8s.Create(ctx, &c); err != nil {
+				return err
+			}
+			found++
+		}
+	}
+	if found != 2 {
+		return fmt.Errorf("the chart rendered %d webhook configurations, want 2", found)
+	}
+	return nil
+}
+
+func localClientConfig(in admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
+	path := "/"
+	if in.Service != nil && in.Service.Path != nil {
+		path = *in.Service.Path
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", hook.webhookPort, path)
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: pki.caPEM}
+}
+
+// --- the webhook process ---------------------------------------------------------------------------
+
+type webhookProcess struct {
+	bin, kubeconfig, certDir, policy string
+	webhookPort, probePort, metrics  int
+
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	lines []string
+	done  chan struct{}
+}
+
+func newWebhookProcess(bin, kubeconfig, certDir, policy string) (*webhookProcess, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	return &webhookProcess{bin: bin, kubeconfig: kubeconfig, certDir: certDir, policy: policy,
+		webhookPort: ports[0], probePort: ports[1], metrics: ports[2]}, nil
+}
+
+func (w *webhookProcess) start() error {
+	cmd := exec.Command(w.bin, "serve",
+		"--kubeconfig", w.kubeconfig, "--cert-dir", w.certDir, "--policy", w.policy, "--policy-reload-interval", "200ms",
+		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(w.webhookPort),
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", w.probePort),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", w.metrics),
+		"--graceful-shutdown-timeout", "5s")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.cmd, w.done = cmd, done
+	w.mu.Unlock()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+		for sc.Scan() {
+			w.mu.Lock()
+			w.lines = append(w.lines, sc.Text())
+			w.mu.Unlock()
+		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", w.probePort))
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("the webhook exited during start:\n%s", strings.Join(w.logLines(), "\n"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the webhook was not ready within 60s:\n%s", strings.Join(w.logLines(), "\n"))
+}
+
+// stop sends SIGTERM and waits: the manager shuts down gracefully.
+func (w *webhookProcess) stop() {
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (w *webhookProcess) logLines() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.lines...)
+}
+
+// auditLines returns the webhook's decision log lines, decoded.
+func (w *webhookProcess) auditLines() []map[string]any {
+	var out []map[string]any
+	for _, l := range w.logLines() {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "admission decision" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// --- certificates ----------------------------------------------------------------------------------
+
+type testPKI struct {
+	dir    string
+	caPEM  []byte
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64
+}
+
+func newPKI(dir string) (*testPKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "capz-encryption-webhook e2e CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &testPKI{dir: dir, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), caCert: ca, caKey: key, serial: 1}
+	_, err = p.issueLeaf()
+	return p, err
+}
+
+// issueLeaf writes a new serving certificate and key (new key, same CA) and returns its serial. The
+// files are replaced by rename, as kubelet's Secret volumes do.
+func (p *testPKI) issueLeaf() (*big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	p.serial++
+	serial := big.NewInt(p.serial)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "capz-encryption-webhook"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	for name, data := range map[string][]byte{
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+	} {
+		tmp := filepath.Join(p.dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, filepath.Join(p.dir, name)); err != nil {
+			return nil, err
+		}
+	}
+	return serial, nil
+}
+
+// servedSerial dials the webhook and returns the serial of the certificate it presents.
+func servedSerial(port int) (*big.Int, error) {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pki.caPEM)
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// --- warnings ---------------------------------------------------------------------------------------
+
+// warningRecorder keeps the admission warnings the apiserver relays to the client.
+type warningRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, text)
+}
+
+func (w *warningRecorder) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.msgs
+	w.msgs = nil
+	return out
+}
+
+// kubeVersion is the version of the kube-apiserver under test: helm installed with `go install` has
+// no cluster to ask and would otherwise assume v1.20.
+func kubeVersion() string {
+	if v := os.Getenv("K8S_VERSION"); v != "" {
+		return v
+	}
+	return "1.37.2"
+}

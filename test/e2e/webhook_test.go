@@ -1,0 +1,427 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+var (
+	amtGVK     = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureMachineTemplate"}
+	clusterGVK = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
+)
+
+func desPlaceholder() string {
+	return "/subscriptions/subscriptionId/resourceGroups/resourceGroup/providers/Microsoft.Compute/diskEncryptionSets/diskEncryptionSet"
+}
+
+func object(gvk schema.GroupVersionKind, name string, spec map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": name, "namespace": testNS}, "spec": spec}}
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+// template is an AzureMachineTemplate without encryption settings; location "" leaves the region to
+// the cluster-name label.
+func template(name, location, size string) *unstructured.Unstructured {
+	u := object(amtGVK, name, map[string]any{"template": map[string]any{"spec": map[string]any{
+		"vmSize": size,
+		"osDisk": map[string]any{"osType": "Linux", "diskSizeGB": int64(128), "managedDisk": map[string]any{"storageAccountType": "Premium_LRS"}},
+	}}})
+	if location != "" {
+		u.SetAnnotations(map[string]string{"capz-encryption-webhook.io/location": location})
+	}
+	return u
+}
+
+func setField(u *unstructured.Unstructured, v any, path ...string) {
+	if err := unstructured.SetNestedField(u.Object, v, path...); err != nil {
+		panic(err)
+	}
+}
+
+func tplPath(p ...string) []string { return append([]string{"spec", "template", "spec"}, p...) }
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func get(t *testing.T, u *unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	out := &unstructured.Unstructured{}
+	out.SetGroupVersionKind(u.GroupVersionKind())
+	if err := k8s.Get(ctx(t), client.ObjectKeyFromObject(u), out); err != nil {
+		t.Fatalf("get %s: %v", u.GetName(), err)
+	}
+	return out
+}
+
+func nestedString(t *testing.T, u *unstructured.Unstructured, path ...string) string {
+	t.Helper()
+	v, _, err := unstructured.NestedFieldNoCopy(u.Object, path...)
+	if err != nil {
+		t.Fatalf("%v: %v", path, err)
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func expectDenied(t *testing.T, err error, rule string, wants ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a denial by %s, the object was admitted", rule)
+	}
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("want 403 Forbidden from the webhook, got %v", err)
+	}
+	for _, w := range append([]string{"capz-encryption-webhook denied", "[" + rule + "]"}, wants...) {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the client's error lacks %q:\n%v", w, err)
+		}
+	}
+}
+
+func TestEachRuleDenies(t *testing.T) {
+	withDES := func(u *unstructured.Unstructured, id string) *unstructured.Unstructured {
+		setField(u, id, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+		return u
+	}
+	eah := func(u *unstructured.Unstructured) *unstructured.Unstructured {
+		setField(u, true, tplPath("securityProfile", "encryptionAtHost")...)
+		return u
+	}
+	ade := template("rule-ade", "eastus", "Standard_D4s_v3")
+	setField(ade, []any{map[string]any{"name": "AzureDiskEncryptionForLinux", "publisher": "Microsoft.Azure.Security", "version": "1.4"}}, tplPath("vmExtensions")...)
+	ammp := object(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureManagedMachinePool"}, "rule-aks-pool",
+		map[string]any{"mode": "System", "sku": "Standard_D4s_v3", "enableEncryptionAtHost": true})
+	amcp := object(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureManagedControlPlane"}, "rule-aks-cp",
+		map[string]any{"location": "eastus", "resourceGroupName": "aks", "version": "v1.33.2",
+			"identityRef": map[string]any{"kind": "AzureClusterIdentity", "name": "id"},
+			"asoManagedClusterPatches": []any{`{"spec":{"diskEncryptionSetReference":{"armId":"` + desEast + `"}}}`}})
+	cases := []struct {
+		rule  string
+		obj   *unstructured.Unstructured
+		wants []string
+	}{
+		{"des-id-malformed", withDES(template("rule-des-malformed", "eastus", "Standard_D4s_v3"), desPlaceholder()), []string{"spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id", "documentation's placeholder"}},
+		{"eah-sku-unsupported", eah(template("rule-eah", "eastus", "Standard_D2_v3")), []string{"Standard_D2_v3", "eastus"}},
+		{"sku-unknown", template("rule-sku-unknown", "eastus", "Standard_Nope_v9"), []string{"Standard_Nope_v9", "not offered"}},
+		{"ade-extension", ade, []string{"Azure Disk Encryption"}},
+		{"des-required", template("rule-des-required", "westcentralus", "Standard_D4s_v3"), []string{"customer-managed keys"}},
+		{"des-subscription-not-allowed", withDES(template("rule-des-sub", "eastus", "Standard_D4s_v3"),
+			"/subscriptions/"+otherSub+"/resourceGroups/k/providers/Microsoft.Compute/diskEncryptionSets/d"), []string{otherSub}},
+		{"aks-target", ammp, []string{"spec.enableEncryptionAtHost"}},
+		{"aks-target", amcp, []string{"diskEncryptionSetReference"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.rule+"/"+tc.obj.GetName(), func(t *testing.T) {
+			expectDenied(t, k8s.Create(ctx(t), tc.obj), tc.rule, tc.wants...)
+		})
+	}
+}
+
+func TestDefaultsInjected(t *testing.T) {
+	u := template("defaults", "eastus", "Standard_D2s_v3")
+	setField(u, []any{map[string]any{"nameSuffix": "etcd", "diskSizeGB": int64(64), "lun": int64(0), "managedDisk": map[string]any{"storageAccountType": "Premium_LRS"}}}, tplPath("dataDisks")...)
+	if err := k8s.Create(ctx(t), u); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, u)
+	if v := nestedString(t, got, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...); v != desEast {
+		t.Errorf("OS disk DES = %q, want the eastus default", v)
+	}
+	disks, _, _ := unstructured.NestedSlice(got.Object, tplPath("dataDisks")...)
+	if id, _, _ := unstructured.NestedString(disks[0].(map[string]any), "managedDisk", "diskEncryptionSet", "id"); id != desEast {
+		t.Errorf("data disk DES = %q", id)
+	}
+	if on, _, _ := unstructured.NestedBool(got.Object, tplPath("securityProfile", "encryptionAtHost")...); !on {
+		t.Error("encryptionAtHost was not injected")
+	}
+	if a := got.GetAnnotations()["capz-encryption-webhook.io/injected"]; !strings.Contains(a, "osDisk.managedDisk.diskEncryptionSet.id") || !strings.Contains(a, "securityProfile.encryptionAtHost") {
+		t.Errorf("injected annotation = %q", a)
+	}
+	if v := nestedString(t, got, tplPath("osDisk", "managedDisk", "storageAccountType")...); v != "Premium_LRS" {
+		t.Errorf("storageAccountType lost: %q", v)
+	}
+}
+
+func TestUserValuesNeverOverwritten(t *testing.T) {
+	u := template("user-values", "eastus", "Standard_D2s_v3")
+	setField(u, desUser, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+	setField(u, false, tplPath("securityProfile", "encryptionAtHost")...)
+	warnings.take()
+	if err := k8s.Create(ctx(t), u); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, u)
+	if v := nestedString(t, got, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...); v != desUser {
+		t.Errorf("user DES overwritten: %q", v)
+	}
+	if on, found, _ := unstructured.NestedBool(got.Object, tplPath("securityProfile", "encryptionAtHost")...); !found || on {
+		t.Errorf("user's encryptionAtHost: false overwritten (found=%v value=%v)", found, on)
+	}
+	// The default could not be applied: the client is told, not refused.
+	if w := strings.Join(warnings.take(), "\n"); !strings.Contains(w, "[default-not-applied]") {
+		t.Errorf("want a default-not-applied warning, got %q", w)
+	}
+}
+
+func TestUnknownFieldKept(t *testing.T) {
+	u := template("future-field", "eastus", "Standard_D2s_v3")
+	setField(u, "set by a newer CAPZ", tplPath("futureField")...)
+	if err := k8s.Create(ctx(t), u); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, u)
+	if v := nestedString(t, got, tplPath("futureField")...); v != "set by a newer CAPZ" {
+		t.Errorf("futureField = %q after mutation", v)
+	}
+	if v := nestedString(t, got, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...); v != desEast {
+		t.Errorf("defaults not injected next to the unknown field: %q", v)
+	}
+}
+
+func TestServerSideDryRun(t *testing.T) {
+	bad := template("dry-run-bad", "eastus", "Standard_D2_v3")
+	setField(bad, true, tplPath("securityProfile", "encryptionAtHost")...)
+	expectDenied(t, k8s.Create(ctx(t), bad, client.DryRunAll), "eah-sku-unsupported", "Standard_D2_v3")
+
+	good := template("dry-run-good", "eastus", "Standard_D2s_v3")
+	if err := k8s.Create(ctx(t), good, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	// The dry-run answer carries the same mutation...
+	if v := nestedString(t, good, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...); v != desEast {
+		t.Errorf("dry-run response lacks the default: %q", v)
+	}
+	// ...and leaves nothing behind.
+	err := k8s.Get(ctx(t), client.ObjectKeyFromObject(good), &unstructured.Unstructured{Object: map[string]any{"apiVersion": amtGVK.GroupVersion().String(), "kind": amtGVK.Kind}})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("dry-run left an object: %v", err)
+	}
+	var dry bool
+	for _, l := range hook.auditLines() {
+		if l["name"] == "dry-run-good" && l["dryRun"] == true {
+			dry = true
+		}
+	}
+	if !dry {
+		t.Error("the audit line must record dryRun: true")
+	}
+}
+
+func TestMetadataUpdateOfNonCompliantObject(t *testing.T) {
+	legacy := get(t, template(legacyName, "", ""))
+	labels := legacy.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels["owner"] = "team-b"
+	legacy.SetLabels(labels)
+	if err := k8s.Update(ctx(t), legacy); err != nil {
+		t.Fatalf("a label change on an old non-compliant object was blocked: %v", err)
+	}
+	// A spec change that adds a new violation is still refused.
+	legacy = get(t, legacy)
+	setField(legacy, []any{map[string]any{"name": "AzureDiskEncryption", "publisher": "Microsoft.Azure.Security", "version": "2.2"}}, tplPath("vmExtensions")...)
+	expectDenied(t, k8s.Update(ctx(t), legacy), "ade-extension")
+}
+
+// eventually retries f until it returns nil or the deadline passes: the webhook's informers see new
+// Clusters a moment after the apiserver stores them.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func createCluster(t *testing.T, name string, infra, cp map[string]any) {
+	t.Helper()
+	if err := k8s.Create(ctx(t), object(clusterGVK, name, map[string]any{"infrastructureRef": infra, "controlPlaneRef": cp})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAKSClusterTemplateDenied(t *testing.T) {
+	createCluster(t, "aks1",
+		map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureManagedCluster", "name": "aks1"},
+		map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureManagedControlPlane", "name": "aks1"})
+	eventually(t, 20*time.Second, func() error {
+		u := template("aks1-md", "eastus", "Standard_D2s_v3")
+		u.SetLabels(map[string]string{"cluster.x-k8s.io/cluster-name": "aks1"})
+		setField(u, true, tplPath("securityProfile", "encryptionAtHost")...)
+		err := k8s.Create(ctx(t), u)
+		if err == nil {
+			_ = k8s.Delete(ctx(t), u)
+			return fmt.Errorf("admitted (the webhook has not seen Cluster aks1 yet?)")
+		}
+		if !strings.Contains(err.Error(), "[aks-target]") || !strings.Contains(err.Error(), "AzureManagedCluster") {
+			return fmt.Errorf("denied, but not by aks-target: %v", err)
+		}
+		return nil
+	})
+}
+
+func TestRegionFromClusterDecides(t *testing.T) {
+	for _, c := range []struct{ name, location string }{{"east", "eastus"}, {"south", "southcentralus"}} {
+		if err := k8s.Create(ctx(t), object(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureCluster"}, c.name+"-az",
+			map[string]any{"location": c.location})); err != nil {
+			t.Fatal(err)
+		}
+		createCluster(t, c.name,
+			map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureCluster", "name": c.name + "-az"},
+			map[string]any{"apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": c.name + "-cp"})
+	}
+	// Standard_M8-2ms supports encryption at host, but is restricted for the subscription in eastus.
+	m8 := func(name, cluster string) *unstructured.Unstructured {
+		u := template(name, "", "Standard_M8-2ms")
+		u.SetLabels(map[string]string{"cluster.x-k8s.io/cluster-name": cluster})
+		setField(u, true, tplPath("securityProfile", "encryptionAtHost")...)
+		return u
+	}
+	eventually(t, 20*time.Second, func() error {
+		err := k8s.Create(ctx(t), m8("m8-east", "east"))
+		if err == nil {
+			return fmt.Errorf("admitted in eastus")
+		}
+		if !strings.Contains(err.Error(), "[eah-sku-unsupported]") || !strings.Contains(err.Error(), "restricted for this subscription in eastus") {
+			return fmt.Errorf("not the eastus restriction: %v", err)
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, func() error { return k8s.Create(ctx(t), m8("m8-south", "south")) })
+	got := get(t, m8("m8-south", "south"))
+	if v := nestedString(t, got, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...); v != desSouth {
+		t.Errorf("southcentralus default not injected: %q", v)
+	}
+	var source string
+	for _, l := range hook.auditLines() {
+		if l["name"] == "m8-south" && l["webhook"] == "validate" && l["outcome"] == "allowed" {
+			source, _ = l["regionSource"].(string)
+		}
+	}
+	if source != "cluster" {
+		t.Errorf("region source in the audit line = %q, want cluster", source)
+	}
+}
+
+// TestAuditTrail joins the kube-apiserver audit log with the webhook's log by request UID: a denial
+// and a mutation each appear in both.
+func TestAuditTrail(t *testing.T) {
+	bad := template("audit-denied", "eastus", "Standard_Nope_v9")
+	expectDenied(t, k8s.Create(ctx(t), bad), "sku-unknown")
+	good := template("audit-mutated", "eastus", "Standard_D2s_v3")
+	if err := k8s.Create(ctx(t), good); err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		ObjectRef struct {
+			Name string `json:"name"`
+		} `json:"objectRef"`
+		Verb        string            `json:"verb"`
+		Stage       string            `json:"stage"`
+		Annotations map[string]string `json:"annotations"`
+	}
+	find := func(name, webhookPrefix, decision string) (string, error) {
+		f, err := os.Open(auditLog)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
+		for sc.Scan() {
+			var e event
+			if json.Unmarshal(sc.Bytes(), &e) != nil || e.ObjectRef.Name != name || e.Stage != "ResponseComplete" {
+				continue
+			}
+			for k, v := range e.Annotations {
+				if strings.HasPrefix(k, webhookPrefix) && strings.HasSuffix(k, "/decision") && v == decision {
+					uid := e.Annotations[strings.TrimSuffix(k, "/decision")+"/uid"]
+					return uid, nil
+				}
+			}
+		}
+		return "", fmt.Errorf("no %s audit event with decision %s for %s", webhookPrefix, decision, name)
+	}
+	for _, c := range []struct{ name, prefix, decision, webhook string }{
+		{"audit-denied", "validate.", "denied", "validate"},
+		{"audit-mutated", "mutate.", "patched", "mutate"},
+	} {
+		var uid string
+		eventually(t, 10*time.Second, func() (err error) {
+			uid, err = find(c.name, c.prefix, c.decision)
+			return err
+		})
+		joined := false
+		for _, l := range hook.auditLines() {
+			if l["uid"] == uid && l["webhook"] == c.webhook && l["outcome"] == c.decision && l["name"] == c.name {
+				joined = true
+			}
+		}
+		if uid == "" || !joined {
+			t.Errorf("%s: apiserver audit event (uid %q) has no matching webhook log line", c.name, uid)
+		}
+	}
+}
+
+// The last two tests restart and re-key the webhook; they run after the others.
+
+func TestFailClosed(t *testing.T) {
+	hook.stop()
+	err := k8s.Create(ctx(t), template("while-down", "eastus", "Standard_D2s_v3"))
+	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Errorf("with the webhook down and failurePolicy Fail, creation must be refused; got %v", err)
+	}
+	if err := hook.start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx(t), template("after-restart", "eastus", "Standard_D2s_v3")); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestCertificateRotation(t *testing.T) {
+	before, err := servedSerial(hook.webhookPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pki.issueLeaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		got, err := servedSerial(hook.webhookPort)
+		if err != nil {
+			return err
+		}
+		if got.Cmp(want) != 0 {
+			return fmt.Errorf("still serving serial %v (was %v), want %v", got, before, want)
+		}
+		return nil
+	})
+	if err := k8s.Create(ctx(t), template("after-rotation", "eastus", "Standard_D2s_v3")); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+}
