@@ -108,7 +108,7 @@ func TestEachRuleDenies(t *testing.T) {
 		map[string]any{"mode": "System", "sku": "Standard_D4s_v3", "enableEncryptionAtHost": true})
 	amcp := object(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureManagedControlPlane"}, "rule-aks-cp",
 		map[string]any{"location": "eastus", "resourceGroupName": "aks", "version": "v1.33.2",
-			"identityRef": map[string]any{"kind": "AzureClusterIdentity", "name": "id"},
+			"identityRef":              map[string]any{"kind": "AzureClusterIdentity", "name": "id"},
 			"asoManagedClusterPatches": []any{`{"spec":{"diskEncryptionSetReference":{"armId":"` + desEast + `"}}}`}})
 	cases := []struct {
 		rule  string
