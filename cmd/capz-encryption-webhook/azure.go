@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/admission"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/azure"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+)
+
+// azureOptions configure live Azure data (VM sizes and Disk Encryption Sets).
+type azureOptions struct {
+	subscription, cloud, armEndpoint, authorityHost string
+	disableInstanceDiscovery                        bool
+	refresh, backoff, timeout                       time.Duration
+}
+
+func (a *azureOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&a.subscription, "azure-subscription-id", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription whose VM sizes are read live; empty disables live Azure data (env AZURE_SUBSCRIPTION_ID)")
+	f.StringVar(&a.cloud, "azure-cloud", "AzurePublicCloud", "AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud")
+	f.StringVar(&a.armEndpoint, "azure-arm-endpoint", "", "Azure Resource Manager endpoint override (private clouds, tests)")
+	f.StringVar(&a.authorityHost, "azure-authority-host", os.Getenv("AZURE_AUTHORITY_HOST"), "Entra ID authority override (env AZURE_AUTHORITY_HOST)")
+	f.BoolVar(&a.disableInstanceDiscovery, "azure-disable-instance-discovery", false, "skip Entra ID instance discovery (private authorities)")
+	f.DurationVar(&a.refresh, "sku-refresh-interval", 6*time.Hour, "how old live VM-size and Disk Encryption Set data may get before it is refreshed")
+	f.DurationVar(&a.backoff, "azure-retry-backoff", time.Minute, "wait before retrying a failed refresh")
+	f.DurationVar(&a.timeout, "azure-timeout", 15*time.Second, "bound on one refresh call to Azure, retries included")
+}
+
+// liveAzure starts the live caches when a subscription is configured and returns the catalog layer to
+// put first and the DES catalog; both nil without a subscription.
+func (a *azureOptions) liveAzure(mgr manager.Manager, policies *admission.PolicyStore, log logr.Logger) (skus.Catalog, policy.DESCatalog, error) {
+	if a.subscription == "" {
+		log.Info("no Azure subscription configured; VM-size data comes from the catalog file and the embedded catalog, and the Disk Encryption Set rules that need Azure are skipped")
+		return nil, nil, nil
+	}
+	clients, err := azure.NewClients(azure.Config{
+		SubscriptionID: a.subscription, Cloud: a.cloud, ARMEndpoint: a.armEndpoint,
+		AuthorityHost: a.authorityHost, DisableInstanceDiscovery: a.disableInstanceDiscovery, Timeout: a.timeout,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	skuCache := azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus"))
+	desCache := azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des"))
+	runnables := []manager.Runnable{
+		manager.RunnableFunc(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
+		manager.RunnableFunc(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
+		manager.RunnableFunc(func(ctx context.Context) error {
+			if mgr.GetCache().WaitForCacheSync(ctx) {
+				warm(ctx, mgr.GetCache(), policies, skuCache, desCache, log)
+			}
+			return nil
+		}),
+	}
+	for _, r := range runnables {
+		if err := mgr.Add(r); err != nil {
+			return nil, nil, err
+		}
+	}
+	return skuCache, desCache, nil
+}
+
+// warm queues, every minute, the regions and Disk Encryption Sets the policy names and the regions of
+// the AzureClusters in the cluster, so that the first request for them finds live data. It runs after
+// the caches have synced and never blocks readiness.
+func warm(ctx context.Context, reader client.Reader, policies *admission.PolicyStore, skuCache *azure.SKUCache, desCache *azure.DESCache, log logr.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		p := policies.Get()
+		regions := []string{p.DefaultLocation}
+		var ids []string
+		for _, d := range p.Defaults {
+			regions = append(regions, d.Regions...)
+			ids = append(ids, d.DiskEncryptionSetID, d.DataDiskEncryptionSetID)
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(clusterinfo.AzureCluster.GroupVersion().WithKind("AzureClusterList"))
+		if err := reader.List(ctx, list); err == nil {
+			for _, item := range list.Items {
+				loc, _, _ := unstructured.NestedString(item.Object, "spec", "location")
+				regions = append(regions, skus.NormalizeRegion(loc))
+			}
+		} else {
+			log.V(1).Info("listing AzureClusters to warm their regions failed", "error", err.Error())
+		}
+		skuCache.Want(regions...)
+		var canonical []string
+		for _, id := range ids {
+			if id != "" {
+				canonical = append(canonical, strings.ToLower(id))
+			}
+		}
+		desCache.Want(canonical...)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
