@@ -21,12 +21,13 @@ import (
 
 // azureOptions configure live Azure data (VM sizes and Disk Encryption Sets).
 type azureOptions struct {
-	subscription, cloud, armEndpoint, authorityHost string
-	disableInstanceDiscovery                        bool
-	refresh, backoff, timeout                       time.Duration
+	subscription, cloud, armEndpoint, authorityHost, credential string
+	disableInstanceDiscovery                                    bool
+	refresh, backoff, timeout                                   time.Duration
 }
 
 func (a *azureOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&a.credential, "azure-credential", "default", "default (azidentity's chain), environment, workload-identity or managed-identity")
 	f.StringVar(&a.subscription, "azure-subscription-id", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription whose VM sizes are read live; empty disables live Azure data (env AZURE_SUBSCRIPTION_ID)")
 	f.StringVar(&a.cloud, "azure-cloud", "AzurePublicCloud", "AzurePublicCloud, AzureChinaCloud or AzureUSGovernmentCloud")
 	f.StringVar(&a.armEndpoint, "azure-arm-endpoint", "", "Azure Resource Manager endpoint override (private clouds, tests)")
@@ -47,6 +48,7 @@ func (a *azureOptions) liveAzure(mgr manager.Manager, policies *admission.Policy
 	clients, err := azure.NewClients(azure.Config{
 		SubscriptionID: a.subscription, Cloud: a.cloud, ARMEndpoint: a.armEndpoint,
 		AuthorityHost: a.authorityHost, DisableInstanceDiscovery: a.disableInstanceDiscovery, Timeout: a.timeout,
+		CredentialKind: a.credential,
 	})
 	if err != nil {
 		return nil, nil, err

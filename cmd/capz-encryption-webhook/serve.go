@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -45,6 +47,8 @@ type serveOptions struct {
 	enableHTTP2     bool
 	logLevel        string
 	shutdownTimeout time.Duration
+	shutdownDelay   time.Duration
+	azure           azureOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -69,7 +73,11 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: CVE-2023-44487 and CVE-2023-39325)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
-	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 25*time.Second, "time in-flight requests get to finish on shutdown")
+	// Delay + timeout stay under the chart's terminationGracePeriodSeconds (30s), so the kubelet's
+	// SIGKILL never cuts a request short.
+	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, time the webhook keeps serving (readiness failing) before it stops accepting connections")
+	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 20*time.Second, "after --shutdown-delay, time in-flight requests get to finish")
+	o.azure.addFlags(f)
 	return cmd
 }
 
@@ -94,7 +102,26 @@ func (o *serveOptions) restConfig() (*rest.Config, error) {
 	return ctrl.GetConfig()
 }
 
-func (o *serveOptions) run(ctx context.Context) error {
+// drainOnSignal returns the context the manager runs under: it ends delay after signal does, and
+// draining is set as soon as signal ends. A terminating pod's removal from the Service endpoints
+// reaches kube-proxy asynchronously, so for a moment after SIGTERM the apiserver still opens new
+// connections to it; closing the listener at once would make those calls fail, and failurePolicy
+// Fail would refuse CAPZ objects during every rollout. A second signal still exits at once
+// (ctrl.SetupSignalHandler).
+func drainOnSignal(signal context.Context, delay time.Duration, draining *atomic.Bool, log logr.Logger) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-signal.Done()
+		draining.Store(true)
+		log.Info("shutdown requested: readiness now fails; serving until the delay ends", "delay", delay.String())
+		time.Sleep(delay)
+		log.Info("shutdown delay over: closing the listeners; in-flight requests finish")
+		cancel()
+	}()
+	return ctx
+}
+
+func (o *serveOptions) run(signal context.Context) error {
 	zl, err := newLogger(o.logLevel)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -103,6 +130,8 @@ func (o *serveOptions) run(ctx context.Context) error {
 	log := zapr.NewLogger(zl)
 	ctrl.SetLogger(log.WithName("controller-runtime"))
 	log.Info("starting", "version", version.String())
+	var draining atomic.Bool
+	ctx := drainOnSignal(signal, o.shutdownDelay, &draining, log)
 
 	cfg, err := o.restConfig()
 	if err != nil {
@@ -112,14 +141,16 @@ func (o *serveOptions) run(ctx context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	var catalog skus.Catalog = skus.Embedded()
+	// Layers, first match per region wins: live Azure (added below), the catalog file, the embedded data.
+	layers := []skus.Catalog{}
 	if o.skuCatalog != "" {
 		file, err := skus.LoadFile(o.skuCatalog)
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		catalog = skus.NewLayered(file, skus.Embedded())
+		layers = append(layers, file)
 	}
+	layers = append(layers, skus.Embedded())
 
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
 	if !o.enableHTTP2 {
@@ -168,12 +199,21 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}
 	}
 
+	live, des, err := o.azure.liveAzure(mgr, policies, log.WithName("azure"))
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if live != nil {
+		layers = append([]skus.Catalog{live}, layers...)
+	}
+	catalog := skus.NewLayered(layers...)
+
 	recorder := audit.NewRecorder(log.WithName("audit"))
 	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
 	server := mgr.GetWebhookServer()
 	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
 		server.Register("/"+string(mode), &webhook.Admission{Handler: &admission.Handler{
-			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, Recorder: recorder,
+			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des, Recorder: recorder,
 		}})
 	}
 
@@ -190,6 +230,14 @@ func (o *serveOptions) run(ctx context.Context) error {
 		defer cancel()
 		if !mgr.GetCache().WaitForCacheSync(c) {
 			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
 		}
 		return nil
 	}); err != nil {

@@ -63,14 +63,21 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			// The policy is pure and fuzzed, but a webhook that crashes mid-request fails every create
-			// in the cluster; answer with an error (failurePolicy decides) and keep serving.
+			// The policy is pure and fuzzed, but a crash here would take every in-flight request with
+			// it. Answer and keep serving. The apiserver treats an errored answer as a rejection, not
+			// as a failed call, so this fails closed whatever the failurePolicy: an internal error must
+			// not let an unchecked object through.
 			entry.Err = fmt.Errorf("panic: %v", r)
 			resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("capz-encryption-webhook: internal error deciding on %s %s/%s", req.Kind.Kind, req.Namespace, req.Name))
 		}
 		entry.Outcome = outcome(resp, entry.Err)
 		entry.Latency = now().Sub(start)
-		resp.AuditAnnotations = mergeAnnotations(resp.AuditAnnotations, map[string]string{"uid": string(req.UID), "decision": entry.Outcome})
+		// Every answer carries uid, decision and rules, so that the apiserver's audit log can be
+		// filtered on them and joined with our log line (the apiserver makes a new UID per webhook
+		// call; its auditID is not the admission UID).
+		resp.AuditAnnotations = mergeAnnotations(resp.AuditAnnotations, map[string]string{
+			"uid": string(req.UID), "decision": entry.Outcome, "rules": audit.RulesSummary(entry.Decision),
+		})
 		h.Recorder.Record(entry)
 	}()
 
@@ -148,7 +155,7 @@ func validateResponse(d *policy.Decision) admission.Response {
 	for _, f := range d.Warnings() {
 		resp.Warnings = append(resp.Warnings, fmt.Sprintf("capz-encryption-webhook [%s] %s: %s", f.Rule, f.Field, f.Message))
 	}
-	resp.AuditAnnotations = map[string]string{"rules": audit.RulesSummary(d), "region": regionNote(d)}
+	resp.AuditAnnotations = map[string]string{"region": regionNote(d)}
 	if d.Exempt != "" {
 		resp.AuditAnnotations["exempt"] = d.Exempt
 	}

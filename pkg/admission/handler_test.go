@@ -96,7 +96,8 @@ func TestMutatePatches(t *testing.T) {
 	if !resp.Allowed || len(resp.Patches) != 3 || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
 		t.Fatalf("mutate response: %+v", resp)
 	}
-	if resp.AuditAnnotations["decision"] != "patched" || resp.AuditAnnotations["uid"] != "uid-1" || !strings.Contains(resp.AuditAnnotations["injected"], "osDisk") {
+	if resp.AuditAnnotations["decision"] != "patched" || resp.AuditAnnotations["uid"] != "uid-1" || resp.AuditAnnotations["rules"] != "none" ||
+		!strings.Contains(resp.AuditAnnotations["injected"], "osDisk") {
 		t.Errorf("audit annotations: %v", resp.AuditAnnotations)
 	}
 	if len(logs.lines) != 1 {
@@ -150,8 +151,9 @@ func TestErrorsAreAnsweredAndRecorded(t *testing.T) {
 	h := newHandler(t, Validate, eastus, logs)
 	bad := request(admissionv1.Create, "x", false)
 	bad.Object.Raw = []byte(`{"metadata": 7}`)
-	if resp := h.Handle(context.Background(), bad); resp.Allowed || resp.Result.Code != http.StatusBadRequest {
-		t.Errorf("malformed object: %+v", resp.Result)
+	if resp := h.Handle(context.Background(), bad); resp.Allowed || resp.Result.Code != http.StatusBadRequest ||
+		resp.AuditAnnotations["decision"] != "error" || resp.AuditAnnotations["rules"] != "none" {
+		t.Errorf("malformed object: %+v %v", resp.Result, resp.AuditAnnotations)
 	}
 	p := newHandler(t, Validate, panicResolver{}, logs)
 	if resp := p.Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false)); resp.Allowed || resp.Result.Code != http.StatusInternalServerError {

@@ -33,7 +33,10 @@ type Config struct {
 	Timeout time.Duration
 	// Transport replaces the HTTP client (tests).
 	Transport policy.Transporter
-	// Credential replaces azidentity's default chain (tests).
+	// CredentialKind picks one azidentity credential instead of the default chain: "environment",
+	// "workload-identity" or "managed-identity"; "" or "default" is the chain.
+	CredentialKind string
+	// Credential replaces azidentity altogether (unit tests).
 	Credential azcore.TokenCredential
 }
 
@@ -86,11 +89,8 @@ func NewClients(cfg Config) (*Clients, error) {
 	base := policy.ClientOptions{Cloud: cc, Transport: cfg.Transport}
 	cred := cfg.Credential
 	if cred == nil {
-		cred, err = azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{
-			ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("azure credentials: %w", err)
+		if cred, err = newCredential(cfg, base); err != nil {
+			return nil, fmt.Errorf("azure credentials (%s): %w", cfg.CredentialKind, err)
 		}
 	}
 	opts := &arm.ClientOptions{ClientOptions: base}
@@ -98,6 +98,23 @@ func NewClients(cfg Config) (*Clients, error) {
 	// The SDK retries 429 and 5xx with backoff; a few tries within the per-call timeout is enough.
 	opts.Retry = policy.RetryOptions{MaxRetries: 3, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 5 * time.Second}
 	return &Clients{cfg: cfg, cred: cred, opts: opts}, nil
+}
+
+// newCredential builds the credential. Naming one kind keeps the webhook from probing the others
+// (the default chain ends with managed identity, which calls the instance metadata endpoint).
+func newCredential(cfg Config, base policy.ClientOptions) (azcore.TokenCredential, error) {
+	switch strings.ToLower(cfg.CredentialKind) {
+	case "", "default":
+		return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
+	case "environment":
+		return azidentity.NewEnvironmentCredential(&azidentity.EnvironmentCredentialOptions{ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
+	case "workload-identity":
+		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
+	case "managed-identity":
+		return azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ClientOptions: base})
+	default:
+		return nil, fmt.Errorf("unknown credential kind %q (default, environment, workload-identity, managed-identity)", cfg.CredentialKind)
+	}
 }
 
 func (c *Clients) skus(subscription string) (*armcompute.ResourceSKUsClient, error) {

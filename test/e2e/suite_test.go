@@ -279,7 +279,14 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 			}
 			c.Annotations = nil
 			for i := range c.Webhooks {
-				c.Webhooks[i].ClientConfig = localClientConfig(c.Webhooks[i].ClientConfig)
+				wh := &c.Webhooks[i]
+				if err := checkAdmissionSettings(wh.Name, wh.FailurePolicy, wh.SideEffects, wh.MatchPolicy, wh.TimeoutSeconds); err != nil {
+					return err
+				}
+				if wh.ReinvocationPolicy == nil || *wh.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
+					return fmt.Errorf("chart webhook %s: reinvocationPolicy must be IfNeeded", wh.Name)
+				}
+				wh.ClientConfig = localClientConfig(wh.ClientConfig)
 			}
 			if err := k8s.Create(ctx, &c); err != nil {
 				return err
@@ -292,7 +299,11 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 			}
 			c.Annotations = nil
 			for i := range c.Webhooks {
-				c.Webhooks[i].ClientConfig = localClientConfig(c.Webhooks[i].ClientConfig)
+				wh := &c.Webhooks[i]
+				if err := checkAdmissionSettings(wh.Name, wh.FailurePolicy, wh.SideEffects, wh.MatchPolicy, wh.TimeoutSeconds); err != nil {
+					return err
+				}
+				wh.ClientConfig = localClientConfig(wh.ClientConfig)
 			}
 			if err := k8s.Create(ctx, &c); err != nil {
 				return err
@@ -302,6 +313,24 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 	}
 	if found != 2 {
 		return fmt.Errorf("the chart rendered %d webhook configurations, want 2", found)
+	}
+	return nil
+}
+
+// checkAdmissionSettings holds the chart's default webhook configurations to what the tests below
+// rely on (fail closed, safe for dry-run, bounded, and matching every served CAPZ version), so that a
+// change of the chart cannot make them pass for the wrong reason.
+func checkAdmissionSettings(name string, fp *admissionregistrationv1.FailurePolicyType, se *admissionregistrationv1.SideEffectClass,
+	mp *admissionregistrationv1.MatchPolicyType, timeout *int32) error {
+	switch {
+	case fp == nil || *fp != admissionregistrationv1.Fail:
+		return fmt.Errorf("chart webhook %s: failurePolicy must be Fail", name)
+	case se == nil || *se != admissionregistrationv1.SideEffectClassNone:
+		return fmt.Errorf("chart webhook %s: sideEffects must be None", name)
+	case mp == nil || *mp != admissionregistrationv1.Equivalent:
+		return fmt.Errorf("chart webhook %s: matchPolicy must be Equivalent", name)
+	case timeout == nil || *timeout < 1 || *timeout > 30:
+		return fmt.Errorf("chart webhook %s: timeoutSeconds must be set (1-30)", name)
 	}
 	return nil
 }
@@ -325,6 +354,7 @@ type webhookProcess struct {
 	cmd   *exec.Cmd
 	lines []string
 	done  chan struct{}
+	exit  int // exit code of the last process, once done is closed
 }
 
 func newWebhookProcess(bin, kubeconfig, certDir, policy string) (*webhookProcess, error) {
@@ -336,13 +366,16 @@ func newWebhookProcess(bin, kubeconfig, certDir, policy string) (*webhookProcess
 		webhookPort: ports[0], probePort: ports[1], metrics: ports[2]}, nil
 }
 
-func (w *webhookProcess) start() error {
-	cmd := exec.Command(w.bin, "serve",
+// start runs `serve` and waits for /readyz. extra flags come last and so override the defaults here
+// (no shutdown delay, so that a stop takes effect at once).
+func (w *webhookProcess) start(extra ...string) error {
+	args := append([]string{"serve",
 		"--kubeconfig", w.kubeconfig, "--cert-dir", w.certDir, "--policy", w.policy, "--policy-reload-interval", "200ms",
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(w.webhookPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", w.probePort),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", w.metrics),
-		"--graceful-shutdown-timeout", "5s")
+		"--shutdown-delay", "0s", "--graceful-shutdown-timeout", "5s"}, extra...)
+	cmd := exec.Command(w.bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -364,6 +397,9 @@ func (w *webhookProcess) start() error {
 			w.mu.Unlock()
 		}
 		_ = cmd.Wait()
+		w.mu.Lock()
+		w.exit = cmd.ProcessState.ExitCode()
+		w.mu.Unlock()
 		close(done)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
@@ -399,6 +435,12 @@ func (w *webhookProcess) stop() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+func (w *webhookProcess) exitCode() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.exit
 }
 
 func (w *webhookProcess) logLines() []string {

@@ -196,7 +196,12 @@ func TestUnknownFieldKept(t *testing.T) {
 func TestServerSideDryRun(t *testing.T) {
 	bad := template("dry-run-bad", "eastus", "Standard_D2_v3")
 	setField(bad, true, tplPath("securityProfile", "encryptionAtHost")...)
-	expectDenied(t, k8s.Create(ctx(t), bad, client.DryRunAll), "eah-sku-unsupported", "Standard_D2_v3")
+	dryErr := k8s.Create(ctx(t), bad.DeepCopy(), client.DryRunAll)
+	expectDenied(t, dryErr, "eah-sku-unsupported", "Standard_D2_v3")
+	// The same answer, word for word, as the real request.
+	if realErr := k8s.Create(ctx(t), bad.DeepCopy()); realErr == nil || realErr.Error() != dryErr.Error() {
+		t.Errorf("dry-run and real answers differ:\n dry-run: %v\n real:    %v", dryErr, realErr)
+	}
 
 	good := template("dry-run-good", "eastus", "Standard_D2s_v3")
 	if err := k8s.Create(ctx(t), good, client.DryRunAll); err != nil {
@@ -343,10 +348,10 @@ func TestAuditTrail(t *testing.T) {
 		Stage       string            `json:"stage"`
 		Annotations map[string]string `json:"annotations"`
 	}
-	find := func(name, webhookPrefix, decision string) (string, error) {
+	find := func(name, webhookPrefix, decision string) (uid, rules string, err error) {
 		f, err := os.Open(auditLog)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		defer f.Close()
 		sc := bufio.NewScanner(f)
@@ -358,22 +363,26 @@ func TestAuditTrail(t *testing.T) {
 			}
 			for k, v := range e.Annotations {
 				if strings.HasPrefix(k, webhookPrefix) && strings.HasSuffix(k, "/decision") && v == decision {
-					uid := e.Annotations[strings.TrimSuffix(k, "/decision")+"/uid"]
-					return uid, nil
+					prefix := strings.TrimSuffix(k, "/decision")
+					return e.Annotations[prefix+"/uid"], e.Annotations[prefix+"/rules"], nil
 				}
 			}
 		}
-		return "", fmt.Errorf("no %s audit event with decision %s for %s", webhookPrefix, decision, name)
+		return "", "", fmt.Errorf("no %s audit event with decision %s for %s", webhookPrefix, decision, name)
 	}
-	for _, c := range []struct{ name, prefix, decision, webhook string }{
-		{"audit-denied", "validate.", "denied", "validate"},
-		{"audit-mutated", "mutate.", "patched", "mutate"},
+	for _, c := range []struct{ name, prefix, decision, webhook, rules string }{
+		// An unknown size also cannot take the eastus encryption-at-host default: a warning.
+		{"audit-denied", "validate.", "denied", "validate", "default-not-applied:warn,sku-unknown:deny"},
+		{"audit-mutated", "mutate.", "patched", "mutate", "none"},
 	} {
-		var uid string
+		var uid, rules string
 		eventually(t, 10*time.Second, func() (err error) {
-			uid, err = find(c.name, c.prefix, c.decision)
+			uid, rules, err = find(c.name, c.prefix, c.decision)
 			return err
 		})
+		if rules != c.rules {
+			t.Errorf("%s: the apiserver audit event's rules annotation = %q, want %q", c.name, rules, c.rules)
+		}
 		joined := false
 		for _, l := range hook.auditLines() {
 			if l["uid"] == uid && l["webhook"] == c.webhook && l["outcome"] == c.decision && l["name"] == c.name {

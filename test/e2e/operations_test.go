@@ -1,0 +1,312 @@
+package e2e
+
+// Operational behaviour of `serve` through the real binary: probes and metrics, policy hot reload,
+// graceful shutdown. Each test leaves the webhook as it found it (running, serving e2ePolicy), so the
+// order of tests does not matter.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func httpGet(url string) (int, string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$`)
+var labelPair = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+
+// metricValue returns the value of the sample of name whose labels include want (Prometheus text
+// format), or false when there is none.
+func metricValue(body, name string, want map[string]string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		m := sampleLine.FindStringSubmatch(line)
+		if m == nil || m[1] != name {
+			continue
+		}
+		got := map[string]string{}
+		for _, p := range labelPair.FindAllStringSubmatch(m[2], -1) {
+			got[p[1]] = p[2]
+		}
+		match := true
+		for k, v := range want {
+			if got[k] != v {
+				match = false
+			}
+		}
+		if match {
+			v, err := strconv.ParseFloat(m[3], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+func scrape(t *testing.T) string {
+	t.Helper()
+	code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.metrics))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	return body
+}
+
+func TestProbesAndMetrics(t *testing.T) {
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d%s", hook.probePort, p)); err != nil || code != http.StatusOK {
+			t.Errorf("GET %s: %d %q %v", p, code, body, err)
+		}
+	}
+	// The probes are not on the metrics port and the metrics are not on the probe port.
+	if code, _, _ := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.probePort)); code == http.StatusOK {
+		t.Error("metrics are served on the probe port")
+	}
+
+	before := scrape(t)
+	denials, _ := metricValue(before, "capz_encryption_webhook_decisions_total", map[string]string{"webhook": "validate", "rule": "sku-unknown", "action": "deny"})
+	count, _ := metricValue(before, "capz_encryption_webhook_request_duration_seconds_count", map[string]string{"webhook": "validate"})
+	expectDenied(t, k8s.Create(ctx(t), template("metrics-denied", "eastus", "Standard_Nope_v9")), "sku-unknown")
+
+	after := scrape(t)
+	if v, ok := metricValue(after, "capz_encryption_webhook_decisions_total", map[string]string{"webhook": "validate", "rule": "sku-unknown", "action": "deny"}); !ok || v != denials+1 {
+		t.Errorf("decisions_total{validate,sku-unknown,deny} = %v (found %v), want %v", v, ok, denials+1)
+	}
+	if v, ok := metricValue(after, "capz_encryption_webhook_request_duration_seconds_count", map[string]string{"webhook": "validate"}); !ok || v < count+1 {
+		t.Errorf("request_duration_seconds_count{validate} = %v, want at least %v", v, count+1)
+	}
+	if v, ok := metricValue(after, "capz_encryption_webhook_requests_total", map[string]string{"webhook": "validate", "operation": "CREATE", "outcome": "denied"}); !ok || v < 1 {
+		t.Errorf("requests_total{validate,CREATE,denied} = %v", v)
+	}
+	if v, ok := metricValue(after, "capz_encryption_webhook_policy_info", map[string]string{"source": hook.policy}); !ok || v != 1 {
+		t.Errorf("policy_info{source=%s} = %v (found %v)", hook.policy, v, ok)
+	}
+}
+
+// writeAtomically replaces a file by rename, as a ConfigMap volume update does, so that the watcher
+// never reads half a file.
+func writeAtomically(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyHotReload(t *testing.T) {
+	unknownSize := 0
+	createUnknownSize := func() error {
+		unknownSize++
+		return k8s.Create(ctx(t), template(fmt.Sprintf("reload-%d", unknownSize), "eastus", "Standard_Nope_v9"))
+	}
+	t.Cleanup(func() {
+		// Put e2ePolicy back and wait until it is in force again: sku-unknown denies.
+		writeAtomically(t, hook.policy, e2ePolicy)
+		eventually(t, 20*time.Second, func() error {
+			if err := createUnknownSize(); err == nil {
+				return fmt.Errorf("sku-unknown still only warns")
+			}
+			return nil
+		})
+	})
+	errorsBefore, _ := metricValue(scrape(t), "capz_encryption_webhook_policy_reloads_total", map[string]string{"result": "error"})
+
+	// A bad new file (a misspelt key) is rejected with an error log; the last good policy serves on.
+	writeAtomically(t, hook.policy, e2ePolicy+"rulez:\n  sku-unknown: warn\n")
+	eventually(t, 20*time.Second, func() error {
+		for _, l := range hook.logLines() {
+			if strings.Contains(l, "policy file rejected") && strings.Contains(l, `unknown key \"rulez\"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no rejection logged")
+	})
+	if v, _ := metricValue(scrape(t), "capz_encryption_webhook_policy_reloads_total", map[string]string{"result": "error"}); v != errorsBefore+1 {
+		t.Errorf("policy_reloads_total{error} = %v, want %v", v, errorsBefore+1)
+	}
+	expectDenied(t, createUnknownSize(), "sku-unknown")
+
+	// A good new file takes effect without a restart.
+	warnings.take()
+	writeAtomically(t, hook.policy, e2ePolicy+"rules:\n  sku-unknown: warn\n")
+	eventually(t, 20*time.Second, createUnknownSize)
+	if w := strings.Join(warnings.take(), "\n"); !strings.Contains(w, "[sku-unknown]") {
+		t.Errorf("the reloaded policy's warning did not reach the client: %q", w)
+	}
+}
+
+// admissionReview is the body the apiserver would POST for a CREATE of obj.
+func admissionReview(t *testing.T, uid string, obj map[string]any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:      types.UID(uid),
+			Kind:     metav1.GroupVersionKind{Group: amtGVK.Group, Version: amtGVK.Version, Kind: amtGVK.Kind},
+			Resource: metav1.GroupVersionResource{Group: amtGVK.Group, Version: amtGVK.Version, Resource: "azuremachinetemplates"},
+			Name:     uid, Namespace: testNS, Operation: admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{Username: "e2e"},
+			Object:   runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func webhookTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pki.caPEM)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// readReview reads an HTTP response carrying an AdmissionReview.
+func readReview(r io.Reader) (*admissionv1.AdmissionResponse, error) {
+	resp, err := http.ReadResponse(bufio.NewReader(r), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		return nil, err
+	}
+	if review.Response == nil {
+		return nil, fmt.Errorf("no response in the AdmissionReview")
+	}
+	return review.Response, nil
+}
+
+// TestGracefulShutdown: after SIGTERM the webhook fails readiness but keeps answering for
+// --shutdown-delay, then closes its listener, and a request already in flight still gets its answer.
+func TestGracefulShutdown(t *testing.T) {
+	const delay = 4 * time.Second
+	hook.stop()
+	t.Cleanup(func() {
+		hook.stop()
+		if err := hook.start(); err != nil {
+			t.Fatalf("restarting the webhook: %v", err)
+		}
+	})
+	if err := hook.start("--shutdown-delay", delay.String()); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", hook.webhookPort)
+	tpl := template("graceful-inflight", "eastus", "Standard_D2s_v3").Object
+
+	// A request in flight: headers and half the body sent, the rest held back until after the
+	// listener has closed.
+	body := admissionReview(t, "graceful-inflight", tpl)
+	conn, err := tls.Dial("tcp", addr, webhookTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	half := len(body) / 2
+	if _, err := fmt.Fprintf(conn, "POST /validate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body[:half]); err != nil {
+		t.Fatal(err)
+	}
+
+	hook.mu.Lock()
+	proc, done := hook.cmd.Process, hook.done
+	hook.mu.Unlock()
+	signalled := time.Now()
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	// Draining: not ready, yet new requests are answered.
+	eventually(t, delay/2, func() error {
+		code, _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/readyz", hook.probePort))
+		if err == nil && code == http.StatusOK {
+			return fmt.Errorf("still ready after SIGTERM")
+		}
+		return nil
+	})
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: webhookTLS()}}
+	resp, err := c.Post("https://"+addr+"/validate", "application/json", bytes.NewReader(admissionReview(t, "graceful-during-delay", tpl)))
+	if err != nil {
+		t.Fatalf("a new request during the shutdown delay failed: %v", err)
+	}
+	_ = resp.Body.Close()
+	if elapsed := time.Since(signalled); elapsed >= delay {
+		t.Fatalf("the checks took %s, longer than the delay; the test proves nothing on a machine this slow", elapsed)
+	}
+
+	// After the delay the listener closes...
+	eventually(t, delay+10*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return fmt.Errorf("still accepting connections")
+		}
+		return nil
+	})
+	// ...and the request in flight is answered in full.
+	if _, err := conn.Write(body[half:]); err != nil {
+		t.Fatalf("the in-flight connection was cut: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r, err := readReview(conn)
+	if err != nil {
+		t.Fatalf("the in-flight request got no answer: %v", err)
+	}
+	if r.UID != "graceful-inflight" || !r.Allowed {
+		t.Errorf("in-flight answer: uid %q allowed %v %v", r.UID, r.Allowed, r.Result)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the webhook did not exit after its in-flight request finished")
+	}
+	if code := hook.exitCode(); code != 0 {
+		t.Errorf("exit code after a graceful shutdown = %d, want 0", code)
+	}
+	seen := map[string]bool{}
+	for _, l := range hook.auditLines() {
+		if uid, _ := l["uid"].(string); strings.HasPrefix(uid, "graceful-") {
+			seen[uid] = true
+		}
+	}
+	if !seen["graceful-inflight"] || !seen["graceful-during-delay"] {
+		t.Errorf("both requests must have their audit line: %v", seen)
+	}
+}
