@@ -1,15 +1,21 @@
 // Command skucatalog writes VM-size catalogs in the JSON shape of `az vm list-skus --all -o json`:
 //
-//	from-subset: convert the project's shared fact file into the embedded catalog;
-//	from-azure:  list the resource SKUs of a live subscription (needs Azure credentials).
+//	from-subset: convert the project's shared fact file into the embedded catalog
+//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out pkg/skus/data/vm-skus.json);
+//	from-azure:  list the VM sizes of a live subscription (needs Azure credentials: az login, a
+//	             service principal or workload identity, whatever DefaultAzureCredential finds)
+//	             (go run ./hack/skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE).
+//
+// The conversion and the Azure calls live in pkg/skus, where they are tested; this is flags and I/O.
 package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,9 +25,13 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
 )
 
+const usage = `usage:
+  skucatalog from-subset [-in FILE] [-out FILE]
+  skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE [-timeout 5m]`
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: skucatalog from-subset -in FILE -out FILE | from-azure -subscription ID -locations a,b -out FILE")
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	var err error
@@ -30,8 +40,14 @@ func main() {
 		err = fromSubset(os.Args[2:])
 	case "from-azure":
 		err = fromAzure(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		fmt.Println(usage)
+		return
 	default:
-		err = fmt.Errorf("unknown mode %q", os.Args[1])
+		err = fmt.Errorf("unknown mode %q\n%s", os.Args[1], usage)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "skucatalog:", err)
@@ -40,30 +56,36 @@ func main() {
 }
 
 func fromSubset(args []string) error {
-	fs := flag.NewFlagSet("from-subset", flag.ExitOnError)
+	fs := flag.NewFlagSet("from-subset", flag.ContinueOnError)
 	in := fs.String("in", "../shared/data/azure-vm-skus-subset.json", "the shared SKU fact file")
 	out := fs.String("out", "pkg/skus/data/vm-skus.json", "output file")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	data, err := os.ReadFile(*in)
 	if err != nil {
 		return err
 	}
 	converted, err := skus.ConvertSubset(data)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", *in, err)
 	}
-	return os.WriteFile(*out, converted, 0o644)
+	return writeFileAtomic(*out, converted)
 }
 
 func fromAzure(args []string) error {
-	fs := flag.NewFlagSet("from-azure", flag.ExitOnError)
-	sub := fs.String("subscription", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription ID")
-	locations := fs.String("locations", "", "comma-separated regions")
-	out := fs.String("out", "pkg/skus/data/vm-skus.json", "output file")
-	_ = fs.Parse(args)
-	if *sub == "" || *locations == "" {
-		return fmt.Errorf("-subscription and -locations are required")
+	fs := flag.NewFlagSet("from-azure", flag.ContinueOnError)
+	sub := fs.String("subscription", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription ID (default $AZURE_SUBSCRIPTION_ID)")
+	locations := fs.String("locations", "", "comma-separated Azure locations, e.g. eastus,westeurope")
+	out := fs.String("out", "", "output file")
+	timeout := fs.Duration("timeout", 5*time.Minute, "overall time limit, retries included")
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
+	if *sub == "" || *locations == "" || *out == "" {
+		return errors.New("-subscription, -locations and -out are required")
+	}
+	locs := strings.Split(*locations, ",")
 	cred, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
 		return err
@@ -72,15 +94,66 @@ func fromAzure(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	records, err := skus.FetchAzure(ctx, client, strings.Split(*locations, ","))
+	records, err := skus.FetchAzure(ctx, client, locs)
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(records, "", "  ")
+	// Azure answers a misspelt location with an empty list, not an error; a catalog silently
+	// missing a region would later make every size there look nonexistent.
+	perLocation := map[string]int{}
+	for _, r := range records {
+		for _, l := range r.Locations {
+			if l != nil {
+				perLocation[skus.NormalizeRegion(*l)]++
+			}
+		}
+	}
+	for _, l := range locs {
+		if l = skus.NormalizeRegion(l); l != "" && perLocation[l] == 0 {
+			return fmt.Errorf("no VM sizes listed for location %q: misspelt, or not enabled for subscription %s?", l, *sub)
+		}
+	}
+	data, err := skus.MarshalAzCLI(records)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(*out, append(b, '\n'), 0o644)
+	if err := writeFileAtomic(*out, data); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "skucatalog: wrote %d VM sizes for %v to %s\n", len(records), perLocation, *out)
+	return nil
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path only once the new content is complete on disk, so an interrupted
+// run never leaves a truncated catalog for the webhook (or go:embed) to read.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -13,32 +13,37 @@ type Static struct {
 	src      SourceInfo
 }
 
-// NewStatic indexes skus. A later record for the same region and size replaces an earlier one.
+// NewStatic indexes skus by normalised region and lower-cased name. A later record for the same
+// region and size replaces an earlier one. Records without a name or region are dropped: nothing
+// could look them up, and an empty region would collide with Source(""), "the whole catalog".
 func NewStatic(skus []SKU, src SourceInfo) *Static {
 	s := &Static{byRegion: map[string]map[string]SKU{}, src: src}
 	for _, k := range skus {
 		k.Region = NormalizeRegion(k.Region)
+		if k.Region == "" || strings.TrimSpace(k.Name) == "" {
+			continue
+		}
 		m, ok := s.byRegion[k.Region]
 		if !ok {
 			m = map[string]SKU{}
 			s.byRegion[k.Region] = m
 			s.regions = append(s.regions, k.Region)
 		}
-		m[strings.ToLower(k.Name)] = k
+		m[sizeKey(k.Name)] = k
 	}
 	slices.Sort(s.regions)
 	return s
 }
 
 func (s *Static) Lookup(region, size string) (SKU, bool) {
-	k, ok := s.byRegion[NormalizeRegion(region)][strings.ToLower(size)]
+	k, ok := s.byRegion[NormalizeRegion(region)][sizeKey(size)]
 	return k, ok
 }
 
 func (s *Static) LookupAll(size string) []SKU {
 	var out []SKU
 	for _, r := range s.regions {
-		if k, ok := s.byRegion[r][strings.ToLower(size)]; ok {
+		if k, ok := s.byRegion[r][sizeKey(size)]; ok {
 			out = append(out, k)
 		}
 	}
@@ -63,12 +68,17 @@ func (s *Static) SKUs(region string) []SKU {
 	return out
 }
 
+// Source returns the catalog's SourceInfo for a region it knows and for "" (the whole catalog), and
+// {Name: "none"} for any other region, so a decision never claims a source that had no data.
 func (s *Static) Source(region string) SourceInfo {
 	if region != "" && !s.HasRegion(region) {
 		return SourceInfo{Name: "none"}
 	}
 	return s.src
 }
+
+// sizeKey is the map key of a size: Azure treats size names case-insensitively.
+func sizeKey(size string) string { return strings.ToLower(strings.TrimSpace(size)) }
 
 // Len is the number of records.
 func (s *Static) Len() int {
@@ -77,69 +87,4 @@ func (s *Static) Len() int {
 		n += len(m)
 	}
 	return n
-}
-
-// Layered answers each region from the first layer that has it: live data over a catalog file over
-// the embedded default.
-type Layered struct{ layers []Catalog }
-
-func NewLayered(layers ...Catalog) *Layered { return &Layered{layers: layers} }
-
-func (l *Layered) layerFor(region string) Catalog {
-	for _, c := range l.layers {
-		if c.HasRegion(region) {
-			return c
-		}
-	}
-	return nil
-}
-
-func (l *Layered) Lookup(region, size string) (SKU, bool) {
-	if c := l.layerFor(region); c != nil {
-		return c.Lookup(region, size)
-	}
-	return SKU{}, false
-}
-
-func (l *Layered) LookupAll(size string) []SKU {
-	var out []SKU
-	for _, r := range l.Regions() {
-		if k, ok := l.Lookup(r, size); ok {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-func (l *Layered) HasRegion(region string) bool { return l.layerFor(region) != nil }
-
-func (l *Layered) Regions() []string {
-	var out []string
-	for _, c := range l.layers {
-		out = append(out, c.Regions()...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-func (l *Layered) SKUs(region string) []SKU {
-	if c := l.layerFor(region); c != nil {
-		return c.SKUs(region)
-	}
-	return nil
-}
-
-// Source describes the layer that answers region; for "" it names the layers in order.
-func (l *Layered) Source(region string) SourceInfo {
-	if region != "" {
-		if c := l.layerFor(region); c != nil {
-			return c.Source(region)
-		}
-		return SourceInfo{Name: "none"}
-	}
-	var names []string
-	for _, c := range l.layers {
-		names = append(names, c.Source("").Name)
-	}
-	return SourceInfo{Name: strings.Join(names, "+")}
 }
