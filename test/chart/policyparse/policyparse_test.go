@@ -1,0 +1,63 @@
+// Package policyparse_test feeds the policy file the chart renders to the webhook's own parser: the
+// values under `policy:` (and the Palette `cloud:` values) must be the policy file's schema, exactly.
+// It is a package of its own so that the other chart tests do not depend on pkg/policy compiling.
+package policyparse_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
+)
+
+func TestRenderedPolicyParses(t *testing.T) {
+	helm := os.Getenv(chart.HelmEnv)
+	if helm == "" {
+		t.Fatalf("%s is not set: run via make test-unit (make helm installs it)", chart.HelmEnv)
+	}
+	for _, s := range chart.Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			objs, err := chart.Render(chart.Options{Helm: helm, Args: s.Args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var file string
+			for _, o := range chart.Find(objs, "ConfigMap") {
+				if strings.HasSuffix(o.GetName(), "-policy") {
+					var cm corev1.ConfigMap
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &cm); err != nil {
+						t.Fatal(err)
+					}
+					file = cm.Data["policy.yaml"]
+				}
+			}
+			if file == "" {
+				t.Fatal("no policy file rendered")
+			}
+			p, err := policy.Parse("policy.yaml", []byte(file))
+			if err != nil {
+				t.Fatalf("the webhook refuses the rendered policy: %v\n%s", err, file)
+			}
+			switch s.Name {
+			case "policy":
+				if !p.DryRun || !p.RequireCustomerManagedKeys || len(p.Defaults) != 2 || p.ActionFor("sku-unknown") != "warn" {
+					t.Errorf("parsed policy = %+v", p)
+				}
+			case "palette":
+				if len(p.Defaults) != 1 || p.Defaults[0].DiskEncryptionSetID != chart.TestDESID || !p.Defaults[0].EncryptionAtHost {
+					t.Errorf("parsed Palette policy = %+v", p)
+				}
+			default:
+				if len(p.Defaults) != 0 || p.DryRun {
+					t.Errorf("the default values give a policy with defaults or dry run: %+v", p)
+				}
+			}
+		})
+	}
+}

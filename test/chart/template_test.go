@@ -1,0 +1,762 @@
+package chart_test
+
+import (
+	"encoding/pem"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
+)
+
+const ns = chart.DefaultNamespace
+
+// Kinds without a namespace.
+var clusterScoped = map[string]bool{
+	"ClusterRole": true, "ClusterRoleBinding": true,
+	"MutatingWebhookConfiguration": true, "ValidatingWebhookConfiguration": true,
+}
+
+// The webhook rules of the binary's contract (issue 3). Written out here, independently of the chart,
+// so that a change to the chart's rules fails a test instead of quietly changing what is enforced.
+var (
+	wantMutatingResources   = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools"}
+	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools", "azuremanagedmachinepools", "azuremanagedcontrolplanes"}
+)
+
+// The ClusterRole of the contract: read-only, for region and AKS resolution.
+var wantRBAC = map[string][]string{
+	"":                                {"namespaces"},
+	"cluster.x-k8s.io":                {"clusters"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedclusters", "azuremanagedcontrolplanes", "azureasomanagedclusters", "azureasomanagedcontrolplanes"},
+}
+
+func TestTemplateDefault(t *testing.T) {
+	objs := render(t)
+	checkCommon(t, objs)
+
+	// Exactly these objects: nothing optional is on by default.
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.GetKind())
+	}
+	sort.Strings(kinds)
+	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+		"Issuer", "Issuer", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "Service",
+		"ServiceAccount", "ValidatingWebhookConfiguration"}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("rendered kinds:\n got %v\nwant %v", kinds, want)
+	}
+
+	dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+	if *dep.Spec.Replicas != 2 {
+		t.Errorf("replicas = %d, want 2", *dep.Spec.Replicas)
+	}
+	ru := dep.Spec.Strategy.RollingUpdate
+	if ru == nil || ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge.IntValue() != 1 {
+		t.Errorf("rolling update = %+v, want maxUnavailable 0, maxSurge 1 (never fewer serving replicas)", ru)
+	}
+	pod := dep.Spec.Template.Spec
+	if pod.PriorityClassName != "system-cluster-critical" {
+		t.Errorf("priorityClassName = %q", pod.PriorityClassName)
+	}
+	c := pod.Containers[0]
+	for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[res]; !ok {
+			t.Errorf("no %s request", res)
+		}
+		if _, ok := c.Resources.Limits[res]; !ok {
+			t.Errorf("no %s limit", res)
+		}
+	}
+	if c.Image != "ghcr.io/capz-encryption-webhook/capz-encryption-webhook:0.1.0" {
+		t.Errorf("image = %q, want the chart's appVersion as tag", c.Image)
+	}
+	// The binary's contract, flag by flag.
+	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
+		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--log-level=info"}
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("args:\n got %q\nwant %q", c.Args, wantArgs)
+	}
+	// Spread across nodes (required) and zones (preferred).
+	spread := map[string]corev1.UnsatisfiableConstraintAction{}
+	for _, tsc := range pod.TopologySpreadConstraints {
+		spread[tsc.TopologyKey] = tsc.WhenUnsatisfiable
+		sel, err := metav1LabelSelector(tsc.LabelSelector)
+		if err != nil || !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+			t.Errorf("topology spread on %s does not select the pods (%v)", tsc.TopologyKey, err)
+		}
+	}
+	if spread["kubernetes.io/hostname"] != corev1.DoNotSchedule || spread["topology.kubernetes.io/zone"] != corev1.ScheduleAnyway {
+		t.Errorf("topology spread = %v, want hostname DoNotSchedule and zone ScheduleAnyway", spread)
+	}
+
+	pdb := typed[*policyv1.PodDisruptionBudget](t, one(t, objs, "PodDisruptionBudget"))
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.MinAvailable != nil {
+		t.Errorf("PDB = %+v, want maxUnavailable 1", pdb.Spec)
+	}
+	if pdb.Spec.UnhealthyPodEvictionPolicy == nil || *pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+		t.Errorf("PDB unhealthyPodEvictionPolicy = %v, want AlwaysAllow", pdb.Spec.UnhealthyPodEvictionPolicy)
+	}
+
+	m, v, err := chart.Webhooks(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range map[string]struct {
+		failurePolicy *admissionregistrationv1.FailurePolicyType
+		timeout       *int32
+	}{
+		"mutating":   {m.Webhooks[0].FailurePolicy, m.Webhooks[0].TimeoutSeconds},
+		"validating": {v.Webhooks[0].FailurePolicy, v.Webhooks[0].TimeoutSeconds},
+	} {
+		if *w.failurePolicy != admissionregistrationv1.Fail {
+			t.Errorf("%s: failurePolicy = %s, want Fail by default (fail closed)", name, *w.failurePolicy)
+		}
+		if *w.timeout != 10 {
+			t.Errorf("%s: timeoutSeconds = %d, want 10", name, *w.timeout)
+		}
+	}
+	if len(v.Webhooks[0].MatchConditions) != 0 || len(m.Webhooks[0].MatchConditions) != 0 {
+		t.Error("matchConditions rendered without being asked for")
+	}
+
+	// The CA chain: self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate.
+	issuers := map[string]*unstructured.Unstructured{}
+	for _, o := range chart.Find(objs, "Issuer") {
+		issuers[o.GetName()] = o
+	}
+	certs := map[string]*unstructured.Unstructured{}
+	for _, o := range chart.Find(objs, "Certificate") {
+		certs[o.GetName()] = o
+	}
+	fullname := chart.DefaultRelease
+	ca, serving := certs[fullname+"-ca"], certs[fullname+"-serving-cert"]
+	if ca == nil || serving == nil {
+		t.Fatalf("certificates: %v", sortedKeys(certs))
+	}
+	if _, ok := issuers[str(t, ca, "spec", "issuerRef", "name")].Object["spec"].(map[string]any)["selfSigned"]; !ok {
+		t.Error("the CA Certificate is not issued by the self-signed Issuer")
+	}
+	if isCA, _, _ := unstructured.NestedBool(ca.Object, "spec", "isCA"); !isCA {
+		t.Error("the CA Certificate is not isCA")
+	}
+	if p := str(t, ca, "spec", "privateKey", "rotationPolicy"); p != "Never" {
+		t.Errorf("CA rotationPolicy = %s, want Never (the CA keeps its key, so the caBundle stays valid)", p)
+	}
+	caIssuer := issuers[str(t, serving, "spec", "issuerRef", "name")]
+	if caIssuer == nil || str(t, caIssuer, "spec", "ca", "secretName") != str(t, ca, "spec", "secretName") {
+		t.Error("the serving Certificate is not issued by a CA Issuer made from the CA Certificate's secret")
+	}
+}
+
+// TestTemplateScenarios renders every option (chart.Scenarios) and checks what the option is for, on
+// top of the invariants every render must keep.
+func TestTemplateScenarios(t *testing.T) {
+	checks := map[string]func(t *testing.T, objs []*unstructured.Unstructured){
+		"default": func(t *testing.T, objs []*unstructured.Unstructured) {},
+		"user-issuer": func(t *testing.T, objs []*unstructured.Unstructured) {
+			if n := len(chart.Find(objs, "Issuer")); n != 0 {
+				t.Errorf("%d Issuers rendered; the user's issuer replaces the chart's CA", n)
+			}
+			certs := chart.Find(objs, "Certificate")
+			if len(certs) != 1 {
+				t.Fatalf("want only the serving Certificate, got %d", len(certs))
+			}
+			if got := str(t, certs[0], "spec", "issuerRef", "name") + "/" + str(t, certs[0], "spec", "issuerRef", "kind"); got != "corp-ca/ClusterIssuer" {
+				t.Errorf("issuerRef = %s", got)
+			}
+		},
+		"user-secret": checkUserSecret,
+		"user-secret-plain-pem": func(t *testing.T, objs []*unstructured.Unstructured) {
+			checkUserSecret(t, objs)
+		},
+		"network-policy": func(t *testing.T, objs []*unstructured.Unstructured) {
+			np := typed[*networkingv1.NetworkPolicy](t, one(t, objs, "NetworkPolicy"))
+			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+			sel, _ := metav1LabelSelector(&np.Spec.PodSelector)
+			if !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+				t.Error("the NetworkPolicy does not select the webhook's pods")
+			}
+			ingressPorts := map[string][]networkingv1.NetworkPolicyPeer{}
+			for _, r := range np.Spec.Ingress {
+				for _, p := range r.Ports {
+					ingressPorts[p.Port.String()] = r.From
+				}
+			}
+			for _, p := range []string{"webhook-server", "health", "metrics"} {
+				if _, ok := ingressPorts[p]; !ok {
+					t.Errorf("no ingress rule for port %s", p)
+				}
+			}
+			if len(ingressPorts["webhook-server"]) != 0 {
+				t.Error("webhook ingress is restricted by default; the API server calls from outside the pod network")
+			}
+			if len(ingressPorts["metrics"]) != 1 {
+				t.Error("metricsFrom not applied")
+			}
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) || len(np.Spec.Egress) != 3 {
+				t.Errorf("egress = %+v, want DNS, API server/Azure and the extra rule", np.Spec.Egress)
+			}
+		},
+		"service-monitor": func(t *testing.T, objs []*unstructured.Unstructured) {
+			sm := one(t, objs, "ServiceMonitor")
+			if sm.GetLabels()["release"] != "kube-prometheus-stack" {
+				t.Error("serviceMonitor.labels not applied")
+			}
+			sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+			var metricsSvc *corev1.Service
+			for _, s := range chart.Find(objs, "Service") {
+				svc := typed[*corev1.Service](t, s)
+				if labels.SelectorFromSet(sel).Matches(labels.Set(svc.Labels)) {
+					if metricsSvc != nil {
+						t.Errorf("the ServiceMonitor selects more than one Service (%s, %s)", metricsSvc.Name, svc.Name)
+					}
+					metricsSvc = svc
+				}
+			}
+			if metricsSvc == nil || metricsSvc.Spec.Ports[0].Name != "metrics" {
+				t.Fatalf("the ServiceMonitor selects no metrics Service")
+			}
+			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
+				t.Errorf("endpoints = %v", endpoints)
+			}
+		},
+		"workload-identity": func(t *testing.T, objs []*unstructured.Unstructured) {
+			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+			if dep.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
+				t.Error("pod label azure.workload.identity/use missing")
+			}
+			sa := typed[*corev1.ServiceAccount](t, one(t, objs, "ServiceAccount"))
+			if sa.Annotations["azure.workload.identity/client-id"] != chart.TestClientID ||
+				sa.Annotations["azure.workload.identity/tenant-id"] != chart.TestTenantID {
+				t.Errorf("service account annotations = %v", sa.Annotations)
+			}
+			if dep.Spec.Template.Spec.ServiceAccountName != sa.Name {
+				t.Error("the pods do not use the annotated service account")
+			}
+			args := dep.Spec.Template.Spec.Containers[0].Args
+			for _, a := range []string{"--azure-subscription-id=" + chart.TestSubscription, "--azure-cloud=AzureUSGovernmentCloud",
+				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h"} {
+				if !slices.Contains(args, a) {
+					t.Errorf("args %q lack %s", args, a)
+				}
+			}
+		},
+		"palette": func(t *testing.T, objs []*unstructured.Unstructured) {
+			doc := policyDoc(t, objs)
+			want := map[string]any{"cloud": map[string]any{"azure": map[string]any{
+				"diskEncryptionSetID": chart.TestDESID, "encryptionAtHost": true}}}
+			if !reflect.DeepEqual(doc, want) {
+				t.Errorf("policy file = %v, want the Palette pack-values document %v", doc, want)
+			}
+		},
+		"match-conditions": func(t *testing.T, objs []*unstructured.Unstructured) {
+			m, v, err := chart.Webhooks(objs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mc := range [][]admissionregistrationv1.MatchCondition{m.Webhooks[0].MatchConditions, v.Webhooks[0].MatchConditions} {
+				if len(mc) != 1 || mc[0].Name != "not-capz-controller" {
+					t.Errorf("matchConditions = %+v", mc)
+				}
+			}
+		},
+		"policy": func(t *testing.T, objs []*unstructured.Unstructured) {
+			doc := policyDoc(t, objs)
+			if doc["dryRun"] != true || doc["requireCustomerManagedKeys"] != true || doc["defaultLocation"] != "eastus" {
+				t.Errorf("policy file = %v", doc)
+			}
+			defaults, _ := doc["defaults"].([]any)
+			if len(defaults) != 2 {
+				t.Fatalf("defaults = %v", doc["defaults"])
+			}
+			first := defaults[0].(map[string]any)
+			if first["diskEncryptionSetID"] != chart.TestDESID || first["name"] != "prod-eastus" {
+				t.Errorf("defaults[0] = %v", first)
+			}
+			if rules := doc["rules"].(map[string]any); rules["sku-unknown"] != "warn" || rules["des-key-rotation"] != "audit" {
+				t.Errorf("rules = %v", rules)
+			}
+		},
+		"webhook-tuning": func(t *testing.T, objs []*unstructured.Unstructured) {
+			if n := len(chart.Find(objs, "MutatingWebhookConfiguration")); n != 0 {
+				t.Error("webhook.mutating.enabled=false still renders the mutating webhook")
+			}
+			vs := chart.Find(objs, "ValidatingWebhookConfiguration")
+			if len(vs) != 1 {
+				t.Fatal("no validating webhook")
+			}
+			v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, vs[0])
+			w := v.Webhooks[0]
+			if *w.FailurePolicy != admissionregistrationv1.Ignore || *w.TimeoutSeconds != 5 {
+				t.Errorf("failurePolicy %s timeoutSeconds %d", *w.FailurePolicy, *w.TimeoutSeconds)
+			}
+			sel, err := metav1LabelSelector(w.NamespaceSelector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range map[string]bool{"capi-system": false, "capz-system": false, "kube-system": false, ns: false, "team-a": true} {
+				if got := sel.Matches(labels.Set{"kubernetes.io/metadata.name": name}); got != want {
+					t.Errorf("namespace %s selected = %v, want %v", name, got, want)
+				}
+			}
+			if sel.Matches(labels.Set{"kubernetes.io/metadata.name": "team-a", "capz-encryption-webhook.io/skip": ""}) {
+				t.Error("the extra matchExpression is not applied")
+			}
+		},
+		"misc": func(t *testing.T, objs []*unstructured.Unstructured) {
+			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+			pod := dep.Spec.Template.Spec
+			c := pod.Containers[0]
+			if *dep.Spec.Replicas != 3 || pod.PriorityClassName != "" {
+				t.Errorf("replicas %d priorityClassName %q", *dep.Spec.Replicas, pod.PriorityClassName)
+			}
+			if !strings.HasPrefix(c.Image, "ghcr.io/capz-encryption-webhook/capz-encryption-webhook@sha256:") {
+				t.Errorf("image = %s, want pinned by digest", c.Image)
+			}
+			for _, a := range []string{"--metrics-bind-address=0", "--log-level=debug", "--sku-catalog=/etc/capz-encryption-webhook-skus/skus.json", "--sku-refresh-interval=1h"} {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("args %q lack %s", c.Args, a)
+				}
+			}
+			for _, p := range c.Ports {
+				if p.Name == "metrics" {
+					t.Error("metrics port exposed with metrics disabled")
+				}
+			}
+			for _, s := range chart.Find(objs, "Service") {
+				if strings.HasSuffix(s.GetName(), "-metrics") {
+					t.Error("metrics Service rendered with metrics disabled")
+				}
+			}
+			if len(pod.TopologySpreadConstraints) != 1 || pod.TopologySpreadConstraints[0].LabelSelector == nil {
+				t.Errorf("topologySpreadConstraints = %+v, want the user's, with the pod selector added", pod.TopologySpreadConstraints)
+			}
+			if len(c.Env) != 1 || c.Env[0].Name != "HTTPS_PROXY" {
+				t.Errorf("env = %+v", c.Env)
+			}
+			pdb := typed[*policyv1.PodDisruptionBudget](t, one(t, objs, "PodDisruptionBudget"))
+			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
+				t.Errorf("PDB = %+v, want minAvailable 2 only", pdb.Spec)
+			}
+			var skuVol bool
+			for _, v := range pod.Volumes {
+				skuVol = skuVol || v.ConfigMap != nil && v.ConfigMap.Name == "azure-skus"
+			}
+			if !skuVol {
+				t.Error("no volume for the SKU catalog ConfigMap")
+			}
+			if typed[*corev1.ServiceAccount](t, one(t, objs, "ServiceAccount")).Annotations["team"] != "platform" {
+				t.Error("serviceAccount.annotations not applied")
+			}
+		},
+	}
+	for _, s := range chart.Scenarios() {
+		check, ok := checks[s.Name]
+		if !ok {
+			t.Errorf("scenario %s has no check here", s.Name)
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			objs := render(t, s.Args...)
+			checkCommon(t, objs)
+			check(t, objs)
+		})
+	}
+}
+
+// TestTemplateMinKubeVersion renders the chart for the oldest Kubernetes it claims to support, and
+// checks that an older one is refused (matchConditions need 1.30).
+func TestTemplateMinKubeVersion(t *testing.T) {
+	helm := helmPath(t)
+	if _, err := chart.Template(chart.Options{Helm: helm, KubeVersion: chart.MinKubeVersion, Args: scenarioArgs(t, "match-conditions")}); err != nil {
+		t.Errorf("Kubernetes %s: %v", chart.MinKubeVersion, err)
+	}
+	_, err := chart.Template(chart.Options{Helm: helm, KubeVersion: "1.29.9"})
+	if err == nil || !strings.Contains(err.Error(), "kubeVersion") {
+		t.Errorf("Kubernetes 1.29 accepted (err %v)", err)
+	}
+}
+
+func checkUserSecret(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	if n := len(chart.Find(objs, "Certificate")) + len(chart.Find(objs, "Issuer")); n != 0 {
+		t.Errorf("%d cert-manager objects rendered with certManager.enabled=false", n)
+	}
+	dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+	if certSecret(t, dep) != "webhook-tls" {
+		t.Errorf("the pods mount %s, not the user's Secret", certSecret(t, dep))
+	}
+	m, v, err := chart.Webhooks(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cc := range []admissionregistrationv1.WebhookClientConfig{m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig} {
+		if string(cc.CABundle) != string(chart.TestCAPEM()) {
+			t.Errorf("caBundle = %q, want the given CA", cc.CABundle)
+		}
+	}
+	if _, ok := m.Annotations["cert-manager.io/inject-ca-from"]; ok {
+		t.Error("inject-ca-from set without cert-manager")
+	}
+}
+
+// checkCommon holds what every render must keep, whatever the values.
+func checkCommon(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	if len(objs) == 0 {
+		t.Fatal("nothing rendered")
+	}
+	for _, o := range objs {
+		// Built-in kinds must match their API types exactly (CRD kinds are checked against their
+		// schemas by test/chartapply).
+		if scheme.Scheme.Recognizes(o.GroupVersionKind()) {
+			_ = typed[runtime.Object](t, o)
+		}
+		if clusterScoped[o.GetKind()] {
+			if o.GetNamespace() != "" {
+				t.Errorf("%s %s is cluster-scoped but has namespace %s", o.GetKind(), o.GetName(), o.GetNamespace())
+			}
+		} else if o.GetNamespace() != ns {
+			t.Errorf("%s %s: namespace %q, want the release namespace (helm template does not add it)", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+		// The break-glass command selects by this label.
+		if o.GetLabels()["app.kubernetes.io/name"] != "capz-encryption-webhook" {
+			t.Errorf("%s %s lacks app.kubernetes.io/name=capz-encryption-webhook", o.GetKind(), o.GetName())
+		}
+	}
+
+	dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+	checkPodSecurity(t, dep)
+	checkServicesAndPDB(t, objs, dep)
+	checkRBAC(t, objs, dep)
+	checkWebhooks(t, objs, dep)
+	if cm := policyDoc(t, objs); len(cm) == 0 {
+		t.Error("empty policy file")
+	}
+}
+
+func checkPodSecurity(t *testing.T, dep *appsv1.Deployment) {
+	t.Helper()
+	pod := dep.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v, want runAsNonRoot and seccomp RuntimeDefault", psc)
+	}
+	if psc != nil && (psc.RunAsUser == nil || *psc.RunAsUser == 0) {
+		t.Error("pod runAsUser is not a non-zero UID")
+	}
+	if len(pod.Containers) != 1 || len(pod.InitContainers) != 0 {
+		t.Fatalf("want one container, got %d (+%d init)", len(pod.Containers), len(pod.InitContainers))
+	}
+	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
+		t.Error("host namespaces used")
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("no container securityContext")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("allowPrivilegeEscalation is not false")
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("readOnlyRootFilesystem is not true")
+	case sc.Privileged != nil && *sc.Privileged:
+		t.Error("privileged")
+	case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0:
+		t.Errorf("capabilities = %+v, want drop ALL and nothing added", sc.Capabilities)
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		t.Error("container runAsNonRoot is not true")
+	}
+	probes := map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe}
+	for path, p := range probes {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "health" {
+			t.Errorf("probe for %s = %+v", path, p)
+		}
+	}
+	// Mounts: a writable emptyDir at /tmp, the certificate Secret read-only at --cert-dir, the policy
+	// ConfigMap read-only as a directory (subPath mounts never see ConfigMap updates).
+	vols := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = v
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m
+		if m.SubPath != "" {
+			t.Errorf("mount %s uses subPath", m.MountPath)
+		}
+	}
+	if m, ok := mounts["/tmp"]; !ok || vols[m.Name].EmptyDir == nil {
+		t.Error("no emptyDir at /tmp")
+	}
+	if m, ok := mounts["/tmp/k8s-webhook-server/serving-certs"]; !ok || !m.ReadOnly || vols[m.Name].Secret == nil {
+		t.Error("the certificate Secret is not mounted read-only at the cert dir")
+	}
+	if m, ok := mounts["/etc/capz-encryption-webhook"]; !ok || !m.ReadOnly || vols[m.Name].ConfigMap == nil {
+		t.Error("the policy ConfigMap is not mounted read-only at /etc/capz-encryption-webhook")
+	}
+	for _, m := range c.VolumeMounts {
+		if !m.ReadOnly && m.MountPath != "/tmp" {
+			t.Errorf("writable mount %s", m.MountPath)
+		}
+	}
+	if !slices.Contains(c.Args, "--cert-dir=/tmp/k8s-webhook-server/serving-certs") || c.Args[0] != "serve" {
+		t.Errorf("args = %q", c.Args)
+	}
+}
+
+func checkServicesAndPDB(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	podLabels := labels.Set(dep.Spec.Template.Labels)
+	ports := map[string]int32{}
+	for _, p := range dep.Spec.Template.Spec.Containers[0].Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	for _, o := range chart.Find(objs, "Service") {
+		svc := typed[*corev1.Service](t, o)
+		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+			t.Errorf("Service %s does not select the pods", svc.Name)
+		}
+		for _, p := range svc.Spec.Ports {
+			if _, ok := ports[p.TargetPort.String()]; !ok {
+				t.Errorf("Service %s targets port %s, which the container does not name", svc.Name, p.TargetPort.String())
+			}
+		}
+	}
+	sel, err := metav1LabelSelector(dep.Spec.Selector)
+	if err != nil || !sel.Matches(podLabels) {
+		t.Errorf("the Deployment's selector does not match its pods (%v)", err)
+	}
+	for _, o := range chart.Find(objs, "PodDisruptionBudget") {
+		pdb := typed[*policyv1.PodDisruptionBudget](t, o)
+		sel, err := metav1LabelSelector(pdb.Spec.Selector)
+		if err != nil || !sel.Matches(podLabels) {
+			t.Errorf("the PDB does not select the pods (%v)", err)
+		}
+	}
+}
+
+func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	if n := len(chart.Find(objs, "Role")) + len(chart.Find(objs, "RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
+		t.Errorf("%d Roles, RoleBindings or Secrets rendered", n)
+	}
+	role := typed[*rbacv1.ClusterRole](t, one(t, objs, "ClusterRole"))
+	got := map[string][]string{}
+	for _, r := range role.Rules {
+		if len(r.NonResourceURLs) != 0 || len(r.ResourceNames) != 0 {
+			t.Errorf("unexpected rule %+v", r)
+		}
+		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
+			t.Errorf("rule %+v: verbs must be exactly get, list, watch", r)
+		}
+		for _, g := range r.APIGroups {
+			got[g] = append(got[g], r.Resources...)
+		}
+		for _, res := range r.Resources {
+			if res == "secrets" || res == "*" || strings.Contains(res, "/") {
+				t.Errorf("rule grants %s", res)
+			}
+		}
+	}
+	if !reflect.DeepEqual(got, wantRBAC) {
+		t.Errorf("ClusterRole grants\n %v\nwant\n %v", got, wantRBAC)
+	}
+	crb := typed[*rbacv1.ClusterRoleBinding](t, one(t, objs, "ClusterRoleBinding"))
+	if crb.RoleRef.Name != role.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Name != dep.Spec.Template.Spec.ServiceAccountName || crb.Subjects[0].Namespace != ns {
+		t.Errorf("ClusterRoleBinding %+v does not bind the role to the pods' service account", crb)
+	}
+}
+
+func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	var hooks []renderedHook
+	for _, o := range chart.Find(objs, "MutatingWebhookConfiguration") {
+		m := typed[*admissionregistrationv1.MutatingWebhookConfiguration](t, o)
+		if len(m.Webhooks) != 1 {
+			t.Fatalf("%d mutating webhooks", len(m.Webhooks))
+		}
+		mw := m.Webhooks[0]
+		// Same fields as a validating webhook, bar reinvocationPolicy.
+		vw := admissionregistrationv1.ValidatingWebhook{Name: mw.Name, ClientConfig: mw.ClientConfig, Rules: mw.Rules,
+			FailurePolicy: mw.FailurePolicy, MatchPolicy: mw.MatchPolicy, NamespaceSelector: mw.NamespaceSelector,
+			ObjectSelector: mw.ObjectSelector, SideEffects: mw.SideEffects, TimeoutSeconds: mw.TimeoutSeconds,
+			AdmissionReviewVersions: mw.AdmissionReviewVersions, MatchConditions: mw.MatchConditions}
+		hooks = append(hooks, renderedHook{"mutating", vw, mw.ReinvocationPolicy, m.Annotations, "/mutate", []admissionregistrationv1.OperationType{"CREATE"}, wantMutatingResources})
+	}
+	for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
+		v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o)
+		if len(v.Webhooks) != 1 {
+			t.Fatalf("%d validating webhooks", len(v.Webhooks))
+		}
+		hooks = append(hooks, renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, wantValidatingResources})
+	}
+	if len(hooks) == 0 {
+		t.Fatal("no webhook configuration rendered")
+	}
+	svcName := ""
+	for _, o := range chart.Find(objs, "Service") {
+		if typed[*corev1.Service](t, o).Spec.Ports[0].Name == "https" {
+			svcName = o.GetName()
+		}
+	}
+	certs := map[string]*unstructured.Unstructured{}
+	for _, o := range chart.Find(objs, "Certificate") {
+		certs[o.GetNamespace()+"/"+o.GetName()] = o
+	}
+	for _, h := range hooks {
+		w := h.w
+		if !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
+			t.Errorf("%s: admissionReviewVersions = %v", h.kind, w.AdmissionReviewVersions)
+		}
+		if w.SideEffects == nil || *w.SideEffects != admissionregistrationv1.SideEffectClassNone {
+			t.Errorf("%s: sideEffects = %v, want None", h.kind, w.SideEffects)
+		}
+		if w.MatchPolicy == nil || *w.MatchPolicy != admissionregistrationv1.Equivalent {
+			t.Errorf("%s: matchPolicy = %v, want Equivalent", h.kind, w.MatchPolicy)
+		}
+		if w.FailurePolicy == nil || w.TimeoutSeconds == nil {
+			t.Errorf("%s: failurePolicy or timeoutSeconds left to the API server's defaults", h.kind)
+		}
+		if h.kind == "mutating" && (h.reinvoke == nil || *h.reinvoke != admissionregistrationv1.IfNeededReinvocationPolicy) {
+			t.Errorf("mutating: reinvocationPolicy = %v, want IfNeeded", h.reinvoke)
+		}
+		if !strings.HasSuffix(w.Name, ".capz-encryption-webhook.io") {
+			t.Errorf("%s: webhook name %s is not qualified", h.kind, w.Name)
+		}
+		// Only our kinds, only the operations of the contract; never DELETE.
+		if len(w.Rules) != 1 {
+			t.Fatalf("%s: %d rules", h.kind, len(w.Rules))
+		}
+		r := w.Rules[0]
+		if !slices.Equal(r.APIGroups, []string{"infrastructure.cluster.x-k8s.io"}) || !slices.Equal(r.APIVersions, []string{"v1beta1"}) {
+			t.Errorf("%s: groups %v versions %v", h.kind, r.APIGroups, r.APIVersions)
+		}
+		if !slices.Equal(r.Operations, h.wantOps) {
+			t.Errorf("%s: operations = %v, want %v", h.kind, r.Operations, h.wantOps)
+		}
+		if !slices.Equal(r.Resources, h.wantResrcs) {
+			t.Errorf("%s: resources = %v, want %v", h.kind, r.Resources, h.wantResrcs)
+		}
+		if r.Scope == nil || *r.Scope != admissionregistrationv1.NamespacedScope {
+			t.Errorf("%s: scope = %v", h.kind, r.Scope)
+		}
+		// Never kube-system, never the webhook's own namespace.
+		sel, err := metav1LabelSelector(w.NamespaceSelector)
+		if err != nil {
+			t.Fatalf("%s: namespaceSelector: %v", h.kind, err)
+		}
+		for _, n := range []string{"kube-system", ns} {
+			if sel.Matches(labels.Set{"kubernetes.io/metadata.name": n}) {
+				t.Errorf("%s: namespace %s is not left out", h.kind, n)
+			}
+		}
+		found := false
+		for _, e := range w.NamespaceSelector.MatchExpressions {
+			if e.Key == "kubernetes.io/metadata.name" && e.Operator == "NotIn" && slices.Contains(e.Values, "kube-system") && slices.Contains(e.Values, ns) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no kubernetes.io/metadata.name NotIn [kube-system, %s]", h.kind, ns)
+		}
+		// The Service, and the certificate trust.
+		cc := w.ClientConfig
+		if cc.URL != nil || cc.Service == nil || cc.Service.Name != svcName || cc.Service.Namespace != ns ||
+			cc.Service.Path == nil || *cc.Service.Path != h.wantPath || cc.Service.Port == nil || *cc.Service.Port != 443 {
+			t.Errorf("%s: clientConfig = %+v, want service %s/%s:443%s", h.kind, cc, ns, svcName, h.wantPath)
+		}
+		inject := h.meta["cert-manager.io/inject-ca-from"]
+		switch {
+		case inject != "" && len(cc.CABundle) != 0:
+			t.Errorf("%s: both inject-ca-from and caBundle", h.kind)
+		case inject != "":
+			cert := certs[inject]
+			if cert == nil {
+				t.Fatalf("%s: inject-ca-from %s names no rendered Certificate", h.kind, inject)
+			}
+			if secret := str(t, cert, "spec", "secretName"); secret != certSecret(t, dep) {
+				t.Errorf("%s: injects the CA of %s, whose secret %s is not the one the pods mount (%s)", h.kind, inject, secret, certSecret(t, dep))
+			}
+			dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+			if !slices.Contains(dnsNames, fmt.Sprintf("%s.%s.svc", svcName, ns)) {
+				t.Errorf("serving certificate dnsNames %v lack %s.%s.svc", dnsNames, svcName, ns)
+			}
+		case len(cc.CABundle) != 0:
+			if b, _ := pem.Decode(cc.CABundle); b == nil || b.Type != "CERTIFICATE" {
+				t.Errorf("%s: caBundle is not a PEM certificate", h.kind)
+			}
+		default:
+			t.Errorf("%s: neither inject-ca-from nor caBundle: the API server could not trust the webhook", h.kind)
+		}
+	}
+}
+
+// renderedHook is one webhook of either configuration, with what the contract expects of it. A mutating
+// webhook is carried in the validating type (they share every field but reinvocationPolicy).
+type renderedHook struct {
+	kind       string
+	w          admissionregistrationv1.ValidatingWebhook
+	reinvoke   *admissionregistrationv1.ReinvocationPolicyType
+	meta       map[string]string
+	wantPath   string
+	wantOps    []admissionregistrationv1.OperationType
+	wantResrcs []string
+}
+
+func certSecret(t *testing.T, dep *appsv1.Deployment) string {
+	t.Helper()
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Name == "serving-certs" && v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	t.Fatal("no serving-certs volume")
+	return ""
+}
+
+// policyDoc returns the policy file the ConfigMap holds, parsed.
+func policyDoc(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
+	t.Helper()
+	for _, o := range chart.Find(objs, "ConfigMap") {
+		if !strings.HasSuffix(o.GetName(), "-policy") {
+			continue
+		}
+		cm := typed[*corev1.ConfigMap](t, o)
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(cm.Data["policy.yaml"]), &doc); err != nil {
+			t.Fatalf("policy.yaml: %v", err)
+		}
+		return doc
+	}
+	t.Fatal("no policy ConfigMap")
+	return nil
+}
+
+func metav1LabelSelector(s *metav1.LabelSelector) (labels.Selector, error) {
+	if s == nil {
+		return nil, fmt.Errorf("no selector")
+	}
+	return metav1.LabelSelectorAsSelector(s)
+}

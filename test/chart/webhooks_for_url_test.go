@@ -1,0 +1,58 @@
+package chart_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
+)
+
+// TestWebhooksForURL covers the helper the e2e suite uses to install the chart's webhook
+// configurations against a webhook server running in the test process: only clientConfig changes.
+func TestWebhooksForURL(t *testing.T) {
+	helm := helmPath(t)
+	ca := chart.TestCAPEM()
+	m, v, err := chart.WebhooksForURL(helm, "e2e-system", "https://127.0.0.1:9443/", ca, scenarioArgs(t, "match-conditions")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := chart.Render(chart.Options{Helm: helm, Namespace: "e2e-system", Args: scenarioArgs(t, "match-conditions")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0, v0, err := chart.Webhooks(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path        string
+		url         *string
+		caBundle    []byte
+		got, want   any
+		annotations map[string]string
+	}{
+		{"/mutate", m.Webhooks[0].ClientConfig.URL, m.Webhooks[0].ClientConfig.CABundle, m.Webhooks[0].Rules, m0.Webhooks[0].Rules, m.Annotations},
+		{"/validate", v.Webhooks[0].ClientConfig.URL, v.Webhooks[0].ClientConfig.CABundle, v.Webhooks[0].Rules, v0.Webhooks[0].Rules, v.Annotations},
+	} {
+		if c.url == nil || *c.url != "https://127.0.0.1:9443"+c.path {
+			t.Errorf("%s: url = %v", c.path, c.url)
+		}
+		if string(c.caBundle) != string(ca) {
+			t.Errorf("%s: caBundle not set", c.path)
+		}
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: rules changed: %+v", c.path, c.got)
+		}
+		if _, ok := c.annotations["cert-manager.io/inject-ca-from"]; ok {
+			t.Errorf("%s: inject-ca-from kept", c.path)
+		}
+	}
+	// Everything but clientConfig is the chart's.
+	m0.Webhooks[0].ClientConfig, v0.Webhooks[0].ClientConfig = m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig
+	if !reflect.DeepEqual(m.Webhooks, m0.Webhooks) || !reflect.DeepEqual(v.Webhooks, v0.Webhooks) {
+		t.Error("WebhooksForURL changed more than clientConfig")
+	}
+	if len(v.Webhooks[0].MatchConditions) != 1 {
+		t.Error("helm args not applied")
+	}
+}
