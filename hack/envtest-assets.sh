@@ -15,10 +15,20 @@ ASSETS="$CACHE_ROOT/k8s/$K8S_VERSION"
 
 log() { printf 'envtest-assets: %s\n' "$*" >&2; }
 
+# reports BINARY PATTERN: BINARY --version prints a line matching PATTERN. The output is captured
+# before grep reads it: under pipefail, `bin --version | grep -q` fails at random when grep exits on
+# the first line while the binary is still writing the next ones (SIGPIPE); etcd prints four lines.
+reports() {
+  local out
+  [ -x "$1" ] || return 1
+  out="$("$1" --version 2>/dev/null)" || return 1
+  grep -q "$2" <<<"$out"
+}
+
 is_current() {
-  [ -x "$ASSETS/kube-apiserver" ] && [ -x "$ASSETS/etcd" ] && [ -x "$ASSETS/kubectl" ] || return 1
-  "$ASSETS/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION\$" || return 1
-  "$ASSETS/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_VERSION\$" || return 1
+  [ -x "$ASSETS/kubectl" ] || return 1
+  reports "$ASSETS/kube-apiserver" "v$K8S_VERSION\$" || return 1
+  reports "$ASSETS/etcd" "etcd Version: $ETCD_VERSION\$" || return 1
 }
 
 if is_current; then
@@ -89,11 +99,10 @@ build_etcd() {
   mv "$ASSETS/etcd.new" "$ASSETS/etcd"
 }
 
-if ! { [ -x "$ASSETS/kube-apiserver" ] && [ -x "$ASSETS/kubectl" ] && \
-       "$ASSETS/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION\$"; }; then
+if ! { [ -x "$ASSETS/kubectl" ] && reports "$ASSETS/kube-apiserver" "v$K8S_VERSION\$"; }; then
   build_kube
 fi
-if ! { [ -x "$ASSETS/etcd" ] && "$ASSETS/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_VERSION\$"; }; then
+if ! reports "$ASSETS/etcd" "etcd Version: $ETCD_VERSION\$"; then
   build_etcd
 fi
 is_current || { log "built binaries do not report the expected versions"; exit 1; }

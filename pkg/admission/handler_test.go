@@ -53,7 +53,7 @@ func (l *logLines) logger() logr.Logger {
 	}, funcr.Options{})
 }
 
-func writePolicy(t *testing.T, body string) string {
+func writePolicy(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(p, []byte("apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\n"+body), 0o600); err != nil {
@@ -62,7 +62,7 @@ func writePolicy(t *testing.T, body string) string {
 	return p
 }
 
-func newHandler(t *testing.T, mode Mode, r Resolver, logs *logLines) *Handler {
+func newHandler(t testing.TB, mode Mode, r Resolver, logs *logLines) *Handler {
 	t.Helper()
 	store, err := NewPolicyStore(writePolicy(t, "defaults:\n- name: d\n  diskEncryptionSetID: "+des+"\n  encryptionAtHost: true\n"), logr.Discard())
 	if err != nil {

@@ -123,14 +123,9 @@ func review(t *testing.T, w *webhookProcess, path string, obj map[string]any) (*
 	return out.Response, took
 }
 
-func lastLine(w *webhookProcess, name string) map[string]any {
-	var last map[string]any
-	for _, l := range w.auditLines() {
-		if l["name"] == name {
-			last = l
-		}
-	}
-	return last
+// lineOf returns the decision line of one request (nil if it does not appear within 5s).
+func lineOf(w *webhookProcess, uid types.UID) map[string]any {
+	return w.auditLine(5*time.Second, func(l map[string]any) bool { return l["uid"] == string(uid) })
 }
 
 // TestLiveAzureData runs the binary against the local ARM server: live VM sizes replace the embedded
@@ -177,14 +172,16 @@ func TestLiveAzureData(t *testing.T) {
 
 	t.Run("live VM sizes replace the embedded catalog", func(t *testing.T) {
 		// Standard_Live_v9 exists only in the live data: unknown until the region has been fetched.
+		var uid types.UID
 		eventually(t, 20*time.Second, func() error {
 			resp, _ := review(t, w, "/validate", machine("live-size", "Standard_Live_v9", ""))
 			if !resp.Allowed {
 				return fmt.Errorf("still denied: %s", resp.Result.Message)
 			}
+			uid = resp.UID
 			return nil
 		})
-		if l := lastLine(w, "live-size"); l["catalogSource"] != "live" {
+		if l := lineOf(w, uid); l["catalogSource"] != "live" {
 			t.Errorf("catalog source = %v, want live", l["catalogSource"])
 		}
 	})
@@ -218,7 +215,7 @@ func TestLiveAzureData(t *testing.T) {
 			if !resp.Allowed {
 				return fmt.Errorf("denied during the outage: %v", resp.Result)
 			}
-			if src := lastLine(w, "during-outage")["catalogSource"]; src != "live-stale" {
+			if src := lineOf(w, resp.UID)["catalogSource"]; src != "live-stale" {
 				return fmt.Errorf("catalog source %v, want live-stale once a refresh has failed", src)
 			}
 			return nil

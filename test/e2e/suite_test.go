@@ -461,6 +461,25 @@ func (w *webhookProcess) auditLines() []map[string]any {
 	return out
 }
 
+// auditLine waits for the webhook's decision line that match accepts and returns it, or nil after
+// timeout. The webhook writes the line before it answers, but the test reads the process's output
+// through a pipe and a goroutine, so the answer can reach the test first.
+func (w *webhookProcess) auditLine(timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	deadline := time.Now().Add(timeout)
+	for {
+		lines := w.auditLines()
+		for i := len(lines) - 1; i >= 0; i-- {
+			if match(lines[i]) {
+				return lines[i]
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {

@@ -216,13 +216,7 @@ func TestServerSideDryRun(t *testing.T) {
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("dry-run left an object: %v", err)
 	}
-	var dry bool
-	for _, l := range hook.auditLines() {
-		if l["name"] == "dry-run-good" && l["dryRun"] == true {
-			dry = true
-		}
-	}
-	if !dry {
+	if hook.auditLine(5*time.Second, func(l map[string]any) bool { return l["name"] == "dry-run-good" && l["dryRun"] == true }) == nil {
 		t.Error("the audit line must record dryRun: true")
 	}
 }
@@ -321,10 +315,10 @@ func TestRegionFromClusterDecides(t *testing.T) {
 		t.Errorf("southcentralus default not injected: %q", v)
 	}
 	var source string
-	for _, l := range hook.auditLines() {
-		if l["name"] == "m8-south" && l["webhook"] == "validate" && l["outcome"] == "allowed" {
-			source, _ = l["regionSource"].(string)
-		}
+	if l := hook.auditLine(5*time.Second, func(l map[string]any) bool {
+		return l["name"] == "m8-south" && l["webhook"] == "validate" && l["outcome"] == "allowed"
+	}); l != nil {
+		source, _ = l["regionSource"].(string)
 	}
 	if source != "cluster" {
 		t.Errorf("region source in the audit line = %q, want cluster", source)
@@ -383,12 +377,9 @@ func TestAuditTrail(t *testing.T) {
 		if rules != c.rules {
 			t.Errorf("%s: the apiserver audit event's rules annotation = %q, want %q", c.name, rules, c.rules)
 		}
-		joined := false
-		for _, l := range hook.auditLines() {
-			if l["uid"] == uid && l["webhook"] == c.webhook && l["outcome"] == c.decision && l["name"] == c.name {
-				joined = true
-			}
-		}
+		joined := hook.auditLine(5*time.Second, func(l map[string]any) bool {
+			return l["uid"] == uid && l["webhook"] == c.webhook && l["outcome"] == c.decision && l["name"] == c.name
+		}) != nil
 		if uid == "" || !joined {
 			t.Errorf("%s: apiserver audit event (uid %q) has no matching webhook log line", c.name, uid)
 		}
