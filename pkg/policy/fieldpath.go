@@ -53,6 +53,10 @@ func (p fieldPath) String() string {
 	return b.String()
 }
 
+// pointerEscaper escapes a key for a JSON pointer (RFC 6901). Built once: a Replacer's tables cost
+// far more than the paths it escapes.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // Pointer renders the path as an RFC 6901 JSON pointer.
 func (p fieldPath) Pointer() string {
 	var b strings.Builder
@@ -62,7 +66,7 @@ func (p fieldPath) Pointer() string {
 			b.WriteString(strconv.Itoa(s.index))
 			continue
 		}
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(s.key))
+		b.WriteString(pointerEscaper.Replace(s.key))
 	}
 	return b.String()
 }
