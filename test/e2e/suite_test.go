@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,7 +15,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -28,17 +26,15 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
 const (
@@ -253,95 +249,14 @@ func goList(args ...string) (string, error) {
 // installWebhookConfigurations renders the chart with default values and installs its two webhook
 // configurations, with the client config pointed at the local server instead of the Service.
 func installWebhookConfigurations(ctx context.Context, helm string) error {
-	cmd := exec.Command(helm, "template", "capz-encryption-webhook", filepath.Join(repoRoot, "charts", "capz-encryption-webhook"), "--namespace", releaseNamespace, "--kube-version", kubeVersion())
-	out, err := cmd.Output()
+	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.caPEM)
 	if err != nil {
-		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		return fmt.Errorf("helm template: %v\n%s", err, stderr)
+		return err
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	found := 0
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err == io.EOF {
-			break
-		} else if err != nil {
-			return err
-		}
-		switch u.GetKind() {
-		case "MutatingWebhookConfiguration":
-			var c admissionregistrationv1.MutatingWebhookConfiguration
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
-				return err
-			}
-			c.Annotations = nil
-			for i := range c.Webhooks {
-				wh := &c.Webhooks[i]
-				if err := checkAdmissionSettings(wh.Name, wh.FailurePolicy, wh.SideEffects, wh.MatchPolicy, wh.TimeoutSeconds); err != nil {
-					return err
-				}
-				if wh.ReinvocationPolicy == nil || *wh.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
-					return fmt.Errorf("chart webhook %s: reinvocationPolicy must be IfNeeded", wh.Name)
-				}
-				wh.ClientConfig = localClientConfig(wh.ClientConfig)
-			}
-			if err := k8s.Create(ctx, &c); err != nil {
-				return err
-			}
-			found++
-		case "ValidatingWebhookConfiguration":
-			var c admissionregistrationv1.ValidatingWebhookConfiguration
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
-				return err
-			}
-			c.Annotations = nil
-			for i := range c.Webhooks {
-				wh := &c.Webhooks[i]
-				if err := checkAdmissionSettings(wh.Name, wh.FailurePolicy, wh.SideEffects, wh.MatchPolicy, wh.TimeoutSeconds); err != nil {
-					return err
-				}
-				wh.ClientConfig = localClientConfig(wh.ClientConfig)
-			}
-			if err := k8s.Create(ctx, &c); err != nil {
-				return err
-			}
-			found++
-		}
+	if err := k8s.Create(ctx, m); err != nil {
+		return err
 	}
-	if found != 2 {
-		return fmt.Errorf("the chart rendered %d webhook configurations, want 2", found)
-	}
-	return nil
-}
-
-// checkAdmissionSettings holds the chart's default webhook configurations to what the tests below
-// rely on (fail closed, safe for dry-run, bounded, and matching every served CAPZ version), so that a
-// change of the chart cannot make them pass for the wrong reason.
-func checkAdmissionSettings(name string, fp *admissionregistrationv1.FailurePolicyType, se *admissionregistrationv1.SideEffectClass,
-	mp *admissionregistrationv1.MatchPolicyType, timeout *int32) error {
-	switch {
-	case fp == nil || *fp != admissionregistrationv1.Fail:
-		return fmt.Errorf("chart webhook %s: failurePolicy must be Fail", name)
-	case se == nil || *se != admissionregistrationv1.SideEffectClassNone:
-		return fmt.Errorf("chart webhook %s: sideEffects must be None", name)
-	case mp == nil || *mp != admissionregistrationv1.Equivalent:
-		return fmt.Errorf("chart webhook %s: matchPolicy must be Equivalent", name)
-	case timeout == nil || *timeout < 1 || *timeout > 30:
-		return fmt.Errorf("chart webhook %s: timeoutSeconds must be set (1-30)", name)
-	}
-	return nil
-}
-
-func localClientConfig(in admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
-	path := "/"
-	if in.Service != nil && in.Service.Path != nil {
-		path = *in.Service.Path
-	}
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", hook.webhookPort, path)
-	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: pki.caPEM}
+	return k8s.Create(ctx, v)
 }
 
 // --- the webhook process ---------------------------------------------------------------------------
