@@ -91,7 +91,8 @@ func decodeObject(raw []byte, what string) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%s is not valid JSON: %w", what, err)
 	}
-	if dec.More() {
+	// Decoder.More is false before a stray '}' or ']', so check the rest of the input directly.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return nil, fmt.Errorf("%s has trailing data after the JSON object", what)
 	}
 	m, ok := v.(map[string]any)

@@ -11,6 +11,7 @@ func TestEvaluateRejectsBadInput(t *testing.T) {
 		"not JSON":       "apiVersion: v1",
 		"array":          "[]",
 		"trailing data":  `{"kind":"AzureMachine"} {}`,
+		"trailing brace": `{"apiVersion":"infrastructure.cluster.x-k8s.io/v1beta1","kind":"AzureMachine"}}`,
 		"other kind":     `{"apiVersion":"v1","kind":"ConfigMap"}`,
 		"other group":    `{"apiVersion":"example.com/v1","kind":"AzureMachine"}`,
 		"no api version": `{"kind":"AzureMachine"}`,
