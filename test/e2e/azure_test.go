@@ -153,12 +153,15 @@ func TestLiveAzureData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Readiness must not depend on Azure: the webhook starts while Azure is down.
+	arm.mode.Store("down")
 	if err := w.start("--azure-subscription-id", sub, "--azure-credential", "environment",
 		"--azure-arm-endpoint", arm.srv.URL, "--azure-authority-host", arm.srv.URL+"/", "--azure-disable-instance-discovery",
 		"--sku-refresh-interval", "1s", "--azure-retry-backoff", "200ms", "--azure-timeout", "2s"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.stop)
+	arm.mode.Store("up")
 
 	machine := func(name, size, des string) map[string]any {
 		spec := map[string]any{"vmSize": size, "osDisk": map[string]any{"osType": "Linux", "managedDisk": map[string]any{}}}
