@@ -84,4 +84,32 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 }
 
+// BenchmarkAdmissionParallel is the load side: concurrent clients over keep-alive TLS connections
+// (GOMAXPROCS goroutines, as during a burst of cluster creations), same baseline and ratio.
+func BenchmarkAdmissionParallel(b *testing.B) {
+	review := reviewBytes(b, request(admissionv1.Create, "Standard_D2s_v3", false))
+	var base float64
+	run := func(b *testing.B, h admission.Handler) float64 {
+		post := serveTLS(b, h, review)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				post()
+			}
+		})
+		return float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	}
+	b.Run("noop", func(b *testing.B) { base = run(b, noop{}) })
+	for _, mode := range []Mode{Mutate, Validate} {
+		b.Run(string(mode), func(b *testing.B) {
+			h := newHandler(b, mode, eastus, &logLines{})
+			h.Recorder = audit.NewRecorder(logr.Discard())
+			if ns := run(b, h); base > 0 {
+				b.ReportMetric(ns/base, "x-noop")
+			}
+		})
+	}
+}
+
 var _ http.Handler = &webhook.Admission{}
