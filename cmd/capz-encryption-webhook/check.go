@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/manifest"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
@@ -109,11 +109,9 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 			ns = o.namespace
 		}
 		env := policy.Environment{Catalog: catalog}
-		cluster, location := index.resolve(ns, obj.Labels[policy.LabelClusterName])
+		cluster, locations := index.resolve(ns, obj.Labels[policy.LabelClusterName])
 		env.Cluster = cluster
-		if location != "" {
-			env.Locations = append(env.Locations, policy.LocationCandidate{Location: location, Source: "cluster"})
-		}
+		env.Locations = append(env.Locations, locations...)
 		if o.location != "" {
 			env.Locations = append(env.Locations, policy.LocationCandidate{Location: o.location, Source: "flag"})
 		}
@@ -240,8 +238,8 @@ func printText(w io.Writer, results []checkResult, skipped int, policySource str
 		len(results), denied, len(results)-denied, patched, skipped, policySource)
 }
 
-// clusterIndex finds, within the input, the Cluster an object belongs to and that Cluster's region,
-// the way the webhook does from its informer cache: Cluster → infrastructureRef → AzureCluster.
+// clusterIndex holds the Clusters and AzureClusters of the input, so that objects are resolved the
+// way the webhook resolves them from its cache (clusterinfo.ResolveCluster).
 type clusterIndex struct {
 	byKey map[string]map[string]any // kind/namespace/name → object
 }
@@ -249,9 +247,7 @@ type clusterIndex struct {
 func newClusterIndex(objs []manifest.Object, defaultNS string) *clusterIndex {
 	ix := &clusterIndex{byKey: map[string]map[string]any{}}
 	for _, o := range objs {
-		switch o.Kind {
-		case "Cluster", "AzureCluster", "AzureManagedCluster", "AzureASOManagedCluster":
-		default:
+		if o.Kind != "Cluster" && o.Kind != clusterinfo.AzureCluster.Kind {
 			continue
 		}
 		var m map[string]any
@@ -267,27 +263,12 @@ func newClusterIndex(objs []manifest.Object, defaultNS string) *clusterIndex {
 	return ix
 }
 
-func (ix *clusterIndex) resolve(ns, clusterName string) (policy.ClusterInfo, string) {
-	info := policy.ClusterInfo{Name: clusterName}
+func (ix *clusterIndex) resolve(ns, clusterName string) (policy.ClusterInfo, []policy.LocationCandidate) {
 	if clusterName == "" {
-		return info, ""
+		return policy.ClusterInfo{}, nil
 	}
-	c, ok := ix.byKey["Cluster/"+ns+"/"+clusterName]
-	if !ok {
-		return info, ""
-	}
-	info.Found = true
-	spec, _ := c["spec"].(map[string]any)
-	infra, _ := spec["infrastructureRef"].(map[string]any)
-	cp, _ := spec["controlPlaneRef"].(map[string]any)
-	info.InfrastructureKind, _ = infra["kind"].(string)
-	info.ControlPlaneKind, _ = cp["kind"].(string)
-	info.AKS = policy.IsAKSKind(info.InfrastructureKind) || policy.IsAKSKind(info.ControlPlaneKind)
-	infraName, _ := infra["name"].(string)
-	if az, ok := ix.byKey[info.InfrastructureKind+"/"+ns+"/"+infraName]; ok {
-		azSpec, _ := az["spec"].(map[string]any)
-		loc, _ := azSpec["location"].(string)
-		return info, strings.TrimSpace(loc)
-	}
-	return info, ""
+	return clusterinfo.ResolveCluster(clusterName, func(kind, name string) (map[string]any, bool) {
+		m, ok := ix.byKey[kind+"/"+ns+"/"+name]
+		return m, ok
+	})
 }

@@ -81,33 +81,56 @@ func (r *Resolver) Resolve(ctx context.Context, namespace string, objLabels map[
 }
 
 func (r *Resolver) resolveCluster(ctx context.Context, namespace, name string, res *Result) {
-	cluster := &unstructured.Unstructured{}
-	cluster.SetGroupVersionKind(r.clusterGVK)
-	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, cluster); err != nil {
-		if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
-			r.log.V(1).Info("cluster lookup failed", "namespace", namespace, "cluster", name, "error", err.Error())
+	get := func(gvk schema.GroupVersionKind, name string) (map[string]any, bool) {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		if err := r.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
+			if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+				r.log.V(1).Info("lookup failed", "kind", gvk.Kind, "namespace", namespace, "name", name, "error", err.Error())
+			}
+			return nil, false
 		}
-		// Templates are often created before their Cluster; the policy falls back.
-		return
+		return u.Object, true
 	}
-	res.Cluster.Found = true
-	infraKind, _, _ := unstructured.NestedString(cluster.Object, "spec", "infrastructureRef", "kind")
-	infraName, _, _ := unstructured.NestedString(cluster.Object, "spec", "infrastructureRef", "name")
-	cpKind, _, _ := unstructured.NestedString(cluster.Object, "spec", "controlPlaneRef", "kind")
-	res.Cluster.InfrastructureKind, res.Cluster.ControlPlaneKind = infraKind, cpKind
-	res.Cluster.AKS = policy.IsAKSKind(infraKind) || policy.IsAKSKind(cpKind)
+	info, locations := ResolveCluster(name, func(kind, name string) (map[string]any, bool) {
+		if kind == "Cluster" {
+			return get(r.clusterGVK, name)
+		}
+		return get(AzureCluster, name)
+	})
+	res.Cluster = info
+	res.Locations = append(res.Locations, locations...)
+}
+
+// Lookup returns the content of the object of kind ("Cluster" or "AzureCluster") and name in the
+// namespace being resolved, from wherever the caller keeps objects.
+type Lookup func(kind, name string) (map[string]any, bool)
+
+// ResolveCluster is the one place that reads a Cluster: its infrastructure and control-plane refs
+// (v1beta2 and v1beta1 spell the kind and name alike), whether they make it AKS, and the region of
+// its AzureCluster. The webhook feeds it from the informer cache, `check` from the input manifests.
+// A Cluster that does not exist yet (templates often come first) leaves Found false.
+func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.LocationCandidate) {
+	info := policy.ClusterInfo{Name: name}
+	cluster, ok := get("Cluster", name)
+	if !ok {
+		return info, nil
+	}
+	info.Found = true
+	infraKind, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "kind")
+	infraName, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "name")
+	cpKind, _, _ := unstructured.NestedString(cluster, "spec", "controlPlaneRef", "kind")
+	info.InfrastructureKind, info.ControlPlaneKind = infraKind, cpKind
+	info.AKS = policy.IsAKSKind(infraKind) || policy.IsAKSKind(cpKind)
 	if infraKind != AzureCluster.Kind || infraName == "" {
-		return
+		return info, nil
 	}
-	az := &unstructured.Unstructured{}
-	az.SetGroupVersionKind(AzureCluster)
-	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: infraName}, az); err != nil {
-		if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
-			r.log.V(1).Info("AzureCluster lookup failed", "namespace", namespace, "name", infraName, "error", err.Error())
-		}
-		return
+	az, ok := get(AzureCluster.Kind, infraName)
+	if !ok {
+		return info, nil
 	}
-	if loc, _, _ := unstructured.NestedString(az.Object, "spec", "location"); strings.TrimSpace(loc) != "" {
-		res.Locations = append(res.Locations, policy.LocationCandidate{Location: loc, Source: "cluster"})
+	if loc, _, _ := unstructured.NestedString(az, "spec", "location"); strings.TrimSpace(loc) != "" {
+		return info, []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster"}}
 	}
+	return info, nil
 }
