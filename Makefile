@@ -58,9 +58,12 @@ run-check: ## Run the offline check on the sample manifests with the embedded de
 .PHONY: test
 test: lint test-unit test-e2e ## Everything CI runs: lint, unit tests, end-to-end tests against a real kube-apiserver.
 
+# test-unit also runs the packages whose state is shared between requests and background refreshes
+# under the race detector: their concurrency tests only mean something there.
 .PHONY: test-unit
 test-unit: helm ## Unit tests (no control plane; chart tests use helm).
 	HELM="$(HELM)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
+	go test -count=1 -race ./pkg/azure/... ./pkg/admission/... ./pkg/skus/...
 
 .PHONY: test-e2e
 test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver + etcd built from source.

@@ -96,7 +96,6 @@ func TestSKUCache(t *testing.T) {
 	t.Cleanup(func() { unregister(c) })
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { return now }
-	c.refresher.now = c.now
 	ctx := context.Background()
 
 	// Unknown at first: the layered catalog answers from the embedded data, and the region is queued.
@@ -176,7 +175,6 @@ func TestDESCache(t *testing.T) {
 	// An outage keeps what is known.
 	o.down.Store(true)
 	c.now = func() time.Time { return time.Now().Add(3 * time.Hour) }
-	c.refresher.now = c.now
 	c.once(ctx)
 	if _, state := c.LookupDES(desEast); state != pol.DESFound {
 		t.Error("an outage dropped a known DES")
@@ -219,5 +217,34 @@ func TestCloudConfig(t *testing.T) {
 	}
 	if _, err := (Config{Cloud: "Mars"}).CloudConfig(); err == nil {
 		t.Error("unknown cloud accepted")
+	}
+}
+
+// TestSKUCacheReadsDuringRefresh: admission reads while the refresher replaces a region's data.
+// Run with -race: readers must only ever see snapshots.
+func TestSKUCacheReadsDuringRefresh(t *testing.T) {
+	clients, _, _ := newFakeClients(t)
+	c := NewSKUCache(clients, time.Nanosecond, 0, logr.Discard())
+	t.Cleanup(func() { unregister(c) })
+	ctx := context.Background()
+	c.Want("eastus")
+	c.once(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			c.once(ctx) // ttl 1ns: every pass reloads
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			if _, ok := c.Lookup("eastus", "Standard_D2s_v3"); !ok {
+				t.Fatal("a loaded region went missing during a refresh")
+			}
+			_ = c.Source("eastus")
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -19,25 +18,26 @@ import (
 // yet answers DESUnknown (the live rules skip) and is queued; the next request sees the facts.
 type DESCache struct {
 	clients *Clients
-	timeout time.Duration
-	log     logr.Logger
-	*refresher
-
-	mu      sync.RWMutex
-	entries map[string]*desEntry // canonical lower-case ID
+	*store[desFacts]
 }
 
-type desEntry struct {
-	info    policy.DESInfo
-	state   policy.DESState
-	fetched time.Time
-	tried   time.Time
-	err     error
+// desFacts is what one read of a Disk Encryption Set established.
+type desFacts struct {
+	info  policy.DESInfo
+	state policy.DESState
 }
 
 func NewDESCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *DESCache {
-	c := &DESCache{clients: clients, timeout: clients.cfg.Timeout, log: log, entries: map[string]*desEntry{}}
-	c.refresher = newRefresher(ttl, backoff, c.fetch, c.age)
+	c := &DESCache{clients: clients}
+	c.store = newStore("Disk Encryption Set", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, k string) (desFacts, error) {
+		id, err := desid.Parse(k)
+		if err != nil {
+			return desFacts{}, err
+		}
+		info, state, err := c.read(ctx, id)
+		info.Source = "live"
+		return desFacts{info: info, state: state}, err
+	}, log)
 	return c
 }
 
@@ -54,54 +54,14 @@ func (c *DESCache) LookupDES(id string) (policy.DESInfo, policy.DESState) {
 	if k == "" {
 		return policy.DESInfo{}, policy.DESUnknown
 	}
-	c.mu.RLock()
-	e := c.entries[k]
-	c.mu.RUnlock()
-	if e == nil || e.fetched.IsZero() {
-		c.Want(k)
-		return policy.DESInfo{}, policy.DESUnknown
+	if e := c.get(k); e.loaded {
+		return e.value.info, e.value.state
 	}
-	return e.info, e.state
+	return policy.DESInfo{}, policy.DESUnknown
 }
 
-func (c *DESCache) age(k string) (time.Time, time.Time, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e, ok := c.entries[k]
-	if !ok {
-		return time.Time{}, time.Time{}, false
-	}
-	return e.fetched, e.tried, !e.fetched.IsZero()
-}
-
-func (c *DESCache) fetch(ctx context.Context, k string) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	now := c.now()
-	id, err := desid.Parse(k)
-	var info policy.DESInfo
-	state := policy.DESUnknown
-	if err == nil {
-		info, state, err = c.get(ctx, id)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.entries[k]
-	if e == nil {
-		e = &desEntry{}
-		c.entries[k] = e
-	}
-	e.tried = now
-	if err != nil {
-		e.err = err
-		c.log.Error(err, "reading Disk Encryption Set failed; keeping the last good data", "id", k)
-		return
-	}
-	info.Source = "live"
-	e.info, e.state, e.fetched, e.err = info, state, now, nil
-}
-
-func (c *DESCache) get(ctx context.Context, id desid.ID) (policy.DESInfo, policy.DESState, error) {
+// read fetches one Disk Encryption Set; a 404 is a fact (DESNotFound), not an error.
+func (c *DESCache) read(ctx context.Context, id desid.ID) (policy.DESInfo, policy.DESState, error) {
 	client, err := c.clients.diskEncryptionSets(id.SubscriptionID)
 	if err != nil {
 		return policy.DESInfo{}, policy.DESUnknown, err

@@ -3,11 +3,8 @@ package azure
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -19,90 +16,41 @@ import (
 // fetched is absent (HasRegion false), so a Layered catalog falls through to the file or embedded
 // data; asking for it queues a fetch.
 type SKUCache struct {
-	clients      *Clients
 	subscription string
-	timeout      time.Duration
-	log          logr.Logger
-	*refresher
-
-	mu      sync.RWMutex
-	regions map[string]*regionData
-}
-
-type regionData struct {
-	catalog *skus.Static
-	fetched time.Time
-	tried   time.Time
-	err     error
+	*store[*skus.Static]
 }
 
 // NewSKUCache refreshes each wanted region every ttl; a failed fetch is retried after backoff.
 func NewSKUCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *SKUCache {
-	c := &SKUCache{clients: clients, subscription: clients.cfg.SubscriptionID, timeout: clients.cfg.Timeout, log: log, regions: map[string]*regionData{}}
-	c.refresher = newRefresher(ttl, backoff, c.fetch, c.age)
+	c := &SKUCache{subscription: clients.cfg.SubscriptionID}
+	c.store = newStore("VM sizes", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, region string) (*skus.Static, error) {
+		client, err := clients.skus(c.subscription)
+		if err != nil {
+			return nil, err
+		}
+		records, err := skus.FetchAzure(ctx, client, []string{region})
+		if err != nil {
+			return nil, err
+		}
+		list, err := skus.FromSDK(records)
+		if err != nil {
+			return nil, err
+		}
+		return skus.NewStatic(list, skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: c.now()}), nil
+	}, log)
 	metrics.Registry.MustRegister(c)
 	return c
 }
 
-func (c *SKUCache) age(region string) (time.Time, time.Time, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	rd, ok := c.regions[region]
-	if !ok {
-		return time.Time{}, time.Time{}, false
-	}
-	return rd.fetched, rd.tried, !rd.fetched.IsZero()
-}
-
-func (c *SKUCache) fetch(ctx context.Context, region string) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	now := c.now()
-	client, err := c.clients.skus(c.subscription)
-	var catalog *skus.Static
-	if err == nil {
-		var records []*armcompute.ResourceSKU
-		records, err = skus.FetchAzure(ctx, client, []string{region})
-		if err == nil {
-			var list []skus.SKU
-			if list, err = skus.FromSDK(records); err == nil {
-				catalog = skus.NewStatic(list, skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: now})
-			}
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rd := c.regions[region]
-	if rd == nil {
-		rd = &regionData{}
-		c.regions[region] = rd
-	}
-	rd.tried = now
-	if err != nil {
-		// Keep the last good data: an outage must not turn known sizes into unknown ones.
-		rd.err = err
-		c.log.Error(err, "refreshing VM sizes failed; keeping the last good data", "region", region, "lastGood", rd.fetched)
-		return
-	}
-	rd.catalog, rd.fetched, rd.err = catalog, now, nil
-	c.log.Info("VM sizes refreshed", "region", region, "sizes", catalog.Len())
-}
-
-func (c *SKUCache) data(region string) *regionData {
-	region = skus.NormalizeRegion(region)
-	c.mu.RLock()
-	rd := c.regions[region]
-	c.mu.RUnlock()
-	if rd == nil || rd.catalog == nil {
-		c.Want(region)
-		return nil
-	}
-	return rd
+// data returns the region's snapshot, or false (queuing a fetch) when it has none yet.
+func (c *SKUCache) data(region string) (entry[*skus.Static], bool) {
+	e := c.get(skus.NormalizeRegion(region))
+	return e, e.loaded
 }
 
 func (c *SKUCache) Lookup(region, size string) (skus.SKU, bool) {
-	if rd := c.data(region); rd != nil {
-		return rd.catalog.Lookup(region, size)
+	if e, ok := c.data(region); ok {
+		return e.value.Lookup(region, size)
 	}
 	return skus.SKU{}, false
 }
@@ -117,24 +65,16 @@ func (c *SKUCache) LookupAll(size string) []skus.SKU {
 	return out
 }
 
-func (c *SKUCache) HasRegion(region string) bool { return c.data(region) != nil }
-
-func (c *SKUCache) Regions() []string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	var out []string
-	for r, rd := range c.regions {
-		if rd.catalog != nil {
-			out = append(out, r)
-		}
-	}
-	slices.Sort(out)
-	return out
+func (c *SKUCache) HasRegion(region string) bool {
+	_, ok := c.data(region)
+	return ok
 }
 
+func (c *SKUCache) Regions() []string { return c.loadedKeys() }
+
 func (c *SKUCache) SKUs(region string) []skus.SKU {
-	if rd := c.data(region); rd != nil {
-		return rd.catalog.SKUs(region)
+	if e, ok := c.data(region); ok {
+		return e.value.SKUs(region)
 	}
 	return nil
 }
@@ -144,16 +84,15 @@ func (c *SKUCache) Source(region string) skus.SourceInfo {
 	if region == "" {
 		return skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription}
 	}
-	rd := c.data(region)
-	if rd == nil {
+	e, ok := c.data(region)
+	switch {
+	case !ok:
 		return skus.SourceInfo{Name: "none"}
+	case e.err != nil:
+		return skus.SourceInfo{Name: "live-stale", Detail: fmt.Sprintf("last refresh failed: %v", e.err), AsOf: e.fetched}
+	default:
+		return skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: e.fetched}
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if rd.err != nil {
-		return skus.SourceInfo{Name: "live-stale", Detail: fmt.Sprintf("last refresh failed: %v", rd.err), AsOf: rd.fetched}
-	}
-	return skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: rd.fetched}
 }
 
 var catalogAgeDesc = prometheus.NewDesc("capz_encryption_webhook_sku_catalog_age_seconds",
@@ -163,13 +102,10 @@ func (c *SKUCache) Describe(ch chan<- *prometheus.Desc) { ch <- catalogAgeDesc }
 
 // Collect reports ages at scrape time, so a stuck refresher shows as a growing number.
 func (c *SKUCache) Collect(ch chan<- prometheus.Metric) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
 	now := c.now()
-	for r, rd := range c.regions {
-		if !rd.fetched.IsZero() {
-			ch <- prometheus.MustNewConstMetric(catalogAgeDesc, prometheus.GaugeValue, now.Sub(rd.fetched).Seconds(), r)
-		}
+	for _, r := range c.loadedKeys() {
+		e := c.get(r)
+		ch <- prometheus.MustNewConstMetric(catalogAgeDesc, prometheus.GaugeValue, now.Sub(e.fetched).Seconds(), r)
 	}
 }
 
