@@ -103,8 +103,15 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	}
 	info := h.Resolver.Resolve(ctx, ns, meta.Labels)
 	env := policy.Environment{Locations: info.Locations, Cluster: info.Cluster, Catalog: h.Catalog, DES: h.DES}
+	// The mutating webhook computes the patch (and records what the result would be judged); the
+	// validating webhook judges the object exactly as it arrives, after every mutation, because our
+	// own mutation may be disabled, may have failed open, or may have been undone by a later webhook.
+	stage := policy.StageAdmit
+	if h.Mode == Validate {
+		stage = policy.StageValidate
+	}
 	d, err := policy.Evaluate(h.Policies.Get(), policy.Request{
-		Operation: policy.Operation(req.Operation), Object: raw, OldObject: req.OldObject.Raw,
+		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: entry.DryRun,
 	}, env)
 	if err != nil {

@@ -24,14 +24,18 @@ type evaluation struct {
 	nsLabels map[string]string
 	d        *Decision
 	size     *sizeVerdict // computed once, lazily
-	// inputs maps a finding (by index) to the fields whose values produced it, for ratcheting.
-	inputs map[int][]fieldPath
+	def      *Default     // the organisation default that applies (CREATE of a mutable kind), if any
+	// wouldInject holds the paths (dotted) that the organisation default fills when the validating
+	// stage replays the mutation on a scratch copy: a missing value there means the mutating webhook
+	// did not inject it, which the messages say.
+	wouldInject map[string]bool
 }
 
-// Evaluate decides on one request: it injects the organisation defaults (CREATE only) and then
-// validates the object as it would be stored. It is deterministic and idempotent: evaluating the
-// patched object again yields the same findings and an empty patch, which is what lets the mutating
-// and the validating webhook share it.
+// Evaluate decides on one request. In StageAdmit it injects the organisation defaults (CREATE only)
+// and then validates the object as it would be stored; in StageValidate it judges the object exactly
+// as received. It is deterministic and idempotent: evaluating the patched object again yields the same
+// findings and an empty patch, so `check` (StageAdmit) and the webhook pair (StageAdmit for the patch,
+// StageValidate on the patched object) reach the same verdict.
 func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
 	if p == nil {
 		p = DefaultPolicy()
@@ -45,7 +49,7 @@ func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
 	if !Handles(apiVersion, kind) {
 		return nil, fmt.Errorf("%s %s is not a kind this policy handles (%s of %s)", apiVersion, kind, strings.Join(Kinds(), ", "), Group)
 	}
-	e := &evaluation{p: p, req: req, env: env, spec: kinds[kind], obj: obj, inputs: map[int][]fieldPath{}}
+	e := &evaluation{p: p, req: req, env: env, spec: kinds[kind], obj: obj}
 	if req.Operation == OperationUpdate && len(req.OldObject) > 0 {
 		if e.old, err = decodeObject(req.OldObject, "oldObject"); err != nil {
 			return nil, err
@@ -72,7 +76,11 @@ func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
 		return e.d, nil
 	}
 	if e.spec.mutable && req.Operation == OperationCreate {
-		e.mutate()
+		if req.Stage == StageValidate {
+			e.replayMutation()
+		} else {
+			e.mutate()
+		}
 	}
 	e.validate()
 	e.enforce()
@@ -145,22 +153,19 @@ func stringAt(obj any, p fieldPath) string {
 
 // hit records a finding at the rule's configured action.
 func (e *evaluation) hit(rule RuleID, field fieldPath, format string, args ...any) {
-	e.hitCapped(rule, ActionDeny, field, nil, format, args...)
+	e.hitCapped(rule, ActionDeny, field, format, args...)
 }
 
-// hitCapped records a finding whose action is at most max (a mixed verdict can only warn). inputs
-// are the fields whose values produced the finding (default: field), used to tell a pre-existing
-// violation from a new one on UPDATE.
-func (e *evaluation) hitCapped(rule RuleID, max Action, field fieldPath, inputs []fieldPath, format string, args ...any) {
+// hitCapped records a finding whose action is at most max (a mixed verdict can only warn).
+func (e *evaluation) hitCapped(rule RuleID, max Action, field fieldPath, format string, args ...any) {
 	a := e.p.ActionFor(rule)
 	if severity(a) > severity(max) {
 		a = max
 	}
-	if inputs == nil {
-		inputs = []fieldPath{field}
-	}
-	e.inputs[len(e.d.Findings)] = inputs
-	e.d.Findings = append(e.d.Findings, Finding{Rule: rule, Action: a, Field: field.String(), Message: fmt.Sprintf(format, args...)})
+	e.d.Findings = append(e.d.Findings, Finding{
+		Rule: rule, Action: a, Field: field.String(), Message: fmt.Sprintf(format, args...),
+		key: string(rule) + " " + identity(e.obj, field),
+	})
 }
 
 func severity(a Action) int {
@@ -188,15 +193,22 @@ func (e *evaluation) enforce() {
 		// the ClusterClass reconcile instead of reporting a clear error on the real request.
 		e.d.Exempt = "topology dry-run"
 	}
+	var stored map[string]bool
+	if e.d.Exempt == "" && e.req.Operation == OperationUpdate && e.old != nil {
+		stored = e.storedFindings()
+	}
 	for i := range e.d.Findings {
 		f := &e.d.Findings[i]
 		switch {
 		case e.d.Exempt != "":
 			f.Action = ActionAudit
-		case e.req.Operation == OperationUpdate && e.old != nil && f.Action != ActionAudit && e.preExisting(i):
-			// Ratcheting: a violation the stored object already had is recorded, not enforced, so an
-			// unrelated edit of an old object is not blocked by a rule it predates.
+		case stored[f.key] && f.Action != ActionAudit:
+			// Ratcheting, as CRD validation ratcheting means it: a finding the stored object already
+			// produced (same rule, same field, list items by identity) is recorded, not enforced, so
+			// an unrelated edit of an old object is not blocked by a rule it predates. Anything the
+			// update adds is judged in full.
 			f.Action = ActionAudit
+			f.Ratcheted = true
 			f.Message += " (pre-existing on the stored object: recorded, not enforced on UPDATE)"
 		}
 		if e.p.DryRun && f.Action == ActionDeny {
@@ -208,16 +220,56 @@ func (e *evaluation) enforce() {
 	e.d.Allowed = len(e.d.Violations()) == 0
 }
 
-// preExisting reports whether every input of finding i has the same value in the old object.
-func (e *evaluation) preExisting(i int) bool {
-	for _, p := range e.inputs[i] {
-		nv, nok := lookup(e.obj, p)
-		ov, ook := lookup(e.old, p)
-		if nok != ook || !reflect.DeepEqual(nv, ov) {
-			return false
-		}
+// storedFindings evaluates the stored (old) object with the same policy and environment, as stored
+// state (no defaults, no exemptions, no comparison with an older version), and returns the keys of
+// its findings.
+func (e *evaluation) storedFindings() map[string]bool {
+	s := &evaluation{p: e.p, env: e.env, spec: e.spec, obj: e.old, nsLabels: e.nsLabels,
+		req: Request{Operation: OperationUpdate, Namespace: e.req.Namespace, NamespaceLabels: e.req.NamespaceLabels, DryRun: e.req.DryRun}}
+	s.d = &Decision{Kind: e.d.Kind, Namespace: e.d.Namespace, Name: e.d.Name}
+	s.resolveRegion()
+	s.validate()
+	keys := make(map[string]bool, len(s.d.Findings))
+	for _, f := range s.d.Findings {
+		keys[f.key] = true
 	}
-	return true
+	return keys
+}
+
+// replayMutation runs the defaulting on a scratch copy of the object, for the validating stage: the
+// object is judged as received, but the findings about defaults that cannot apply (default-not-applied)
+// are still reported, and the paths the default would fill are remembered for the messages of rules
+// that find them missing.
+func (e *evaluation) replayMutation() {
+	received := e.obj
+	e.obj = cloneJSON(received).(map[string]any)
+	e.mutate()
+	e.obj = received
+	e.wouldInject = make(map[string]bool, len(e.d.Injected))
+	for _, p := range e.d.Injected {
+		e.wouldInject[p] = true
+	}
+	e.d.Patch, e.d.Injected = []jsonpatch.Operation{}, nil
+}
+
+// cloneJSON deep-copies a decoded JSON value.
+func cloneJSON(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, c := range t {
+			m[k] = cloneJSON(c)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, c := range t {
+			s[i] = cloneJSON(c)
+		}
+		return s
+	default:
+		return v
+	}
 }
 
 func lookupPresent(obj any, p fieldPath) bool {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 )
@@ -127,4 +128,53 @@ func lookupBool(obj any, p fieldPath) (value, present bool) {
 	}
 	b, isBool := v.(bool)
 	return b, isBool
+}
+
+// identity renders p with every list index replaced by the identity of the element it points at in
+// obj, so that a finding follows its element when a list is reordered or grows: a data disk is named
+// by its nameSuffix (CAPZ requires it and keeps it unique) or else its lun, a VM extension by its
+// name, a string item (an ASO patch) by its text. Elements with none of these keep their index.
+func identity(obj any, p fieldPath) string {
+	var b strings.Builder
+	cur := obj
+	for i, s := range p {
+		if s.index < 0 {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s.key)
+			m, _ := cur.(map[string]any)
+			cur = m[s.key]
+			continue
+		}
+		arr, _ := cur.([]any)
+		var elem any
+		if s.index < len(arr) {
+			elem = arr[s.index]
+		}
+		b.WriteString("[" + elementIdentity(elem, s.index) + "]")
+		cur = elem
+	}
+	return b.String()
+}
+
+func elementIdentity(elem any, index int) string {
+	switch t := elem.(type) {
+	case map[string]any:
+		for _, k := range []string{"nameSuffix", "lun", "name"} {
+			switch v := t[k].(type) {
+			case string:
+				if v != "" {
+					return k + "=" + strconv.Quote(v)
+				}
+			case json.Number:
+				return k + "=" + v.String()
+			case float64:
+				return k + "=" + strconv.FormatFloat(v, 'g', -1, 64)
+			}
+		}
+	case string:
+		return "=" + strconv.Quote(t)
+	}
+	return strconv.Itoa(index)
 }

@@ -2,12 +2,13 @@ package policy
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
 // FuzzEvaluate feeds arbitrary JSON through the policy, in the manner of cert-manager's webhook fuzz
-// tests: it must never panic, and when it patches, the patch must apply, and a second pass over the
-// result must not patch again.
+// tests: it must never panic, and when it patches, the patch must apply, a second pass over the
+// result must not patch again, and the validating stage must judge the result as `check` does.
 func FuzzEvaluate(f *testing.F) {
 	for _, o := range []obj{
 		template(), bad(),
@@ -35,6 +36,18 @@ func FuzzEvaluate(f *testing.F) {
 		}
 		if len(again.Patch) != 0 {
 			t.Fatalf("second pass patched again: %+v\nfirst: %+v\ninput: %s", again.Patch, d.Patch, raw)
+		}
+		// The validating webhook, judging the patched object as received, reaches the verdict that
+		// `check` reports for the original.
+		validated, err := Evaluate(p, Request{Operation: OperationCreate, Stage: StageValidate, Object: patched}, eastEnv())
+		if err != nil {
+			t.Fatalf("patched object does not validate: %v", err)
+		}
+		// One exception: when metadata.annotations is not an object (the apiserver never sends that),
+		// only the pass that injects can notice that the record annotation cannot be written.
+		d.Findings = slices.DeleteFunc(d.Findings, func(f Finding) bool { return f.Field == "metadata.annotations" })
+		if validated.Allowed != d.Allowed || !sameFindings(d, validated) {
+			t.Fatalf("validating stage disagrees with admit:\nadmit:    %+v\nvalidate: %+v\ninput: %s", d.Findings, validated.Findings, raw)
 		}
 	})
 }

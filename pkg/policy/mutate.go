@@ -20,6 +20,7 @@ func (e *evaluation) mutate() {
 	if !ok {
 		return
 	}
+	e.def = &def
 	e.d.DefaultName = def.Name
 	base := e.spec.machine
 	if _, isMap := lookup(e.obj, base); !isMap || lookupMap(e.obj, base) == nil {
@@ -102,7 +103,7 @@ func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
 		if !v.known {
 			reason = v.unknownMsg
 		}
-		e.hitCapped(RuleDefaultNotApplied, ActionDeny, field, []fieldPath{field, base.child("vmSize")},
+		e.hitCapped(RuleDefaultNotApplied, ActionDeny, field,
 			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, reason)
 		return
 	}

@@ -53,9 +53,22 @@ const (
 	OperationDelete Operation = "DELETE"
 )
 
+// Stage says which part of admission asks for a decision.
+type Stage string
+
+const (
+	// StageAdmit is the whole admission chain: inject the defaults (CREATE only), then judge the
+	// object as it would be stored. The mutating webhook and `check` use it.
+	StageAdmit Stage = ""
+	// StageValidate judges the object exactly as received: the validating webhook runs after every
+	// mutating webhook, and must not assume that ours ran, succeeded or was left alone by later ones.
+	StageValidate Stage = "validate"
+)
+
 // Request is one object to decide on.
 type Request struct {
 	Operation Operation
+	Stage     Stage
 	// Object is the object as it arrived, as JSON. It is never modified.
 	Object []byte
 	// OldObject is the stored object on UPDATE (JSON), nil otherwise.
@@ -140,7 +153,18 @@ type Finding struct {
 	Field string `json:"field"`
 	// Message says what is wrong, where, and how to fix it.
 	Message string `json:"message"`
+	// Ratcheted is true when the finding was waived on UPDATE because the stored object produced the
+	// same finding (its action is then audit).
+	Ratcheted bool `json:"ratcheted,omitempty"`
+	// key identifies the finding across the old and the new object: the rule and the field, with
+	// list items named by identity (a data disk by nameSuffix or lun), not by index.
+	key string
 }
+
+// Key identifies the finding across versions of an object: the rule and the field, with list items
+// named by their identity (a data disk by nameSuffix or lun, an extension by name) instead of their
+// index. Ratcheting matches findings by it.
+func (f Finding) Key() string { return f.key }
 
 // Decision is the outcome of evaluating one request.
 type Decision struct {

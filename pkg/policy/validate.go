@@ -108,10 +108,10 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	if eah && verdict.known && !e.env.Cluster.AKS {
 		switch verdict.eah {
 		case eahUnsupported:
-			e.hitCapped(RuleEAHSKUUnsupported, ActionDeny, eahField, []fieldPath{eahField, sizeField},
+			e.hitCapped(RuleEAHSKUUnsupported, ActionDeny, eahField,
 				"%s; choose a size that supports it or remove %s", verdict.eahMsg, eahField)
 		case eahMixed:
-			e.hitCapped(RuleEAHSKUUnsupported, ActionWarn, eahField, []fieldPath{eahField, sizeField}, "%s", verdict.eahMsg)
+			e.hitCapped(RuleEAHSKUUnsupported, ActionWarn, eahField, "%s", verdict.eahMsg)
 		}
 	}
 
@@ -255,13 +255,30 @@ func (e *evaluation) requireDES(base fieldPath) {
 		e.hit(RuleDESRequired, osDisk.child("diffDiskSettings"),
 			"the policy requires customer-managed keys, but the OS disk is ephemeral (diffDiskSettings) and cannot use a Disk Encryption Set: remove diffDiskSettings and set %s", osDES)
 	default:
-		e.hit(RuleDESRequired, osDES, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (no organisation default applies to this object)", osDES)
+		e.hit(RuleDESRequired, osDES, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", osDES, e.whyNotDefaulted(osDES))
 	}
 	for i := range lookupSlice(e.obj, base.child("dataDisks")) {
 		f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id")
 		if !has(f) {
-			e.hit(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (no organisation default applies to this disk)", f)
+			e.hit(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
 		}
+	}
+}
+
+// whyNotDefaulted explains why no organisation default filled a missing encryption field, so that a
+// user can tell their own omission from a mutating webhook that did not run.
+func (e *evaluation) whyNotDefaulted(f fieldPath) string {
+	switch {
+	case e.wouldInject[relative(f, e.spec.machine)]:
+		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.d.DefaultName)
+	case e.req.Operation == OperationUpdate:
+		return "organisation defaults are injected on CREATE only"
+	case e.def == nil:
+		return "no organisation default applies to this object"
+	case e.def.DiskEncryptionSetID == "" && (e.def.DataDiskEncryptionSetID == "" || !strings.Contains(f.String(), "dataDisks")):
+		return fmt.Sprintf("default %q sets no Disk Encryption Set for this disk", e.def.Name)
+	default:
+		return fmt.Sprintf("default %q could not fill it; see %s", e.def.Name, RuleDefaultNotApplied)
 	}
 }
 

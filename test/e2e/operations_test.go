@@ -230,7 +230,10 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", hook.webhookPort)
-	tpl := template("graceful-inflight", "eastus", "Standard_D2s_v3").Object
+	// Compliant as sent: /validate judges the object as received, and nothing mutates it here.
+	compliant := template("graceful-inflight", "eastus", "Standard_D2s_v3")
+	setField(compliant, desEast, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+	tpl := compliant.Object
 
 	// A request in flight: headers and half the body sent, the rest held back until after the
 	// listener has closed.
