@@ -19,14 +19,14 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 
 COPY cmd/ cmd/
-COPY pkg/ pkg/
+COPY internal/ internal/
 
 # Same flags as GO_BUILD in the Makefile: static (CGO off), reproducible paths (-trimpath), stripped,
-# version stamped into pkg/version.
+# version stamped into internal/version.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
     go build -trimpath \
-      -ldflags "-s -w -X github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version.Version=${VERSION} -X github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version.Commit=${COMMIT} -X github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version.BuildDate=${BUILD_DATE}" \
+      -ldflags "-s -w -X github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version.Version=${VERSION} -X github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version.Commit=${COMMIT} -X github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version.BuildDate=${BUILD_DATE}" \
       -o /out/capz-encryption-webhook ./cmd/capz-encryption-webhook
 
 # distroless/static: CA certificates (for Azure), tzdata and /etc/passwd with nonroot (65532); no

@@ -9,7 +9,7 @@ BIN_NAME    ?= capz-encryption-webhook
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 BUILD_DATE  ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-VERSION_PKG := github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version
+VERSION_PKG := github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version
 LDFLAGS     := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT) -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
 # One definition of the release build, used by `make build` and checked against the Dockerfile.
 GO_BUILD    := CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)"
@@ -22,12 +22,10 @@ $(LOCALBIN):
 
 # Tool versions.
 HELM_VERSION           ?= v3.22.0
-CONTROLLER_GEN_VERSION ?= v0.23.0
 K8S_VERSION            ?= 1.37.2
 ETCD_VERSION           ?= 3.7.0
 
 HELM           ?= $(LOCALBIN)/helm-$(HELM_VERSION)
-CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 
 ##@ General
 
@@ -63,7 +61,7 @@ test: lint test-unit test-e2e ## Everything CI runs: lint, unit tests, end-to-en
 .PHONY: test-unit
 test-unit: helm ## Unit tests (no control plane; chart tests use helm).
 	HELM="$(HELM)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
-	go test -count=1 -race ./pkg/azure/... ./pkg/admission/... ./pkg/skus/...
+	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/...
 
 .PHONY: test-e2e
 test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver + etcd built from source.
@@ -75,11 +73,11 @@ test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver 
 
 .PHONY: fuzz
 fuzz: ## Run the fuzz tests (FUZZTIME per target, default 60s).
-	go test ./pkg/desid -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
+	go test ./internal/desid -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
-	go test -run '^$$' -bench . -benchmem ./pkg/...
+	go test -run '^$$' -bench . -benchmem ./internal/...
 
 ##@ Build
 
@@ -98,11 +96,11 @@ SKU_LOCATIONS ?= eastus,southcentralus,westcentralus
 
 .PHONY: sku-catalog-embedded
 sku-catalog-embedded: ## Regenerate the embedded VM-size catalog from the shared fact file.
-	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out pkg/skus/data/vm-skus.json
+	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out internal/skus/data/vm-skus.json
 
 .PHONY: sku-catalog
 sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs Azure credentials, AZURE_SUBSCRIPTION_ID).
-	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out pkg/skus/data/vm-skus.json
+	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out internal/skus/data/vm-skus.json
 
 ##@ Dependencies
 
@@ -115,12 +113,6 @@ helm: $(HELM) ## Install helm into ./bin.
 $(HELM): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) GOFLAGS=-mod=mod GOWORK=off go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(LOCALBIN)/helm $(HELM)
-
-.PHONY: controller-gen
-controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into ./bin.
-$(CONTROLLER_GEN): | $(LOCALBIN)
-	GOBIN=$(LOCALBIN) GOFLAGS=-mod=mod GOWORK=off go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
-	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
 
 ##@ Chart
 

@@ -11,12 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/admission"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/azure"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/azure"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 // azureOptions configure live Azure data (VM sizes and Disk Encryption Sets).
@@ -40,7 +41,7 @@ func (a *azureOptions) addFlags(f *pflag.FlagSet) {
 
 // liveAzure starts the live caches when a subscription is configured and returns the catalog layer to
 // put first and the DES catalog; both nil without a subscription.
-func (a *azureOptions) liveAzure(mgr manager.Manager, policies *admission.PolicyStore, log logr.Logger) (skus.Catalog, policy.DESCatalog, error) {
+func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store, log logr.Logger) (skus.Catalog, policy.DESCatalog, error) {
 	if a.subscription == "" {
 		log.Info("no Azure subscription configured; VM-size data comes from the catalog file and the embedded catalog, and the Disk Encryption Set rules that need Azure are skipped")
 		return nil, nil, nil
@@ -48,13 +49,16 @@ func (a *azureOptions) liveAzure(mgr manager.Manager, policies *admission.Policy
 	clients, err := azure.NewClients(azure.Config{
 		SubscriptionID: a.subscription, Cloud: a.cloud, ARMEndpoint: a.armEndpoint,
 		AuthorityHost: a.authorityHost, DisableInstanceDiscovery: a.disableInstanceDiscovery, Timeout: a.timeout,
-		CredentialKind: a.credential,
+		CredentialKind: a.credential, Metrics: azure.NewMetrics(metrics.Registry),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	skuCache := azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus"))
 	desCache := azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des"))
+	if err := metrics.Registry.Register(skuCache); err != nil {
+		return nil, nil, err
+	}
 	runnables := []manager.Runnable{
 		manager.RunnableFunc(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
 		manager.RunnableFunc(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
@@ -76,7 +80,7 @@ func (a *azureOptions) liveAzure(mgr manager.Manager, policies *admission.Policy
 // warm queues, every minute, the regions and Disk Encryption Sets the policy names and the regions of
 // the AzureClusters in the cluster, so that the first request for them finds live data. It runs after
 // the caches have synced and never blocks readiness.
-func warm(ctx context.Context, reader client.Reader, policies *admission.PolicyStore, skuCache *azure.SKUCache, desCache *azure.DESCache, log logr.Logger) {
+func warm(ctx context.Context, reader client.Reader, policies *policyfile.Store, skuCache *azure.SKUCache, desCache *azure.DESCache, log logr.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/manifest"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/manifest"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 type checkOptions struct {
@@ -88,13 +88,9 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	var catalog skus.Catalog = skus.Embedded()
-	if o.catalog != "" {
-		file, err := skus.LoadFile(o.catalog)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		catalog = skus.NewLayered(file, skus.Embedded())
+	catalog, err := skucatalog.Build(nil, o.catalog)
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	index := newClusterIndex(objs, o.namespace)
 	var results []checkResult
@@ -108,13 +104,12 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 		if ns == "" {
 			ns = o.namespace
 		}
-		env := policy.Environment{Catalog: catalog}
-		cluster, locations := index.resolve(ns, obj.Labels[policy.LabelClusterName])
-		env.Cluster = cluster
-		env.Locations = append(env.Locations, locations...)
+		info := index.resolve(ns, obj.Labels[policy.LabelClusterName])
 		if o.location != "" {
-			env.Locations = append(env.Locations, policy.LocationCandidate{Location: o.location, Source: "flag"})
+			info.Locations = append(info.Locations, policy.LocationCandidate{Location: o.location, Source: "flag"})
 		}
+		env := info.Environment(catalog, nil)
+		cluster := info.Cluster
 		d, err := policy.Evaluate(pol, policy.Request{Operation: policy.OperationCreate, Object: obj.JSON, Namespace: ns}, env)
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("%s:%d: %s %s: %w", obj.File, obj.Line, obj.Kind, obj.Name, err)}
@@ -263,12 +258,13 @@ func newClusterIndex(objs []manifest.Object, defaultNS string) *clusterIndex {
 	return ix
 }
 
-func (ix *clusterIndex) resolve(ns, clusterName string) (policy.ClusterInfo, []policy.LocationCandidate) {
+func (ix *clusterIndex) resolve(ns, clusterName string) clusterinfo.Result {
 	if clusterName == "" {
-		return policy.ClusterInfo{}, nil
+		return clusterinfo.Result{}
 	}
-	return clusterinfo.ResolveCluster(clusterName, func(kind, name string) (map[string]any, bool) {
+	cluster, locations := clusterinfo.ResolveCluster(clusterName, func(kind, name string) (map[string]any, bool) {
 		m, ok := ix.byKey[kind+"/"+ns+"/"+name]
 		return m, ok
 	})
+	return clusterinfo.Result{Cluster: cluster, Locations: locations}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
 )
 
 // exitError carries a process exit code through cobra, so that `check` can exit 1 on a denial and 2

@@ -24,14 +24,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/admission"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/audit"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/clusterinfo"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/admission"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
 )
 
 type serveOptions struct {
@@ -137,20 +139,14 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err != nil {
 		return err
 	}
-	policies, err := admission.NewPolicyStore(o.policyFile, log.WithName("policy"))
+	policies, err := policyfile.New(o.policyFile, policyfile.NewMetrics(metrics.Registry), log.WithName("policy"))
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	// Layers, first match per region wins: live Azure (added below), the catalog file, the embedded data.
-	layers := []skus.Catalog{}
-	if o.skuCatalog != "" {
-		file, err := skus.LoadFile(o.skuCatalog)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		layers = append(layers, file)
+	// Read the catalog file now, so that a bad one stops the start with exit code 2.
+	if _, err := skucatalog.Build(nil, o.skuCatalog); err != nil {
+		return &exitError{code: 2, err: err}
 	}
-	layers = append(layers, skus.Embedded())
 
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
 	if !o.enableHTTP2 {
@@ -203,18 +199,20 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if live != nil {
-		layers = append([]skus.Catalog{live}, layers...)
+	catalog, err := skucatalog.Build(live, o.skuCatalog)
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
-	catalog := skus.NewLayered(layers...)
 
-	recorder := audit.NewRecorder(log.WithName("audit"))
+	recorder := decisionlog.NewRecorder(log.WithName("audit"))
 	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
+	admissionMetrics := admission.NewMetrics(metrics.Registry)
 	server := mgr.GetWebhookServer()
 	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
-		server.Register("/"+string(mode), &webhook.Admission{Handler: &admission.Handler{
-			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des, Recorder: recorder,
-		}})
+		server.Register("/"+string(mode), &webhook.Admission{Handler: admission.New(admission.Config{
+			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des,
+			Recorder: recorder, Metrics: admissionMetrics,
+		})})
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

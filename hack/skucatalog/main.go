@@ -1,12 +1,12 @@
 // Command skucatalog writes VM-size catalogs in the JSON shape of `az vm list-skus --all -o json`:
 //
 //	from-subset: convert the project's shared fact file into the embedded catalog
-//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out pkg/skus/data/vm-skus.json);
+//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out internal/skus/data/vm-skus.json);
 //	from-azure:  list the VM sizes of a live subscription (needs Azure credentials: az login, a
 //	             service principal or workload identity, whatever DefaultAzureCredential finds)
 //	             (go run ./hack/skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE).
 //
-// The conversion and the Azure calls live in pkg/skus, where they are tested; this is flags and I/O.
+// The conversion and the Azure calls live in internal/skus, where they are tested; this is flags and I/O.
 package main
 
 import (
@@ -22,7 +22,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/azure"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 const usage = `usage:
@@ -58,7 +60,7 @@ func main() {
 func fromSubset(args []string) error {
 	fs := flag.NewFlagSet("from-subset", flag.ContinueOnError)
 	in := fs.String("in", "../shared/data/azure-vm-skus-subset.json", "the shared SKU fact file")
-	out := fs.String("out", "pkg/skus/data/vm-skus.json", "output file")
+	out := fs.String("out", "internal/skus/data/vm-skus.json", "output file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func fromSubset(args []string) error {
 	if err != nil {
 		return err
 	}
-	converted, err := skus.ConvertSubset(data)
+	converted, err := skucatalog.ConvertSubset(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
@@ -96,7 +98,7 @@ func fromAzure(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	records, err := skus.FetchAzure(ctx, client, locs)
+	records, err := azure.FetchAzure(ctx, client, locs)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func fromAzure(args []string) error {
 			return fmt.Errorf("no VM sizes listed for location %q: misspelt, or not enabled for subscription %s?", l, *sub)
 		}
 	}
-	data, err := skus.MarshalAzCLI(records)
+	data, err := skucatalog.MarshalAzCLI(records)
 	if err != nil {
 		return err
 	}

@@ -9,26 +9,18 @@ package chart
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -368,7 +360,7 @@ type Scenario struct {
 
 // Values used by the scenarios.
 const (
-	TestSubscription = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
+	TestSubscription = testsupport.Subscription
 	TestClientID     = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 	TestTenantID     = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	TestDESID        = "/subscriptions/" + TestSubscription + "/resourceGroups/platform-keys/providers/Microsoft.Compute/diskEncryptionSets/des-all-regions"
@@ -376,7 +368,7 @@ const (
 
 // Scenarios returns the default values and one scenario per option.
 func Scenarios() []Scenario {
-	caPEM := string(TestCAPEM())
+	caPEM := string(testsupport.CAPEM())
 	return []Scenario{
 		{Name: "default"},
 		{Name: "user-issuer", Args: []string{
@@ -417,7 +409,7 @@ func Scenarios() []Scenario {
 			"--set-json", `webhook.matchConditions=[{"name":"not-capz-controller","expression":"request.userInfo.username != 'system:serviceaccount:capz-system:capz-manager'"}]`,
 		}},
 		{Name: "policy", Args: []string{
-			"--set-json", `policy={"dryRun":true,"defaultLocation":"eastus","requireCustomerManagedKeys":true,` +
+			"--set-json", `policy={"warnOnly":true,"defaultLocation":"eastus","requireCustomerManagedKeys":true,` +
 				`"allowedDESSubscriptions":["` + TestSubscription + `"],` +
 				`"rules":{"sku-unknown":"warn","des-key-rotation":"audit"},` +
 				`"defaults":[{"name":"prod-eastus","regions":["eastus"],"namespaceSelector":{"matchLabels":{"env":"prod"}},` +
@@ -448,35 +440,4 @@ func Scenarios() []Scenario {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
-}
-
-var (
-	testCAOnce sync.Once
-	testCAPEM  []byte
-)
-
-// TestCAPEM returns the PEM of a throw-away self-signed CA certificate, for the scenarios that give
-// tls.caBundle. Generated once per process.
-func TestCAPEM() []byte {
-	testCAOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(1),
-			Subject:               pkix.Name{CommonName: "capz-encryption-webhook test CA"},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
-			IsCA:                  true,
-			BasicConstraintsValid: true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		testCAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	})
-	return testCAPEM
 }

@@ -250,15 +250,15 @@ func TestDockerfileBuildsWhatMakeBuilds(t *testing.T) {
 	}
 	// Every -X names a variable that exists (the linker ignores a misspelt one) and, in the Dockerfile,
 	// takes its value from a build argument.
-	versionGo := readFile(t, "pkg/version/version.go")
+	versionGo := readFile(t, "internal/version/version.go")
 	for key, val := range docker.xvars {
 		dot := strings.LastIndex(key, ".")
 		pkg, name := key[:dot], key[dot+1:]
-		if pkg != "github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/version" {
-			t.Errorf("-X %s: not a variable of pkg/version", key)
+		if pkg != "github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version" {
+			t.Errorf("-X %s: not a variable of internal/version", key)
 		}
 		if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(name) + `\s+=`).MatchString(versionGo) {
-			t.Errorf("-X %s: pkg/version/version.go declares no %s", key, name)
+			t.Errorf("-X %s: internal/version/version.go declares no %s", key, name)
 		}
 		m := regexp.MustCompile(`^\$\{?([A-Z_]+)\}?$`).FindStringSubmatch(val)
 		if m == nil || !args[m[1]] {

@@ -88,7 +88,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"policy wrong kind", []string{"--set", "policy.kind=Policy"}, []string{"/policy/kind"}},
 		{"policy unknown rule", []string{"--set", "policy.rules.sku-unknwon=warn"}, []string{"/policy/rules", "'sku-unknwon'"}},
 		{"policy bad action", []string{"--set", "policy.rules.sku-unknown=block"}, []string{"/policy/rules/sku-unknown", "deny", "warn", "audit"}},
-		{"policy dryRun as a string", []string{"--set-string", "policy.dryRun=true"}, []string{"/policy/dryRun", "want boolean"}},
+		{"policy warnOnly as a string", []string{"--set-string", "policy.warnOnly=true"}, []string{"/policy/warnOnly", "want boolean"}},
 		{"policy subscription not a GUID", []string{"--set-json", `policy.allowedDESSubscriptions=["prod"]`}, []string{"/policy/allowedDESSubscriptions/0"}},
 		{"policy DES placeholder", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"/subscriptions/subscriptionId/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des"}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
 		{"policy DES is a Key Vault key URL", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"https://kv.vault.azure.net/keys/k/0123"}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
@@ -132,9 +132,9 @@ func TestTemplateRejects(t *testing.T) {
 	}{
 		{"Palette values and a customised policy", []string{
 			"--set", "cloud.azure.encryptionAtHost=true",
-			"--set", "policy.dryRun=true",
+			"--set", "policy.warnOnly=true",
 			"--set", "policy.rules.sku-unknown=warn",
-		}, []string{"cloud.azure", "policy.dryRun", "policy.rules", "policy.defaults entry"}},
+		}, []string{"cloud.azure", "policy.warnOnly", "policy.rules", "policy.defaults entry"}},
 		{"caBundle that is no certificate", []string{
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},

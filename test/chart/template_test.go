@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
@@ -282,7 +283,7 @@ func TestTemplateScenarios(t *testing.T) {
 		},
 		"policy": func(t *testing.T, objs []*unstructured.Unstructured) {
 			doc := policyDoc(t, objs)
-			if doc["dryRun"] != true || doc["requireCustomerManagedKeys"] != true || doc["defaultLocation"] != "eastus" {
+			if doc["warnOnly"] != true || doc["requireCustomerManagedKeys"] != true || doc["defaultLocation"] != "eastus" {
 				t.Errorf("policy file = %v", doc)
 			}
 			defaults, _ := doc["defaults"].([]any)
@@ -412,7 +413,7 @@ func checkUserSecret(t *testing.T, objs []*unstructured.Unstructured) {
 		t.Fatal(err)
 	}
 	for _, cc := range []admissionregistrationv1.WebhookClientConfig{m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig} {
-		if string(cc.CABundle) != string(chart.TestCAPEM()) {
+		if string(cc.CABundle) != string(testsupport.CAPEM()) {
 			t.Errorf("caBundle = %q, want the given CA", cc.CABundle)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
@@ -11,7 +12,7 @@ import (
 // configurations against a webhook server running in the test process: only clientConfig changes.
 func TestWebhooksForURL(t *testing.T) {
 	helm := helmPath(t)
-	ca := chart.TestCAPEM()
+	ca := testsupport.CAPEM()
 	m, v, err := chart.WebhooksForURL(helm, "e2e-system", "https://127.0.0.1:9443/", ca, scenarioArgs(t, "match-conditions")...)
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -16,9 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -98,29 +94,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 // webhook's own latency is what is measured) and returns the response and its log line.
 func review(t *testing.T, w *webhookProcess, path string, obj map[string]any) (*admissionv1.AdmissionResponse, time.Duration) {
 	t.Helper()
-	raw, _ := json.Marshal(obj)
-	uid := types.UID(fmt.Sprintf("azure-e2e-%d", time.Now().UnixNano()))
-	body, _ := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{UID: uid, Operation: admissionv1.Create, Namespace: testNS, Name: obj["metadata"].(map[string]any)["name"].(string),
-			Kind:   metav1.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureMachineTemplate"},
-			Object: runtime.RawExtension{Raw: raw}},
-	})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pki.caPEM)
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	r := testsupport.Review{UID: fmt.Sprintf("azure-e2e-%d", time.Now().UnixNano()), Kind: "AzureMachineTemplate", Resource: "azuremachinetemplates",
+		Namespace: testNS, Name: obj["metadata"].(map[string]any)["name"].(string), Object: obj}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLS()}}
 	start := time.Now()
-	resp, err := c.Post(fmt.Sprintf("https://127.0.0.1:%d%s", w.webhookPort, path), "application/json", bytes.NewReader(body))
+	resp, err := r.Post(c, fmt.Sprintf("https://127.0.0.1:%d%s", w.webhookPort, path))
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out admissionv1.AdmissionReview
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Response == nil {
-		t.Fatalf("decoding the review: %v", err)
-	}
-	return out.Response, took
+	return resp, took
 }
 
 // lineOf returns the decision line of one request (nil if it does not appear within 5s).

@@ -5,11 +5,8 @@ package e2e
 // order of tests does not matter.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -23,11 +20,7 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
 
 func httpGet(url string) (int, string, error) {
@@ -165,54 +158,14 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 }
 
-// admissionReview is the body the apiserver would POST for a CREATE of obj.
+// admissionReview is the body the apiserver would POST for a CREATE of the AzureMachineTemplate obj.
 func admissionReview(t *testing.T, uid string, obj map[string]any) []byte {
 	t.Helper()
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID:      types.UID(uid),
-			Kind:     metav1.GroupVersionKind{Group: amtGVK.Group, Version: amtGVK.Version, Kind: amtGVK.Kind},
-			Resource: metav1.GroupVersionResource{Group: amtGVK.Group, Version: amtGVK.Version, Resource: "azuremachinetemplates"},
-			Name:     uid, Namespace: testNS, Operation: admissionv1.Create,
-			UserInfo: authenticationv1.UserInfo{Username: "e2e"},
-			Object:   runtime.RawExtension{Raw: raw},
-		},
-	})
+	body, err := testsupport.Review{UID: uid, Kind: amtGVK.Kind, Resource: "azuremachinetemplates", Namespace: testNS, Name: uid, Object: obj}.Body()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return body
-}
-
-func webhookTLS() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pki.caPEM)
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-}
-
-// readReview reads an HTTP response carrying an AdmissionReview.
-func readReview(r io.Reader) (*admissionv1.AdmissionResponse, error) {
-	resp, err := http.ReadResponse(bufio.NewReader(r), nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	var review admissionv1.AdmissionReview
-	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
-		return nil, err
-	}
-	if review.Response == nil {
-		return nil, fmt.Errorf("no response in the AdmissionReview")
-	}
-	return review.Response, nil
 }
 
 // TestGracefulShutdown: after SIGTERM the webhook fails readiness but keeps answering for
@@ -238,7 +191,7 @@ func TestGracefulShutdown(t *testing.T) {
 	// A request in flight: headers and half the body sent, the rest held back until after the
 	// listener has closed.
 	body := admissionReview(t, "graceful-inflight", tpl)
-	conn, err := tls.Dial("tcp", addr, webhookTLS())
+	conn, err := tls.Dial("tcp", addr, pki.ClientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +217,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		return nil
 	})
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: webhookTLS()}}
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLS()}}
 	resp, err := c.Post("https://"+addr+"/validate", "application/json", bytes.NewReader(admissionReview(t, "graceful-during-delay", tpl)))
 	if err != nil {
 		t.Fatalf("a new request during the shutdown delay failed: %v", err)
@@ -288,7 +241,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("the in-flight connection was cut: %v", err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r, err := readReview(conn)
+	r, err := testsupport.ReadResponse(conn)
 	if err != nil {
 		t.Fatalf("the in-flight request got no answer: %v", err)
 	}

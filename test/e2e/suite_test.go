@@ -6,16 +6,8 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -34,13 +26,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
 const (
 	releaseNamespace = "capz-encryption-webhook-system"
-	sub              = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
-	otherSub         = "0b7d1e2f-aaaa-4bbb-8ccc-1234567890ab"
+	sub              = testsupport.Subscription
+	otherSub         = testsupport.OtherSubscription
 	desEast          = "/subscriptions/" + sub + "/resourceGroups/keys-eastus/providers/Microsoft.Compute/diskEncryptionSets/des-eastus"
 	desSouth         = "/subscriptions/" + sub + "/resourceGroups/keys-scus/providers/Microsoft.Compute/diskEncryptionSets/des-scus"
 	desUser          = "/subscriptions/" + sub + "/resourceGroups/team-keys/providers/Microsoft.Compute/diskEncryptionSets/team-des"
@@ -70,7 +63,7 @@ var (
 	k8s       client.Client
 	warnings  = &warningRecorder{}
 	hook      *webhookProcess
-	pki       *testPKI
+	pki       *testsupport.CA
 	auditLog  string
 	repoRoot  string
 	setupTime time.Duration
@@ -154,7 +147,7 @@ rules:
 		return 0, fmt.Errorf("creating the legacy object: %w", err)
 	}
 
-	if pki, err = newPKI(filepath.Join(tmp, "certs")); err != nil {
+	if pki, err = testsupport.NewCA(filepath.Join(tmp, "certs")); err != nil {
 		return 0, err
 	}
 	user, err := env.AddUser(envtest.User{Name: "capz-encryption-webhook", Groups: []string{"system:masters"}}, nil)
@@ -173,7 +166,7 @@ rules:
 	if err := os.WriteFile(policyPath, []byte(e2ePolicy), 0o600); err != nil {
 		return 0, err
 	}
-	hook, err = newWebhookProcess(bin, kubeconfigPath, pki.dir, policyPath)
+	hook, err = newWebhookProcess(bin, kubeconfigPath, pki.Dir, policyPath)
 	if err != nil {
 		return 0, err
 	}
@@ -249,7 +242,7 @@ func goList(args ...string) (string, error) {
 // installWebhookConfigurations renders the chart with default values and installs its two webhook
 // configurations, with the client config pointed at the local server instead of the Service.
 func installWebhookConfigurations(ctx context.Context, helm string) error {
-	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.caPEM)
+	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM)
 	if err != nil {
 		return err
 	}
@@ -412,89 +405,6 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-// --- certificates ----------------------------------------------------------------------------------
-
-type testPKI struct {
-	dir    string
-	caPEM  []byte
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	serial int64
-}
-
-func newPKI(dir string) (*testPKI, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "capz-encryption-webhook e2e CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: dir, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), caCert: ca, caKey: key, serial: 1}
-	_, err = p.issueLeaf()
-	return p, err
-}
-
-// issueLeaf writes a new serving certificate and key (new key, same CA) and returns its serial. The
-// files are replaced by rename, as kubelet's Secret volumes do.
-func (p *testPKI) issueLeaf() (*big.Int, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	p.serial++
-	serial := big.NewInt(p.serial)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "capz-encryption-webhook"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	for name, data := range map[string][]byte{
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-	} {
-		tmp := filepath.Join(p.dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, filepath.Join(p.dir, name)); err != nil {
-			return nil, err
-		}
-	}
-	return serial, nil
-}
-
-// servedSerial dials the webhook and returns the serial of the certificate it presents.
-func servedSerial(port int) (*big.Int, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pki.caPEM)
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
 }
 
 // --- warnings ---------------------------------------------------------------------------------------

@@ -403,16 +403,16 @@ func TestFailClosed(t *testing.T) {
 }
 
 func TestCertificateRotation(t *testing.T) {
-	before, err := servedSerial(hook.webhookPort)
+	before, err := pki.ServedSerial(fmt.Sprintf("127.0.0.1:%d", hook.webhookPort))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := pki.issueLeaf()
+	want, err := pki.IssueServing()
 	if err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, func() error {
-		got, err := servedSerial(hook.webhookPort)
+		got, err := pki.ServedSerial(fmt.Sprintf("127.0.0.1:%d", hook.webhookPort))
 		if err != nil {
 			return err
 		}

@@ -165,6 +165,7 @@ than silently dropping the `policy` settings.
 {{- if include "capz-encryption-webhook.usePalette" . }}
 {{- $p := .Values.policy }}
 {{- $set := list }}
+{{- if $p.warnOnly }}{{ $set = append $set "warnOnly" }}{{ end }}
 {{- if $p.dryRun }}{{ $set = append $set "dryRun" }}{{ end }}
 {{- if $p.defaultLocation }}{{ $set = append $set "defaultLocation" }}{{ end }}
 {{- if $p.requireCustomerManagedKeys }}{{ $set = append $set "requireCustomerManagedKeys" }}{{ end }}

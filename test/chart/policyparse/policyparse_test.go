@@ -1,6 +1,6 @@
 // Package policyparse_test feeds the policy file the chart renders to the webhook's own parser: the
 // values under `policy:` (and the Palette `cloud:` values) must be the policy file's schema, exactly.
-// It is a package of its own so that the other chart tests do not depend on pkg/policy compiling.
+// It is a package of its own so that the other chart tests do not depend on internal/policy compiling.
 package policyparse_test
 
 import (
@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
@@ -46,7 +46,7 @@ func TestRenderedPolicyParses(t *testing.T) {
 			}
 			switch s.Name {
 			case "policy":
-				if !p.DryRun || !p.RequireCustomerManagedKeys || len(p.Defaults) != 2 || p.ActionFor("sku-unknown") != "warn" {
+				if !p.WarnOnly || !p.RequireCustomerManagedKeys || len(p.Defaults) != 2 || p.ActionFor("sku-unknown") != "warn" {
 					t.Errorf("parsed policy = %+v", p)
 				}
 			case "palette":
@@ -54,7 +54,7 @@ func TestRenderedPolicyParses(t *testing.T) {
 					t.Errorf("parsed Palette policy = %+v", p)
 				}
 			default:
-				if len(p.Defaults) != 0 || p.DryRun {
+				if len(p.Defaults) != 0 || p.WarnOnly {
 					t.Errorf("the default values give a policy with defaults or dry run: %+v", p)
 				}
 			}

@@ -1,0 +1,118 @@
+// Package admission serves the policy as two raw controller-runtime admission handlers, mutate and
+// validate. Raw, not typed: a typed Validator cannot return audit annotations, and decoding into Go
+// types could drop fields that a newer CRD has and our types lack.
+//
+// A handler is a chain (see chain.go): metrics, then the audit record, then panic recovery, around
+// the decision itself (review, below), which only decodes, resolves the object's surroundings, asks
+// the policy and builds the response.
+package admission
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// Mode selects what a handler answers with.
+type Mode string
+
+const (
+	Mutate   Mode = "mutate"
+	Validate Mode = "validate"
+)
+
+// Resolver finds an object's surroundings (clusterinfo.Resolver in production).
+type Resolver interface {
+	Resolve(ctx context.Context, namespace string, objLabels map[string]string) clusterinfo.Result
+}
+
+// PolicySource returns the policy in force (policyfile.Store in production).
+type PolicySource interface {
+	Get() *policy.Policy
+}
+
+var _ Resolver = (*clusterinfo.Resolver)(nil)
+
+// Config is what a handler needs.
+type Config struct {
+	Mode     Mode
+	Policies PolicySource
+	Resolver Resolver
+	Catalog  skus.Catalog
+	// DES is optional live Disk Encryption Set data (nil: rules that need it skip).
+	DES      policy.DESCatalog
+	Recorder *decisionlog.Recorder
+	Metrics  *Metrics
+	// Now is the clock (tests pin it); nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns the handler for cfg.Mode: the decision wrapped in panic recovery, the audit record
+// and the metrics, in that order from the inside out.
+func New(cfg Config) admission.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &decider{cfg: cfg}
+	return chain(cfg.Mode, d.review, WithMetrics(cfg.Metrics), WithAuditRecord(cfg.Recorder, cfg.Now), WithRecovery())
+}
+
+type decider struct{ cfg Config }
+
+// review decodes, resolves the context, asks the policy and answers. It fills e with what it found.
+func (d *decider) review(ctx context.Context, req admission.Request, e *decisionlog.Entry) admission.Response {
+	if !policy.Handles(req.Kind.Group+"/"+req.Kind.Version, req.Kind.Kind) {
+		// The webhook configuration should never send these; allow rather than break other kinds.
+		return admission.Allowed("not a kind capz-encryption-webhook decides on")
+	}
+	raw := req.Object.Raw
+	if req.Operation == admissionv1.Delete {
+		raw = req.OldObject.Raw
+	}
+	meta, err := objmeta.Decode(raw)
+	if err != nil {
+		e.Err = fmt.Errorf("capz-encryption-webhook: %w", err)
+		return admission.Errored(http.StatusBadRequest, e.Err)
+	}
+	if e.Name == "" {
+		e.Name = meta.DisplayName()
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = meta.Namespace
+	}
+	info := d.cfg.Resolver.Resolve(ctx, ns, meta.Labels)
+	// The mutating webhook computes the patch (and records what the result would be judged); the
+	// validating webhook judges the object exactly as it arrives, after every mutation, because our
+	// own mutation may be disabled, may have failed open, or may have been undone by a later webhook.
+	stage := policy.StageAdmit
+	if d.cfg.Mode == Validate {
+		stage = policy.StageValidate
+	}
+	dec, err := policy.Evaluate(d.cfg.Policies.Get(), policy.Request{
+		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
+		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,
+	}, info.Environment(d.cfg.Catalog, d.cfg.DES))
+	if err != nil {
+		e.Err = fmt.Errorf("capz-encryption-webhook: %w", err)
+		return admission.Errored(http.StatusBadRequest, e.Err)
+	}
+	e.Decision = dec
+	if !dec.Catalog.AsOf.IsZero() {
+		e.CatalogAge = d.cfg.Now().Sub(dec.Catalog.AsOf)
+	}
+	if d.cfg.Mode == Mutate {
+		return mutateResponse(dec)
+	}
+	return validateResponse(dec)
+}

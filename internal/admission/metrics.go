@@ -1,0 +1,61 @@
+package admission
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
+)
+
+// Metrics are the admission path's Prometheus metrics. Like every package of this project that has
+// metrics, the package builds them in a constructor that registers them on the registry it is given
+// (controller-runtime's in `serve`, a fresh one in tests); no package registers in init().
+type Metrics struct {
+	decisions  *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	catalogAge *prometheus.GaugeVec
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capz_encryption_webhook_decisions_total",
+			Help: "Rule hits by webhook, rule and effective action; rule=\"none\" counts requests with no finding.",
+		}, []string{"webhook", "rule", "action"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capz_encryption_webhook_requests_total",
+			Help: "Admission requests by webhook, operation and outcome (allowed, denied, patched, error).",
+		}, []string{"webhook", "operation", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "capz_encryption_webhook_request_duration_seconds",
+			Help:    "Time to decide on an admission request, from decode to response, by webhook.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"webhook"}),
+		catalogAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "capz_encryption_webhook_catalog_age_seconds",
+			Help: "Age of the VM-size data used by the last decision, by region and source.",
+		}, []string{"region", "source"}),
+	}
+	reg.MustRegister(m.decisions, m.requests, m.latency, m.catalogAge)
+	return m
+}
+
+func (m *Metrics) observe(e *decisionlog.Entry) {
+	m.requests.WithLabelValues(e.Webhook, e.Operation, e.Outcome).Inc()
+	m.latency.WithLabelValues(e.Webhook).Observe(e.Latency.Seconds())
+	d := e.Decision
+	if d == nil {
+		return
+	}
+	if len(d.Findings) == 0 {
+		m.decisions.WithLabelValues(e.Webhook, "none", "none").Inc()
+	}
+	for _, f := range d.Findings {
+		// Two findings of one rule count twice: the counter is rule hits, not requests.
+		m.decisions.WithLabelValues(e.Webhook, string(f.Rule), string(f.Action)).Inc()
+	}
+	if d.Region != "" && e.CatalogAge > 0 {
+		m.catalogAge.WithLabelValues(d.Region, d.Catalog.Name).Set(e.CatalogAge.Seconds())
+	}
+}

@@ -1,0 +1,112 @@
+package azure
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// SKUCache is a skus.Catalog of live resource-SKU data, one region at a time. A region it has never
+// fetched is absent (HasRegion false), so a Layered catalog falls through to the file or embedded
+// data; asking for it queues a fetch.
+type SKUCache struct {
+	subscription string
+	*store[*skus.Static]
+}
+
+// NewSKUCache refreshes each wanted region every ttl; a failed fetch is retried after backoff.
+func NewSKUCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *SKUCache {
+	c := &SKUCache{subscription: clients.cfg.SubscriptionID}
+	c.store = newStore("VM sizes", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, region string) (*skus.Static, error) {
+		client, err := clients.skus(c.subscription)
+		if err != nil {
+			return nil, err
+		}
+		records, err := FetchAzure(ctx, client, []string{region})
+		if err != nil {
+			return nil, err
+		}
+		list, err := skucatalog.FromSDK(records)
+		if err != nil {
+			return nil, err
+		}
+		return skus.NewStatic(list, skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: c.now()}), nil
+	}, log)
+	return c
+}
+
+// data returns the region's snapshot, or false (queuing a fetch) when it has none yet.
+func (c *SKUCache) data(region string) (entry[*skus.Static], bool) {
+	e := c.get(skus.NormalizeRegion(region))
+	return e, e.loaded
+}
+
+func (c *SKUCache) Lookup(region, size string) (skus.SKU, bool) {
+	if e, ok := c.data(region); ok {
+		return e.value.Lookup(region, size)
+	}
+	return skus.SKU{}, false
+}
+
+func (c *SKUCache) LookupAll(size string) []skus.SKU {
+	var out []skus.SKU
+	for _, r := range c.Regions() {
+		if s, ok := c.Lookup(r, size); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *SKUCache) HasRegion(region string) bool {
+	_, ok := c.data(region)
+	return ok
+}
+
+func (c *SKUCache) Regions() []string { return c.loadedKeys() }
+
+func (c *SKUCache) SKUs(region string) []skus.SKU {
+	if e, ok := c.data(region); ok {
+		return e.value.SKUs(region)
+	}
+	return nil
+}
+
+// Source is "live" with the fetch time, or "live-stale" with the error when the last refresh failed.
+func (c *SKUCache) Source(region string) skus.SourceInfo {
+	if region == "" {
+		return skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription}
+	}
+	e, ok := c.data(region)
+	switch {
+	case !ok:
+		return skus.SourceInfo{Name: "none"}
+	case e.err != nil:
+		return skus.SourceInfo{Name: "live-stale", Detail: fmt.Sprintf("last refresh failed: %v", e.err), AsOf: e.fetched}
+	default:
+		return skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: e.fetched}
+	}
+}
+
+var catalogAgeDesc = prometheus.NewDesc("capz_encryption_webhook_sku_catalog_age_seconds",
+	"Age of the live VM-size data per region (since the last successful refresh).", []string{"region"}, nil)
+
+// SKUCache is a prometheus.Collector of the age of its data; `serve` registers it.
+var _ prometheus.Collector = (*SKUCache)(nil)
+
+func (c *SKUCache) Describe(ch chan<- *prometheus.Desc) { ch <- catalogAgeDesc }
+
+// Collect reports ages at scrape time, so a stuck refresher shows as a growing number.
+func (c *SKUCache) Collect(ch chan<- prometheus.Metric) {
+	now := c.now()
+	for _, r := range c.loadedKeys() {
+		e := c.get(r)
+		ch <- prometheus.MustNewConstMetric(catalogAgeDesc, prometheus.GaugeValue, now.Sub(e.fetched).Seconds(), r)
+	}
+}

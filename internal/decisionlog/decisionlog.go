@@ -1,0 +1,100 @@
+// Package decisionlog writes the audit trail of admission: one structured JSON log line per request
+// (zap via zapr), never sampled. A decision is never dropped: Record has no error path and logs even
+// when the policy failed. The admission chain (internal/admission) calls it once per request; the
+// matching apiserver audit annotations and the metrics are written by their own wrappers there.
+package decisionlog
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+)
+
+// Outcomes of an admission request, as logged, counted and written into audit annotations.
+const (
+	OutcomeAllowed = "allowed"
+	OutcomeDenied  = "denied"
+	OutcomePatched = "patched"
+	OutcomeError   = "error"
+)
+
+// Entry is one request's outcome.
+type Entry struct {
+	Webhook   string // "mutate" or "validate"
+	UID       string
+	User      string
+	Operation string
+	Kind      string
+	Namespace string
+	Name      string
+	DryRun    bool
+	// Decision is nil when the policy could not decide (Err is then set) or the kind is not ours.
+	Decision *policy.Decision
+	Err      error
+	// Outcome is what the webhook answered: one of the Outcome constants.
+	Outcome string
+	Latency time.Duration
+	// CatalogAge is how old the VM-size data behind the decision was (0 when unknown).
+	CatalogAge time.Duration
+}
+
+// Recorder writes entries to a logger.
+type Recorder struct{ log logr.Logger }
+
+// NewRecorder returns a Recorder that writes to log.
+func NewRecorder(log logr.Logger) *Recorder { return &Recorder{log: log} }
+
+// Record writes the entry's log line.
+func (r *Recorder) Record(e *Entry) {
+	kv := []any{
+		"webhook", e.Webhook, "uid", e.UID, "user", e.User, "operation", e.Operation,
+		"kind", e.Kind, "namespace", e.Namespace, "name", e.Name, "dryRun", e.DryRun,
+		"outcome", e.Outcome, "latencyMs", float64(e.Latency.Microseconds()) / 1000,
+	}
+	if d := e.Decision; d != nil {
+		findings := make([]map[string]string, 0, len(d.Findings))
+		for _, f := range d.Findings {
+			// Field and rule, not the message: messages repeat object values the log does not need.
+			findings = append(findings, map[string]string{"rule": string(f.Rule), "action": string(f.Action), "field": f.Field})
+		}
+		kv = append(kv,
+			"allowed", d.Allowed, "rules", RulesSummary(d), "findings", findings,
+			"patchOps", len(d.Patch), "injected", d.Injected, "default", d.DefaultName,
+			"region", d.Region, "regionSource", d.RegionSource,
+			"catalogSource", d.Catalog.Name, "catalogAgeSeconds", int64(e.CatalogAge.Seconds()),
+		)
+		if d.Exempt != "" {
+			kv = append(kv, "exempt", d.Exempt)
+		}
+		if d.WarnOnly {
+			kv = append(kv, "policyWarnOnly", true)
+		}
+	}
+	if e.Err != nil {
+		r.log.Error(e.Err, "admission decision", kv...)
+		return
+	}
+	r.log.Info("admission decision", kv...)
+}
+
+// RulesSummary is "rule:action,rule:action" in a stable order, or "none".
+func RulesSummary(d *policy.Decision) string {
+	if d == nil || len(d.Findings) == 0 {
+		return "none"
+	}
+	seen := map[string]bool{}
+	var parts []string
+	for _, f := range d.Findings {
+		p := string(f.Rule) + ":" + string(f.Action)
+		if !seen[p] {
+			seen[p] = true
+			parts = append(parts, p)
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,275 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"gomodules.xyz/jsonpatch/v2"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// evaluation carries the state of one Evaluate call.
+type evaluation struct {
+	policy   *Policy
+	req      Request
+	env      Environment
+	spec     kindSpec
+	obj      map[string]any // decoded object; mutate() changes it as it builds the patch
+	old      map[string]any // decoded old object on UPDATE
+	nsLabels map[string]string
+	decision *Decision
+	verdict  *sizeVerdict // of the object's VM size in its region; computed once, lazily
+	def      *Default     // the organisation default that applies (CREATE of a mutable kind), if any
+	// wouldInject holds the paths (dotted) that the organisation default fills when the validating
+	// stage replays the mutation on a scratch copy: a missing value there means the mutating webhook
+	// did not inject it, which the messages say.
+	wouldInject map[string]bool
+}
+
+// Evaluate decides on one request. In StageAdmit it injects the organisation defaults (CREATE only)
+// and then validates the object as it would be stored; in StageValidate it judges the object exactly
+// as received. It is deterministic and idempotent: evaluating the patched object again yields the same
+// findings and an empty patch, so `check` (StageAdmit) and the webhook pair (StageAdmit for the patch,
+// StageValidate on the patched object) reach the same verdict.
+func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
+	if p == nil {
+		p = DefaultPolicy()
+	}
+	obj, err := decodeObject(req.Object, "object")
+	if err != nil {
+		return nil, err
+	}
+	meta := objmeta.FromMap(obj)
+	kind := meta.Kind
+	if !Handles(meta.APIVersion, kind) {
+		return nil, fmt.Errorf("%s %s is not a kind this policy handles (%s of %s)", meta.APIVersion, kind, kindNames(), Group)
+	}
+	spec, _ := lookupKind(kind)
+	e := &evaluation{policy: p, req: req, env: env, spec: spec, obj: obj}
+	if req.Operation == OperationUpdate && len(req.OldObject) > 0 {
+		if e.old, err = decodeObject(req.OldObject, "oldObject"); err != nil {
+			return nil, err
+		}
+	}
+	ns := meta.Namespace
+	if ns == "" {
+		ns = req.Namespace
+	}
+	e.nsLabels = req.NamespaceLabels
+	if e.nsLabels == nil && ns != "" {
+		e.nsLabels = map[string]string{"kubernetes.io/metadata.name": ns}
+	}
+	e.decision = &Decision{Kind: kind, Namespace: ns, Name: meta.DisplayName(), Patch: []jsonpatch.Operation{}, Findings: []Finding{}}
+	e.resolveRegion()
+
+	if req.Operation == OperationDelete {
+		// Deletion is never blocked: a policy that prevents cleaning up is worse than none.
+		e.decision.Allowed, e.decision.Exempt = true, "delete"
+		return e.decision, nil
+	}
+	if e.spec.Mutable && req.Operation == OperationCreate {
+		if req.Stage == StageValidate {
+			e.replayMutation()
+		} else {
+			e.mutate()
+		}
+	}
+	e.validate()
+	e.enforce()
+	return e.decision, nil
+}
+
+// decodeObject decodes JSON keeping numbers as json.Number, so that nothing the policy does can
+// change how a number is written.
+func decodeObject(raw []byte, what string) (map[string]any, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, fmt.Errorf("%s is empty", what)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", what, err)
+	}
+	// Decoder.More is false before a stray '}' or ']', so check the rest of the input directly.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
+		return nil, fmt.Errorf("%s has trailing data after the JSON object", what)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New(what + " is not a JSON object")
+	}
+	return m, nil
+}
+
+// resolveRegion applies DESIGN.md's order: the object's override annotation, the object's own
+// location (AzureMachinePool), what the caller resolved (Cluster → AzureCluster, namespace), and
+// finally the policy's default location.
+func (e *evaluation) resolveRegion() {
+	set := func(region, source string) bool {
+		region = skus.NormalizeRegion(region)
+		if region == "" {
+			return false
+		}
+		e.decision.Region, e.decision.RegionSource = region, source
+		return true
+	}
+	ann, _, _ := lookupString(e.obj, pathOf("metadata", "annotations", AnnotationLocation))
+	switch {
+	case set(ann, "annotation"):
+	case e.spec.locationField != nil && set(stringAt(e.obj, e.spec.locationField), "spec.location"):
+	default:
+		found := false
+		for _, c := range e.env.Locations {
+			if set(c.Location, c.Source) {
+				found = true
+				break
+			}
+		}
+		if !found && !set(e.policy.DefaultLocation, "policy-default") {
+			e.decision.RegionSource = "unknown"
+		}
+	}
+	switch {
+	case e.env.Catalog == nil:
+		e.decision.Catalog = skus.SourceInfo{Name: "none"}
+	default:
+		e.decision.Catalog = e.env.Catalog.Source(e.decision.Region)
+	}
+}
+
+func stringAt(obj any, p fieldPath) string {
+	s, _, _ := lookupString(obj, p)
+	return s
+}
+
+// report records a finding at the rule's configured action.
+func (e *evaluation) report(rule RuleID, field fieldPath, format string, args ...any) {
+	e.reportAtMost(rule, ActionDeny, field, format, args...)
+}
+
+// reportAtMost records a finding whose action is at most max (a mixed verdict can only warn).
+func (e *evaluation) reportAtMost(rule RuleID, max Action, field fieldPath, format string, args ...any) {
+	a := e.policy.ActionFor(rule)
+	if severity(a) > severity(max) {
+		a = max
+	}
+	e.decision.Findings = append(e.decision.Findings, Finding{
+		Rule: rule, Action: a, Field: field.String(), Message: fmt.Sprintf(format, args...),
+		key: string(rule) + " " + identity(e.obj, field),
+	})
+}
+
+func severity(a Action) int {
+	switch a {
+	case ActionDeny:
+		return 2
+	case ActionWarn:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// enforce applies the exemptions, ratcheting and the policy's warn-only switch, then decides.
+func (e *evaluation) enforce() {
+	switch {
+	case lookupPresent(e.obj, pathOf("metadata", "deletionTimestamp")):
+		e.decision.Exempt = "deleting"
+	case e.req.Operation == OperationUpdate && e.old != nil && reflect.DeepEqual(e.obj["spec"], e.old["spec"]):
+		// Labels, annotations, finalizers and owner references of old objects must stay editable
+		// even when the object would not pass today's policy.
+		e.decision.Exempt = "metadata-only update"
+	case e.req.DryRun && lookupPresent(e.obj, pathOf("metadata", "annotations", AnnotationTopologyDryRun)):
+		// CAPI's topology controller dry-runs templates to compute diffs; denying them would wedge
+		// the ClusterClass reconcile instead of reporting a clear error on the real request.
+		e.decision.Exempt = "topology dry-run"
+	}
+	var stored map[string]bool
+	if e.decision.Exempt == "" && e.req.Operation == OperationUpdate && e.old != nil {
+		stored = e.storedFindings()
+	}
+	for i := range e.decision.Findings {
+		f := &e.decision.Findings[i]
+		switch {
+		case e.decision.Exempt != "":
+			f.Action = ActionAudit
+		case stored[f.key] && f.Action != ActionAudit:
+			// Ratcheting, as CRD validation ratcheting means it: a finding the stored object already
+			// produced (same rule, same field, list items by identity) is recorded, not enforced, so
+			// an unrelated edit of an old object is not blocked by a rule it predates. Anything the
+			// update adds is judged in full.
+			f.Action = ActionAudit
+			f.Ratcheted = true
+			f.Message += " (pre-existing on the stored object: recorded, not enforced on UPDATE)"
+		}
+		if e.policy.WarnOnly && f.Action == ActionDeny {
+			f.Action = ActionWarn
+			f.Message = "[warn-only: would deny] " + f.Message
+			e.decision.WarnOnly = true
+		}
+	}
+	e.decision.Allowed = len(e.decision.Violations()) == 0
+}
+
+// storedFindings evaluates the stored (old) object with the same policy and environment, as stored
+// state (no defaults, no exemptions, no comparison with an older version), and returns the keys of
+// its findings.
+func (e *evaluation) storedFindings() map[string]bool {
+	s := &evaluation{policy: e.policy, env: e.env, spec: e.spec, obj: e.old, nsLabels: e.nsLabels,
+		req: Request{Operation: OperationUpdate, Namespace: e.req.Namespace, NamespaceLabels: e.req.NamespaceLabels, DryRun: e.req.DryRun}}
+	s.decision = &Decision{Kind: e.decision.Kind, Namespace: e.decision.Namespace, Name: e.decision.Name}
+	s.resolveRegion()
+	s.validate()
+	keys := make(map[string]bool, len(s.decision.Findings))
+	for _, f := range s.decision.Findings {
+		keys[f.key] = true
+	}
+	return keys
+}
+
+// replayMutation runs the defaulting on a scratch copy of the object, for the validating stage: the
+// object is judged as received, but the findings about defaults that cannot apply (default-not-applied)
+// are still reported, and the paths the default would fill are remembered for the messages of rules
+// that find them missing.
+func (e *evaluation) replayMutation() {
+	received := e.obj
+	e.obj = cloneJSON(received).(map[string]any)
+	e.mutate()
+	e.obj = received
+	e.wouldInject = make(map[string]bool, len(e.decision.Injected))
+	for _, p := range e.decision.Injected {
+		e.wouldInject[p] = true
+	}
+	e.decision.Patch, e.decision.Injected = []jsonpatch.Operation{}, nil
+}
+
+// cloneJSON deep-copies a decoded JSON value.
+func cloneJSON(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, c := range t {
+			m[k] = cloneJSON(c)
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, c := range t {
+			s[i] = cloneJSON(c)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+func lookupPresent(obj any, p fieldPath) bool {
+	v, ok := lookup(obj, p)
+	return ok && v != nil
+}

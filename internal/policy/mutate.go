@@ -1,0 +1,231 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+)
+
+// mutate injects the organisation default that matches the object's region and namespace. It only
+// fills what is missing (or the empty placeholder ""), never overwrites what the user set, and only
+// adds values at the encryption paths plus one annotation, so no field of any CRD version is lost.
+func (e *evaluation) mutate() {
+	if e.env.Cluster.AKS {
+		// Nothing is injected into machines of an AKS cluster: the platform supports neither SSE with
+		// customer-managed keys nor EAH there. Validation reports what the user set.
+		return
+	}
+	def, ok := e.policy.DefaultFor(e.decision.Region, e.nsLabels)
+	if !ok {
+		return
+	}
+	e.def = &def
+	e.decision.DefaultName = def.Name
+	base := e.spec.machine
+	if _, isMap := lookup(e.obj, base); !isMap || lookupMap(e.obj, base) == nil {
+		e.report(RuleDefaultNotApplied, base, "%s is missing, so default %q could not be applied", base, def.Name)
+		return
+	}
+	if def.DiskEncryptionSetID != "" {
+		e.defaultOSDiskDES(base, def)
+	}
+	if des := firstNonEmpty(def.DataDiskEncryptionSetID, def.DiskEncryptionSetID); des != "" {
+		for i, disk := range lookupSlice(e.obj, base.child("dataDisks")) {
+			e.defaultDataDiskDES(base.child("dataDisks").at(i), disk, des, def)
+		}
+	}
+	if def.EncryptionAtHost {
+		e.defaultEncryptionAtHost(base, def)
+	}
+	e.recordInjected()
+}
+
+func (e *evaluation) defaultOSDiskDES(base fieldPath, def Default) {
+	osDisk := base.child("osDisk")
+	if lookupMap(e.obj, osDisk) == nil {
+		e.report(RuleDefaultNotApplied, osDisk, "%s is missing, so the default Disk Encryption Set of %q was not injected; set osDisk (osType, managedDisk) on the object", osDisk, def.Name)
+		return
+	}
+	target := osDisk.child("managedDisk", "diskEncryptionSet", "id")
+	if hasValue(e.obj, target) {
+		return
+	}
+	if lookupPresent(e.obj, osDisk.child("diffDiskSettings")) {
+		e.report(RuleDefaultNotApplied, osDisk.child("diffDiskSettings"),
+			"the OS disk is ephemeral (diffDiskSettings), which cannot use a Disk Encryption Set (CAPZ rejects the combination), so default %q left the OS disk on platform-managed keys; remove diffDiskSettings to get the customer-managed key", def.Name)
+		return
+	}
+	if stringAt(e.obj, osDisk.child("managedDisk", "securityProfile", "securityEncryptionType")) != "" {
+		e.report(RuleDefaultNotApplied, osDisk.child("managedDisk", "securityProfile"),
+			"the OS disk is a confidential-VM disk (securityEncryptionType is set): its Disk Encryption Set belongs in managedDisk.securityProfile.diskEncryptionSet and must be a ConfidentialVmEncryptedWithCustomerKey set, so default %q was not injected; set it explicitly", def.Name)
+		return
+	}
+	e.fill(target, def.DiskEncryptionSetID)
+}
+
+func (e *evaluation) defaultDataDiskDES(disk fieldPath, raw any, des string, def Default) {
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return // validation and the CRD schema report a data disk that is not an object
+	}
+	if md, ok := m["managedDisk"].(map[string]any); !ok || md == nil {
+		// CAPZ sends managedDisk.storageAccountType to Azure verbatim for data disks; inventing a
+		// managedDisk without it would break VM creation, so the user has to choose the type.
+		e.report(RuleDefaultNotApplied, disk.child("managedDisk"),
+			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set; add managedDisk with a storageAccountType (e.g. Premium_LRS)", disk, def.Name)
+		return
+	}
+	target := disk.child("managedDisk", "diskEncryptionSet", "id")
+	if !hasValue(e.obj, target) {
+		e.fill(target, des)
+	}
+}
+
+func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
+	field := base.child("securityProfile", "encryptionAtHost")
+	if v, ok := lookup(e.obj, field); ok && v != nil {
+		if b, isBool := v.(bool); isBool && !b {
+			e.report(RuleDefaultNotApplied, field,
+				"%s is explicitly false, so default %q (encryptionAtHost: true) was not applied; remove the field to get encryption at host", field, def.Name)
+		}
+		return
+	}
+	if stringAt(e.obj, base.child("osDisk", "managedDisk", "securityProfile", "securityEncryptionType")) == "DiskWithVMGuestState" {
+		e.report(RuleDefaultNotApplied, field,
+			"encryption at host cannot be combined with securityEncryptionType DiskWithVMGuestState (CAPZ rejects it), so default %q did not enable it", def.Name)
+		return
+	}
+	size := stringAt(e.obj, base.child("vmSize"))
+	v := e.verdictFor(size)
+	if !v.known || v.eah != eahSupported {
+		reason := v.eahMsg
+		if !v.known {
+			reason = v.unknownMsg
+		}
+		e.reportAtMost(RuleDefaultNotApplied, ActionDeny, field,
+			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, reason)
+		return
+	}
+	e.fill(field, true)
+}
+
+// fill makes the value at target exist, creating the missing parents as one nested value so that
+// the patch is a single add. A JSON null counts as missing; "" is replaced (it is the placeholder
+// left by presets).
+func (e *evaluation) fill(target fieldPath, value any) {
+	e.fillRecorded(target, value, true)
+}
+
+// fillRecorded is fill; record says whether the path belongs in Decision.Injected (the annotation
+// that records injections is not itself an injected setting).
+func (e *evaluation) fillRecorded(target fieldPath, value any, record bool) {
+	var recordAs fieldPath
+	if record {
+		recordAs = target
+	}
+	var cur any = e.obj
+	for i, s := range target {
+		here := target[:i+1]
+		if s.index >= 0 {
+			// Array elements are never created: the defaults only fill disks that exist.
+			arr, ok := cur.([]any)
+			if !ok || s.index >= len(arr) {
+				e.report(RuleDefaultNotApplied, here, "%s does not exist, so %s could not be injected", fieldPath(here), target)
+				return
+			}
+			cur = arr[s.index]
+			continue
+		}
+		m, ok := cur.(map[string]any)
+		if !ok {
+			e.report(RuleDefaultNotApplied, target[:i], "%s is not an object, so %s could not be injected", fieldPath(target[:i]), target)
+			return
+		}
+		v, exists := m[s.key]
+		if i == len(target)-1 {
+			op := "add"
+			if exists && v != nil {
+				op = "replace"
+			}
+			m[s.key] = value
+			e.addOp(op, here, value, recordAs)
+			return
+		}
+		if !exists || v == nil {
+			m[s.key] = nest(target[i+1:], value)
+			// The patch gets its own copy: the map just placed in the object may gain keys later.
+			e.addOp("add", here, nest(target[i+1:], value), recordAs)
+			return
+		}
+		cur = v
+	}
+}
+
+func nest(rest fieldPath, value any) any {
+	if len(rest) == 0 {
+		return value
+	}
+	return map[string]any{rest[0].key: nest(rest[1:], value)}
+}
+
+func (e *evaluation) addOp(op string, p fieldPath, value any, record fieldPath) {
+	e.decision.Patch = append(e.decision.Patch, jsonpatch.Operation{Operation: op, Path: p.Pointer(), Value: value})
+	if record != nil {
+		e.decision.Injected = append(e.decision.Injected, relative(record, e.spec.machine))
+	}
+}
+
+// recordInjected writes the annotation that tells people and audits what the webhook filled.
+func (e *evaluation) recordInjected() {
+	if len(e.decision.Injected) == 0 {
+		return
+	}
+	injected := slices.Clone(e.decision.Injected)
+	annotations := pathOf("metadata", "annotations")
+	key := annotations.child(AnnotationInjected)
+	if prev := stringAt(e.obj, key); prev != "" {
+		injected = append(strings.Split(prev, ","), injected...)
+	}
+	slices.Sort(injected)
+	value := strings.Join(slices.Compact(injected), ",")
+	if lookupMap(e.obj, annotations) == nil && lookupPresent(e.obj, annotations) {
+		e.report(RuleDefaultNotApplied, annotations, "metadata.annotations is not an object; the record of injected defaults could not be written")
+		return
+	}
+	if lookupPresent(e.obj, key) {
+		e.decision.Patch = append(e.decision.Patch, jsonpatch.Operation{Operation: "replace", Path: key.Pointer(), Value: value})
+		lookupMap(e.obj, annotations)[AnnotationInjected] = value
+		return
+	}
+	e.fillRecorded(key, value, false)
+}
+
+// relative prints p relative to the machine settings (osDisk.managedDisk...), the form used in the
+// annotation and messages, so it reads the same for every kind.
+func relative(p, base fieldPath) string {
+	if len(p) >= len(base) && fieldPath(p[:len(base)]).String() == base.String() {
+		return fieldPath(p[len(base):]).String()
+	}
+	return p.String()
+}
+
+func hasValue(obj any, p fieldPath) bool {
+	v, ok := lookup(obj, p)
+	if !ok || v == nil {
+		return false
+	}
+	if s, isStr := v.(string); isStr {
+		return s != ""
+	}
+	return true
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

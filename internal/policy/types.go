@@ -1,0 +1,222 @@
+// Package policy is the heart of capz-encryption-webhook: given a CAPZ object as it arrived, the
+// operation and what is known about its surroundings, it decides whether the object is allowed, which
+// rules it hits and which organisation defaults to inject. It is pure: no Kubernetes client, no Azure
+// call, no clock. Everything it needs comes in through Request and Environment, so the same code
+// serves the admission webhook, the offline `check` command and the tests.
+package policy
+
+import (
+	"gomodules.xyz/jsonpatch/v2"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// RuleID is the stable identifier of a rule. IDs appear in messages, audit records and metrics and
+// in the policy file, so they never change once released.
+type RuleID string
+
+const (
+	RuleDESIDMalformed            RuleID = "des-id-malformed"
+	RuleEAHSKUUnsupported         RuleID = "eah-sku-unsupported"
+	RuleSKUUnknown                RuleID = "sku-unknown"
+	RuleAKSTarget                 RuleID = "aks-target"
+	RuleADEExtension              RuleID = "ade-extension"
+	RuleDESRequired               RuleID = "des-required"
+	RuleDESLocationMismatch       RuleID = "des-location-mismatch"
+	RuleDESSubscriptionNotAllowed RuleID = "des-subscription-not-allowed"
+	RuleDESNotFound               RuleID = "des-not-found"
+	RuleDESKeyRotation            RuleID = "des-key-rotation"
+	RuleDESEncryptionType         RuleID = "des-encryption-type"
+	// RuleDefaultNotApplied is hit when an organisation default could not be injected (the size
+	// cannot do encryption at host, the OS disk is ephemeral, ...). Its action decides whether that
+	// is a warning or a denial.
+	RuleDefaultNotApplied RuleID = "default-not-applied"
+	// RuleRepave warns that changing encryption settings of an existing object means a full repave.
+	RuleRepave RuleID = "encryption-change-repave"
+)
+
+// Action is what a hit of a rule does to the request.
+type Action string
+
+const (
+	ActionDeny  Action = "deny"  // refuse the request
+	ActionWarn  Action = "warn"  // allow, with an admission warning shown to the client
+	ActionAudit Action = "audit" // allow silently; only the audit trail records it
+)
+
+// Operation is the admission operation the object arrived with.
+type Operation string
+
+const (
+	OperationCreate Operation = "CREATE"
+	OperationUpdate Operation = "UPDATE"
+	OperationDelete Operation = "DELETE"
+)
+
+// Stage says which part of admission asks for a decision.
+type Stage string
+
+const (
+	// StageAdmit is the whole admission chain: inject the defaults (CREATE only), then judge the
+	// object as it would be stored. The mutating webhook and `check` use it.
+	StageAdmit Stage = ""
+	// StageValidate judges the object exactly as received: the validating webhook runs after every
+	// mutating webhook, and must not assume that ours ran, succeeded or was left alone by later ones.
+	StageValidate Stage = "validate"
+)
+
+// Request is one object to decide on.
+type Request struct {
+	Operation Operation
+	Stage     Stage
+	// Object is the object as it arrived, as JSON. It is never modified.
+	Object []byte
+	// OldObject is the stored object on UPDATE (JSON), nil otherwise.
+	OldObject []byte
+	// Namespace of the object, and the labels of that namespace (for defaults' namespace selectors).
+	// When the labels are unknown, kubernetes.io/metadata.name=<namespace> is assumed, as the
+	// apiserver sets that label on every namespace.
+	Namespace       string
+	NamespaceLabels map[string]string
+	// DryRun is true for server-side dry-run requests. The answer is the same; it only matters for
+	// CAPI topology dry-runs, which must pass.
+	DryRun bool
+}
+
+// LocationCandidate is one place the object's region may come from, as resolved by the caller
+// (admission resolves the owning Cluster and the namespace; `check` takes --location).
+type LocationCandidate struct {
+	Location string
+	// Source names where it came from: "cluster", "namespace-annotation", "flag", ...
+	Source string
+}
+
+// ClusterInfo is what the caller found out about the CAPI Cluster that owns the object.
+type ClusterInfo struct {
+	// Name of the Cluster (from the cluster.x-k8s.io/cluster-name label); empty when unknown.
+	Name string
+	// Found is true when the Cluster object exists.
+	Found bool
+	// AKS is true when the Cluster's infrastructure or control plane is a managed (AKS) kind.
+	AKS bool
+	// InfrastructureKind and ControlPlaneKind are the kinds of the Cluster's refs, for messages.
+	InfrastructureKind string
+	ControlPlaneKind   string
+}
+
+// DESState says what is known about a Disk Encryption Set from Azure.
+type DESState int
+
+const (
+	DESUnknown  DESState = iota // no data (no live lookup, or the lookup failed)
+	DESFound                    // the DES exists; Info is filled
+	DESNotFound                 // Azure said 404
+)
+
+// DESInfo are the facts of an existing Disk Encryption Set that rules look at.
+type DESInfo struct {
+	Location                   string
+	EncryptionType             string // EncryptionAtRestWithCustomerKey, ConfidentialVmEncryptedWithCustomerKey, ...
+	RotationToLatestKeyVersion bool
+	AutoKeyRotationError       string
+	// Source and AsOf say where the facts came from, for the audit trail.
+	Source string
+}
+
+// DESCatalog answers lookups of Disk Encryption Sets from data already at hand (a cache). It must not
+// do I/O: the caller warms it.
+type DESCatalog interface {
+	LookupDES(id string) (DESInfo, DESState)
+}
+
+// Environment is everything around the object that the policy needs.
+type Environment struct {
+	// Locations are candidates for the object's region in the caller's order of precedence. The
+	// policy puts the object's own override annotation and AzureMachinePool spec.location before
+	// them and the policy's default location after them.
+	Locations []LocationCandidate
+	Cluster   ClusterInfo
+	// Catalog answers VM-size questions; nil means no catalog (every size is unknown).
+	Catalog skus.Catalog
+	// DES answers Disk Encryption Set questions; nil means no live data (rules that need it skip).
+	DES DESCatalog
+}
+
+// Finding is one hit of one rule.
+type Finding struct {
+	Rule RuleID `json:"rule"`
+	// Action is the effective action (after the policy's warn-only switch and the exemptions for
+	// deletions and metadata-only updates).
+	Action Action `json:"action"`
+	// Field is the JSON path of the offending field, e.g.
+	// spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id.
+	Field string `json:"field"`
+	// Message says what is wrong, where, and how to fix it.
+	Message string `json:"message"`
+	// Ratcheted is true when the finding was waived on UPDATE because the stored object produced the
+	// same finding (its action is then audit).
+	Ratcheted bool `json:"ratcheted,omitempty"`
+	// key identifies the finding across the old and the new object: the rule and the field, with
+	// list items named by identity (a data disk by nameSuffix or lun), not by index.
+	key string
+}
+
+// Key identifies the finding across versions of an object: the rule and the field, with list items
+// named by their identity (a data disk by nameSuffix or lun, an extension by name) instead of their
+// index. Ratcheting matches findings by it.
+func (f Finding) Key() string { return f.key }
+
+// Decision is the outcome of evaluating one request.
+type Decision struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Allowed is false when any finding's action is deny.
+	Allowed  bool      `json:"allowed"`
+	Findings []Finding `json:"findings"`
+	// Patch is the RFC 6902 patch that injects the organisation defaults (CREATE only). It only adds
+	// values at the encryption paths and one annotation; it never removes or replaces a field.
+	Patch []jsonpatch.Operation `json:"patch"`
+	// Injected lists the JSON paths (dotted) the patch fills.
+	Injected []string `json:"injected,omitempty"`
+	// Region and RegionSource say which region the rules used and where it came from; Region is empty
+	// when unknown.
+	Region       string `json:"region"`
+	RegionSource string `json:"regionSource"`
+	// Catalog is the source of the VM-size data used for the region.
+	Catalog skus.SourceInfo `json:"catalog"`
+	// DefaultName is the name of the policy default entry that applied, if any.
+	DefaultName string `json:"default,omitempty"`
+	// WarnOnly is true when the policy's warn-only switch turned denials into warnings.
+	WarnOnly bool `json:"warnOnly,omitempty"`
+	// Exempt names why findings were not enforced (deleting, metadata-only update, topology dry-run).
+	Exempt string `json:"exempt,omitempty"`
+}
+
+// Violations returns the findings whose action is deny.
+func (d *Decision) Violations() []Finding { return d.filter(ActionDeny) }
+
+// Warnings returns the findings whose action is warn.
+func (d *Decision) Warnings() []Finding { return d.filter(ActionWarn) }
+
+func (d *Decision) filter(a Action) []Finding {
+	var out []Finding
+	for _, f := range d.Findings {
+		if f.Action == a {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Annotations on CAPZ objects that the policy reads or writes.
+const (
+	// AnnotationLocation overrides the region of an object (templates carry no location).
+	AnnotationLocation = "capz-encryption-webhook.io/location"
+	// AnnotationInjected records what the mutation filled, as a comma-separated list of paths.
+	AnnotationInjected = "capz-encryption-webhook.io/injected"
+	// AnnotationTopologyDryRun is set by CAPI's topology controller on its dry-run requests.
+	AnnotationTopologyDryRun = "topology.cluster.x-k8s.io/dry-run"
+	// LabelClusterName is CAPI's label that names the owning Cluster.
+	LabelClusterName = "cluster.x-k8s.io/cluster-name"
+)

@@ -1,0 +1,290 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/desid"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// Disk Encryption Set types (Azure's encryptionType values) that the rules tell apart.
+const (
+	desTypeConfidential = "ConfidentialVmEncryptedWithCustomerKey"
+)
+
+// desSlot is one place a Disk Encryption Set ID can be set.
+type desSlot struct {
+	field        fieldPath // ...diskEncryptionSet.id
+	confidential bool      // the OS disk's securityProfile slot (confidential VMs)
+	disk         string    // "OS disk" or "data disk N", for messages
+}
+
+func (e *evaluation) validate() { e.spec.validate(e) }
+
+func (e *evaluation) validateManagedMachinePool() {
+	f := pathOf("spec", "enableEncryptionAtHost")
+	if on, _ := lookupBool(e.obj, f); on {
+		e.report(RuleAKSTarget, f, "encryption at host is not supported for AKS clusters on this platform; remove %s (or set it to false)", f)
+	}
+}
+
+func (e *evaluation) validateManagedControlPlane() {
+	patches := pathOf("spec", "asoManagedClusterPatches")
+	for i, raw := range lookupSlice(e.obj, patches) {
+		s, _ := raw.(string)
+		if mentionsDES(s) {
+			e.report(RuleAKSTarget, patches.at(i),
+				"this patch sets a Disk Encryption Set on the AKS ManagedCluster (diskEncryptionSetReference); server-side encryption with customer-managed keys is not supported for AKS clusters on this platform: remove the patch")
+		}
+	}
+}
+
+// mentionsDES reports whether a JSON merge patch for the ASO ManagedCluster sets its disk encryption
+// set. A patch that is not valid JSON is searched as text, so a typo cannot smuggle one through.
+func mentionsDES(patch string) bool {
+	var v any
+	if err := json.Unmarshal([]byte(patch), &v); err != nil {
+		return strings.Contains(strings.ToLower(patch), "diskencryptionset")
+	}
+	var walk func(any) bool
+	walk = func(v any) bool {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, c := range t {
+				if strings.Contains(strings.ToLower(k), "diskencryptionset") && c != nil {
+					return true
+				}
+				if walk(c) {
+					return true
+				}
+			}
+		case []any:
+			for _, c := range t {
+				if walk(c) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(v)
+}
+
+func (e *evaluation) validateMachine(base fieldPath) {
+	if lookupMap(e.obj, base) == nil {
+		e.report(RuleSKUUnknown, base, "%s is missing: the object has no machine settings to check", base)
+		return
+	}
+	sizeField := base.child("vmSize")
+	size, isString, present := lookupString(e.obj, sizeField)
+	if present && !isString {
+		e.report(RuleSKUUnknown, sizeField, "%s must be a string naming an Azure VM size, e.g. Standard_D4s_v3", sizeField)
+	}
+	verdict := e.verdictFor(size)
+	if !verdict.known {
+		e.report(RuleSKUUnknown, sizeField, "%s", verdict.unknownMsg)
+	}
+
+	slots := e.desSlots(base)
+	for _, s := range slots {
+		e.validateDES(s)
+	}
+
+	eahField := base.child("securityProfile", "encryptionAtHost")
+	eah, _ := lookupBool(e.obj, eahField)
+	if eah && verdict.known && !e.env.Cluster.AKS {
+		switch verdict.eah {
+		case eahUnsupported:
+			e.reportAtMost(RuleEAHSKUUnsupported, ActionDeny, eahField,
+				"%s; choose a size that supports it or remove %s", verdict.eahMsg, eahField)
+		case eahMixed:
+			e.reportAtMost(RuleEAHSKUUnsupported, ActionWarn, eahField, "%s", verdict.eahMsg)
+		}
+	}
+
+	e.validateExtensions(base)
+	if e.env.Cluster.AKS {
+		e.validateAKSMachine(base, slots, eah, eahField)
+	} else if e.policy.RequireCustomerManagedKeys {
+		e.requireDES(base)
+	}
+	if e.req.Operation == OperationUpdate && e.old != nil {
+		e.warnRepave(base, eahField)
+	}
+}
+
+// desSlots lists every DES field of the machine settings that is present, in document order. A
+// diskEncryptionSet object without an id counts, as the empty placeholder it is.
+func (e *evaluation) desSlots(base fieldPath) []desSlot {
+	var out []desSlot
+	add := func(ds fieldPath, confidential bool, disk string) {
+		if lookupPresent(e.obj, ds) {
+			out = append(out, desSlot{field: ds.child("id"), confidential: confidential, disk: disk})
+		}
+	}
+	osMD := base.child("osDisk", "managedDisk")
+	add(osMD.child("diskEncryptionSet"), false, "OS disk")
+	add(osMD.child("securityProfile", "diskEncryptionSet"), true, "OS disk (confidential)")
+	for i := range lookupSlice(e.obj, base.child("dataDisks")) {
+		add(base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet"), false, fmt.Sprintf("data disk %d", i))
+	}
+	return out
+}
+
+func (e *evaluation) validateDES(s desSlot) {
+	raw, _ := lookup(e.obj, s.field)
+	str, isString := raw.(string)
+	if raw != nil && !isString {
+		e.report(RuleDESIDMalformed, s.field, "%s must be a string holding a Disk Encryption Set resource ID", s.field)
+		return
+	}
+	id, err := desid.Parse(str)
+	if err != nil {
+		e.report(RuleDESIDMalformed, s.field, "%s (%s) is not a valid Disk Encryption Set ID: %v", s.field, s.disk, err)
+		return
+	}
+	if len(e.policy.AllowedDESSubscriptions) > 0 && !slices.Contains(e.policy.AllowedDESSubscriptions, strings.ToLower(id.SubscriptionID)) {
+		e.report(RuleDESSubscriptionNotAllowed, s.field,
+			"%s uses a Disk Encryption Set in subscription %s, which the policy does not allow (allowed: %s); use a Disk Encryption Set from an allowed subscription",
+			s.field, id.SubscriptionID, strings.Join(e.policy.AllowedDESSubscriptions, ", "))
+	}
+	if e.env.DES == nil {
+		return
+	}
+	info, state := e.env.DES.LookupDES(id.String())
+	switch state {
+	case DESNotFound:
+		e.report(RuleDESNotFound, s.field, "Disk Encryption Set %s does not exist (or the webhook's identity cannot read it); create it, or fix %s", id, s.field)
+	case DESFound:
+		e.checkFoundDES(s, id, info)
+	}
+}
+
+func (e *evaluation) checkFoundDES(s desSlot, id desid.ID, info DESInfo) {
+	if loc := skus.NormalizeRegion(info.Location); loc != "" && e.decision.Region != "" && loc != e.decision.Region {
+		e.report(RuleDESLocationMismatch, s.field,
+			"Disk Encryption Set %s is in %s but the machine is in %s (region from %s); a disk can only use a Disk Encryption Set of its own region: use one in %s",
+			id.Name, loc, e.decision.Region, e.decision.RegionSource, e.decision.Region)
+	}
+	if !info.RotationToLatestKeyVersion {
+		e.report(RuleDESKeyRotation, s.field,
+			"Disk Encryption Set %s has automatic key rotation off (rotationToLatestKeyVersionEnabled: false): when its Key Vault key expires, cluster operations fail; enable auto key rotation on the set",
+			id.Name)
+	}
+	if info.AutoKeyRotationError != "" {
+		e.report(RuleDESKeyRotation, s.field, "the last automatic key rotation of Disk Encryption Set %s failed: %s; fix the Key Vault access of the set's identity", id.Name, info.AutoKeyRotationError)
+	}
+	confidentialSet := strings.EqualFold(info.EncryptionType, desTypeConfidential)
+	switch {
+	case s.confidential && !confidentialSet && info.EncryptionType != "":
+		e.report(RuleDESEncryptionType, s.field,
+			"%s needs a Disk Encryption Set of type %s, but %s is %s", s.field, desTypeConfidential, id.Name, info.EncryptionType)
+	case !s.confidential && confidentialSet:
+		e.report(RuleDESEncryptionType, s.field,
+			"Disk Encryption Set %s is of type %s, which only encrypts confidential-VM OS disks (osDisk.managedDisk.securityProfile.diskEncryptionSet); use an EncryptionAtRestWithCustomerKey set here",
+			id.Name, info.EncryptionType)
+	}
+}
+
+// validateExtensions denies Azure Disk Encryption. CAPZ uses an extension's name as its ARM type, so
+// name + publisher identify it.
+func (e *evaluation) validateExtensions(base fieldPath) {
+	exts := base.child("vmExtensions")
+	for i, raw := range lookupSlice(e.obj, exts) {
+		m, _ := raw.(map[string]any)
+		publisher, _ := m["publisher"].(string)
+		name, _ := m["name"].(string)
+		if strings.EqualFold(publisher, "Microsoft.Azure.Security") && strings.HasPrefix(strings.ToLower(name), "azurediskencryption") {
+			e.report(RuleADEExtension, exts.at(i),
+				"%s is Azure Disk Encryption (%s/%s), which is not supported for any Azure cluster on this platform: remove it and use a Disk Encryption Set (osDisk.managedDisk.diskEncryptionSet) and/or securityProfile.encryptionAtHost instead",
+				exts.at(i), publisher, name)
+		}
+	}
+}
+
+func (e *evaluation) validateAKSMachine(base fieldPath, slots []desSlot, eah bool, eahField fieldPath) {
+	cluster := e.env.Cluster.Name
+	for _, s := range slots {
+		if hasValue(e.obj, s.field) {
+			e.report(RuleAKSTarget, s.field,
+				"cluster %q is an AKS cluster (%s): server-side encryption with customer-managed keys is not supported for AKS on this platform; remove %s",
+				cluster, aksWhy(e.env.Cluster), s.field)
+		}
+	}
+	if eah {
+		e.report(RuleAKSTarget, eahField, "cluster %q is an AKS cluster (%s): encryption at host is not supported for AKS on this platform; remove %s", cluster, aksWhy(e.env.Cluster), eahField)
+	}
+}
+
+func aksWhy(c ClusterInfo) string {
+	var parts []string
+	if IsAKSKind(c.InfrastructureKind) {
+		parts = append(parts, "infrastructure "+c.InfrastructureKind)
+	}
+	if IsAKSKind(c.ControlPlaneKind) {
+		parts = append(parts, "control plane "+c.ControlPlaneKind)
+	}
+	if len(parts) == 0 {
+		return "managed"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// requireDES enforces customer-managed keys on every managed disk.
+func (e *evaluation) requireDES(base fieldPath) {
+	has := func(f fieldPath) bool { return hasValue(e.obj, f) }
+	osDisk := base.child("osDisk")
+	osDES := osDisk.child("managedDisk", "diskEncryptionSet", "id")
+	cvmDES := osDisk.child("managedDisk", "securityProfile", "diskEncryptionSet", "id")
+	switch {
+	case has(osDES) || has(cvmDES):
+	case lookupPresent(e.obj, osDisk.child("diffDiskSettings")):
+		e.report(RuleDESRequired, osDisk.child("diffDiskSettings"),
+			"the policy requires customer-managed keys, but the OS disk is ephemeral (diffDiskSettings) and cannot use a Disk Encryption Set: remove diffDiskSettings and set %s", osDES)
+	default:
+		e.report(RuleDESRequired, osDES, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", osDES, e.whyNotDefaulted(osDES))
+	}
+	for i := range lookupSlice(e.obj, base.child("dataDisks")) {
+		f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id")
+		if !has(f) {
+			e.report(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
+		}
+	}
+}
+
+// whyNotDefaulted explains why no organisation default filled a missing encryption field, so that a
+// user can tell their own omission from a mutating webhook that did not run.
+func (e *evaluation) whyNotDefaulted(f fieldPath) string {
+	switch {
+	case e.wouldInject[relative(f, e.spec.machine)]:
+		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.decision.DefaultName)
+	case e.req.Operation == OperationUpdate:
+		return "organisation defaults are injected on CREATE only"
+	case e.def == nil:
+		return "no organisation default applies to this object"
+	case e.def.DiskEncryptionSetID == "" && (e.def.DataDiskEncryptionSetID == "" || !strings.Contains(f.String(), "dataDisks")):
+		return fmt.Sprintf("default %q sets no Disk Encryption Set for this disk", e.def.Name)
+	default:
+		return fmt.Sprintf("default %q could not fill it; see %s", e.def.Name, RuleDefaultNotApplied)
+	}
+}
+
+// warnRepave warns when an UPDATE changes encryption settings: every machine gets replaced.
+func (e *evaluation) warnRepave(base fieldPath, eahField fieldPath) {
+	fields := []fieldPath{eahField, base.child("osDisk", "managedDisk", "diskEncryptionSet"), base.child("osDisk", "managedDisk", "securityProfile")}
+	n := max(len(lookupSlice(e.obj, base.child("dataDisks"))), len(lookupSlice(e.old, base.child("dataDisks"))))
+	for i := 0; i < n; i++ {
+		fields = append(fields, base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet"))
+	}
+	for _, f := range fields {
+		nv, _ := lookup(e.obj, f)
+		ov, _ := lookup(e.old, f)
+		if !reflect.DeepEqual(nv, ov) {
+			e.report(RuleRepave, f, "changing %s on an existing object replaces every machine that uses it (a full repave); plan the rollout", f)
+		}
+	}
+}
