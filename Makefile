@@ -22,10 +22,12 @@ $(LOCALBIN):
 
 # Tool versions.
 HELM_VERSION           ?= v3.22.0
+GOLANGCI_LINT_VERSION  ?= v2.15.0
 K8S_VERSION            ?= 1.37.2
 ETCD_VERSION           ?= 3.7.0
 
 HELM           ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+GOLANGCI_LINT  ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 ##@ General
 
@@ -44,8 +46,12 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: vet ## Check formatting and vet (fails on unformatted files).
-	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
+lint: golangci-lint ## Run golangci-lint (.golangci.yml: vet, staticcheck, revive, errorlint, gocritic, importas, formatting, ...).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes (formatting, imports).
+	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: run-check
 run-check: ## Run the offline check on the sample manifests with the embedded defaults (denials expected).
@@ -96,17 +102,23 @@ SKU_LOCATIONS ?= eastus,southcentralus,westcentralus
 
 .PHONY: sku-catalog-embedded
 sku-catalog-embedded: ## Regenerate the embedded VM-size catalog from the shared fact file.
-	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out internal/skus/data/vm-skus.json
+	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out internal/skucatalog/data/vm-skus.json
 
 .PHONY: sku-catalog
 sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs Azure credentials, AZURE_SUBSCRIPTION_ID).
-	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out internal/skus/data/vm-skus.json
+	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out internal/skucatalog/data/vm-skus.json
 
 ##@ Dependencies
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules (cached outside the clone).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/envtest-assets.sh >/dev/null
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.
+$(GOLANGCI_LINT): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) GOFLAGS=-mod=mod GOWORK=off go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(LOCALBIN)/golangci-lint $(GOLANGCI_LINT)
 
 .PHONY: helm
 helm: $(HELM) ## Install helm into ./bin.

@@ -86,7 +86,7 @@ func warm(ctx context.Context, reader client.Reader, policies *policyfile.Store,
 	for {
 		p := policies.Get()
 		regions := []string{p.DefaultLocation}
-		var ids []string
+		ids := make([]string, 0, 2*len(p.Defaults))
 		for _, d := range p.Defaults {
 			regions = append(regions, d.Regions...)
 			ids = append(ids, d.DiskEncryptionSetID, d.DataDiskEncryptionSetID)

@@ -179,19 +179,16 @@ func (o *serveOptions) run(signal context.Context) error {
 	if !haveCAPI {
 		log.Info("the CAPI Cluster CRD is not installed; regions come from annotations, spec.location and the policy only")
 	}
-	watched := []client.Object{&corev1.Namespace{}}
-	if haveCAPI {
-		c := &unstructured.Unstructured{}
-		c.SetGroupVersionKind(clusterGVK)
-		watched = append(watched, c)
-	}
-	az := &unstructured.Unstructured{}
-	az.SetGroupVersionKind(clusterinfo.AzureCluster)
-	watched = append(watched, az)
-	for _, obj := range watched {
+	for _, w := range clusterinfo.WatchedKinds(clusterGVK) {
+		var obj client.Object = &corev1.Namespace{}
+		if w.GVK.Group != "" {
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(w.GVK)
+			obj = u
+		}
 		// Registering the informers before Start makes readiness wait for them to sync.
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			log.Info("not watching a kind the apiserver does not serve", "kind", obj.GetObjectKind().GroupVersionKind().String(), "error", err.Error())
+			log.Info("not watching a kind the apiserver does not serve", "kind", w.GVK.String(), "error", err.Error())
 		}
 	}
 
@@ -204,6 +201,7 @@ func (o *serveOptions) run(signal context.Context) error {
 		return &exitError{code: 2, err: err}
 	}
 
+	var _ admission.PolicySource = policies
 	recorder := decisionlog.NewRecorder(log.WithName("audit"))
 	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
 	admissionMetrics := admission.NewMetrics(metrics.Registry)

@@ -1,7 +1,7 @@
 // Command skucatalog writes VM-size catalogs in the JSON shape of `az vm list-skus --all -o json`:
 //
 //	from-subset: convert the project's shared fact file into the embedded catalog
-//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out internal/skus/data/vm-skus.json);
+//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out internal/skucatalog/data/vm-skus.json);
 //	from-azure:  list the VM sizes of a live subscription (needs Azure credentials: az login, a
 //	             service principal or workload identity, whatever DefaultAzureCredential finds)
 //	             (go run ./hack/skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE).
@@ -60,7 +60,7 @@ func main() {
 func fromSubset(args []string) error {
 	fs := flag.NewFlagSet("from-subset", flag.ContinueOnError)
 	in := fs.String("in", "../shared/data/azure-vm-skus-subset.json", "the shared SKU fact file")
-	out := fs.String("out", "internal/skus/data/vm-skus.json", "output file")
+	out := fs.String("out", "internal/skucatalog/data/vm-skus.json", "output file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ const (
 	desGone = "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/gone"
 )
 
-// azureDown makes every call fail with a 503 while set, ahead of the fake servers, as an outage
+// outage makes every call fail with a 503 while down is set, ahead of the fake servers, as an outage
 // would (the fake's own errors are non-retriable and would not show the retry policy at work).
 type outage struct {
 	down atomic.Bool

@@ -21,12 +21,16 @@ type DESCache struct {
 	*store[desFacts]
 }
 
+var _ policy.DESCatalog = (*DESCache)(nil)
+
 // desFacts is what one read of a Disk Encryption Set established.
 type desFacts struct {
 	info  policy.DESInfo
 	state policy.DESState
 }
 
+// NewDESCache refreshes each wanted Disk Encryption Set every ttl; a failed read is retried after
+// backoff.
 func NewDESCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *DESCache {
 	c := &DESCache{clients: clients}
 	c.store = newStore("Disk Encryption Set", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, k string) (desFacts, error) {

@@ -20,6 +20,8 @@ type SKUCache struct {
 	*store[*skus.Static]
 }
 
+var _ skus.Catalog = (*SKUCache)(nil)
+
 // NewSKUCache refreshes each wanted region every ttl; a failed fetch is retried after backoff.
 func NewSKUCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *SKUCache {
 	c := &SKUCache{subscription: clients.cfg.SubscriptionID}

@@ -26,6 +26,24 @@ var (
 	AzureCluster   = schema.GroupVersionKind{Group: policy.Group, Version: "v1beta1", Kind: "AzureCluster"}
 )
 
+// WatchedKind is a kind the resolver reads from the informer cache.
+type WatchedKind struct {
+	GVK schema.GroupVersionKind
+	// Resource is the plural the chart's RBAC grants get, list and watch on.
+	Resource string
+}
+
+// WatchedKinds lists what the resolver reads, with the Cluster at clusterGVK (left out when the CAPI
+// CRD is not installed: an empty GVK). `serve` registers an informer for each, and test/chart checks
+// that the chart's ClusterRole lets the webhook list and watch every one of them.
+func WatchedKinds(clusterGVK schema.GroupVersionKind) []WatchedKind {
+	out := []WatchedKind{{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Resource: "namespaces"}}
+	if clusterGVK.Kind != "" {
+		out = append(out, WatchedKind{GVK: clusterGVK, Resource: "clusters"})
+	}
+	return append(out, WatchedKind{GVK: AzureCluster, Resource: "azureclusters"})
+}
+
 // Result is what the resolver found; missing pieces are simply absent.
 type Result struct {
 	Cluster         policy.ClusterInfo

@@ -226,7 +226,7 @@ func otherResourceType(s string, parts []string) *Error {
 	}
 	rid, err := arm.ParseResourceID(s)
 	if err != nil {
-		return nil
+		return nil //nolint:nilerr // not an ARM resource ID at all: there is no other resource to name
 	}
 	t := rid.ResourceType.String()
 	ns := rid.ResourceType.Namespace

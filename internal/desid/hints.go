@@ -142,8 +142,8 @@ func placeholderHint(s string) string {
 // isTemplate recognises <name>, {name}, {{ .Values.name }}, ${NAME}, $(NAME), $NAME and %NAME%.
 // None of these characters is valid in any segment, so this never rejects a real ID.
 func isTemplate(s string) bool {
-	enclosed := func(open, close string) bool {
-		return len(s) > len(open)+len(close) && strings.HasPrefix(s, open) && strings.HasSuffix(s, close)
+	enclosed := func(opening, closing string) bool {
+		return len(s) > len(opening)+len(closing) && strings.HasPrefix(s, opening) && strings.HasSuffix(s, closing)
 	}
 	return enclosed("<", ">") || enclosed("{", "}") || enclosed("${", "}") || enclosed("$(", ")") || enclosed("%", "%") ||
 		len(s) > 1 && s[0] == '$' && strings.Trim(s[1:], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == ""

@@ -135,10 +135,8 @@ func (e *evaluation) resolveRegion() {
 			e.decision.RegionSource = "unknown"
 		}
 	}
-	switch {
-	case e.env.Catalog == nil:
-		e.decision.Catalog = skus.SourceInfo{Name: "none"}
-	default:
+	e.decision.Catalog = skus.SourceInfo{Name: "none"}
+	if e.env.Catalog != nil {
 		e.decision.Catalog = e.env.Catalog.Source(e.decision.Region)
 	}
 }
@@ -153,11 +151,11 @@ func (e *evaluation) report(rule RuleID, field fieldPath, format string, args ..
 	e.reportAtMost(rule, ActionDeny, field, format, args...)
 }
 
-// reportAtMost records a finding whose action is at most max (a mixed verdict can only warn).
-func (e *evaluation) reportAtMost(rule RuleID, max Action, field fieldPath, format string, args ...any) {
+// reportAtMost records a finding whose action is at most ceiling (a mixed verdict can only warn).
+func (e *evaluation) reportAtMost(rule RuleID, ceiling Action, field fieldPath, format string, args ...any) {
 	a := e.policy.ActionFor(rule)
-	if severity(a) > severity(max) {
-		a = max
+	if severity(a) > severity(ceiling) {
+		a = ceiling
 	}
 	e.decision.Findings = append(e.decision.Findings, Finding{
 		Rule: rule, Action: a, Field: field.String(), Message: fmt.Sprintf(format, args...),

@@ -121,13 +121,11 @@ func lookupString(obj any, p fieldPath) (value string, isString, present bool) {
 	return s, isStr, true
 }
 
-func lookupBool(obj any, p fieldPath) (value, present bool) {
-	v, ok := lookup(obj, p)
-	if !ok {
-		return false, false
-	}
-	b, isBool := v.(bool)
-	return b, isBool
+// lookupBool reports whether the field at p is the boolean true (absent, null or another type: false).
+func lookupBool(obj any, p fieldPath) bool {
+	v, _ := lookup(obj, p)
+	b, _ := v.(bool)
+	return b
 }
 
 // identity renders p with every list index replaced by the identity of the element it points at in

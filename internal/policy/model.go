@@ -81,7 +81,7 @@ func Rules() []RuleID {
 	return out
 }
 
-// Default returns the built-in policy: every rule at its built-in action, no defaults to inject.
+// DefaultPolicy returns the built-in policy: every rule at its built-in action, no defaults to inject.
 func DefaultPolicy() *Policy {
 	return &Policy{Actions: map[RuleID]Action{}, Source: "built-in"}
 }

@@ -131,7 +131,7 @@ func (e *evaluation) fillRecorded(target fieldPath, value any, record bool) {
 			// Array elements are never created: the defaults only fill disks that exist.
 			arr, ok := cur.([]any)
 			if !ok || s.index >= len(arr) {
-				e.report(RuleDefaultNotApplied, here, "%s does not exist, so %s could not be injected", fieldPath(here), target)
+				e.report(RuleDefaultNotApplied, here, "%s does not exist, so %s could not be injected", here, target)
 				return
 			}
 			cur = arr[s.index]
@@ -139,7 +139,7 @@ func (e *evaluation) fillRecorded(target fieldPath, value any, record bool) {
 		}
 		m, ok := cur.(map[string]any)
 		if !ok {
-			e.report(RuleDefaultNotApplied, target[:i], "%s is not an object, so %s could not be injected", fieldPath(target[:i]), target)
+			e.report(RuleDefaultNotApplied, target[:i], "%s is not an object, so %s could not be injected", target[:i], target)
 			return
 		}
 		v, exists := m[s.key]
@@ -204,8 +204,8 @@ func (e *evaluation) recordInjected() {
 // relative prints p relative to the machine settings (osDisk.managedDisk...), the form used in the
 // annotation and messages, so it reads the same for every kind.
 func relative(p, base fieldPath) string {
-	if len(p) >= len(base) && fieldPath(p[:len(base)]).String() == base.String() {
-		return fieldPath(p[len(base):]).String()
+	if len(p) >= len(base) && p[:len(base)].String() == base.String() {
+		return p[len(base):].String()
 	}
 	return p.String()
 }

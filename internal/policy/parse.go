@@ -108,7 +108,7 @@ func parseEncryptionPolicy(name string, data []byte) (*Policy, error) {
 		return nil, yamlError(name, err)
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ParseError{File: name, Line: extra.Line, Msg: "the policy file must hold exactly one YAML document"}
 	}
 	if doc.APIVersion != APIVersion {
@@ -282,10 +282,12 @@ func yamlError(name string, err error) error {
 		msg := te.Errors[0]
 		line := 0
 		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-			msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+			_, rest, _ := strings.Cut(msg, ":")
+			msg = strings.TrimSpace(rest)
 		}
 		if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type ") {
-			field := strings.TrimPrefix(msg[:strings.Index(msg, " not found")], "field ")
+			before, _, _ := strings.Cut(msg, " not found")
+			field := strings.TrimPrefix(before, "field ")
 			msg = fmt.Sprintf("unknown key %q", field)
 		}
 		return &ParseError{File: name, Line: line, Msg: msg}
@@ -293,7 +295,8 @@ func yamlError(name string, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+		_, rest, _ := strings.Cut(msg, ":")
+		msg = strings.TrimSpace(rest)
 	}
 	return &ParseError{File: name, Line: line, Msg: msg}
 }

@@ -130,3 +130,16 @@ func TestBuiltinPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestDeprecatedDryRunKey(t *testing.T) {
+	p := mustPolicy(t, policyHeader+"dryRun: true\n")
+	if !p.WarnOnly || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "dryRun is deprecated: use warnOnly") {
+		t.Fatalf("dryRun: true → warnOnly %v, warnings %v", p.WarnOnly, p.Warnings)
+	}
+	if p := mustPolicy(t, policyHeader+"warnOnly: true\n"); len(p.Warnings) != 0 {
+		t.Errorf("warnOnly alone warns: %v", p.Warnings)
+	}
+	if _, err := Parse("p.yaml", []byte(policyHeader+"warnOnly: true\ndryRun: false\n")); err == nil || !strings.Contains(err.Error(), "contradict") {
+		t.Errorf("warnOnly: true with dryRun: false must be refused, got %v", err)
+	}
+}

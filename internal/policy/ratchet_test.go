@@ -241,7 +241,9 @@ func testIdentity(o obj, field string) string {
 			continue
 		}
 		var n int
-		fmt.Sscanf(strings.TrimSuffix(idx, "]"), "%d", &n)
+		if _, err := fmt.Sscanf(strings.TrimSuffix(idx, "]"), "%d", &n); err != nil {
+			panic(field + ": not an index: " + idx)
+		}
 		arr, _ := cur.([]any)
 		name := fmt.Sprint(n)
 		if n < len(arr) {

@@ -120,7 +120,7 @@ func suggest(cat skus.Catalog, region string, bad skus.SKU) string {
 			other = append(other, s.Name)
 		}
 	}
-	pick := append(same, other...)
+	pick := slices.Concat(same, other)
 	if len(pick) == 0 {
 		return ""
 	}

@@ -27,7 +27,7 @@ func (e *evaluation) validate() { e.spec.validate(e) }
 
 func (e *evaluation) validateManagedMachinePool() {
 	f := pathOf("spec", "enableEncryptionAtHost")
-	if on, _ := lookupBool(e.obj, f); on {
+	if lookupBool(e.obj, f) {
 		e.report(RuleAKSTarget, f, "encryption at host is not supported for AKS clusters on this platform; remove %s (or set it to false)", f)
 	}
 }
@@ -95,7 +95,7 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	}
 
 	eahField := base.child("securityProfile", "encryptionAtHost")
-	eah, _ := lookupBool(e.obj, eahField)
+	eah := lookupBool(e.obj, eahField)
 	if eah && verdict.known && !e.env.Cluster.AKS {
 		switch verdict.eah {
 		case eahUnsupported:
@@ -108,7 +108,7 @@ func (e *evaluation) validateMachine(base fieldPath) {
 
 	e.validateExtensions(base)
 	if e.env.Cluster.AKS {
-		e.validateAKSMachine(base, slots, eah, eahField)
+		e.validateAKSMachine(slots, eah, eahField)
 	} else if e.policy.RequireCustomerManagedKeys {
 		e.requireDES(base)
 	}
@@ -206,7 +206,7 @@ func (e *evaluation) validateExtensions(base fieldPath) {
 	}
 }
 
-func (e *evaluation) validateAKSMachine(base fieldPath, slots []desSlot, eah bool, eahField fieldPath) {
+func (e *evaluation) validateAKSMachine(slots []desSlot, eah bool, eahField fieldPath) {
 	cluster := e.env.Cluster.Name
 	for _, s := range slots {
 		if hasValue(e.obj, s.field) {

@@ -133,7 +133,7 @@ func TestEmbeddedMatchesSubset(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(want, embeddedCatalog) {
-		t.Fatal("internal/skus/data/vm-skus.json is stale: run `make sku-catalog-embedded`")
+		t.Fatal("internal/skucatalog/data/vm-skus.json is stale: run `make sku-catalog-embedded`")
 	}
 	source, generatedAt, err := SubsetGeneratedAt(data)
 	if err != nil {

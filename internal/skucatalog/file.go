@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 

@@ -13,6 +13,8 @@ import (
 // Layered holds no data of its own; it is as safe for concurrent use as its layers.
 type Layered struct{ layers []Catalog }
 
+var _ Catalog = (*Layered)(nil)
+
 // NewLayered stacks catalogs, highest precedence first. Nil layers are dropped so callers can pass
 // optional sources (no catalog file, live data disabled) without branching.
 func NewLayered(layers ...Catalog) *Layered {

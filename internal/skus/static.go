@@ -13,6 +13,8 @@ type Static struct {
 	src      SourceInfo
 }
 
+var _ Catalog = (*Static)(nil)
+
 // NewStatic indexes skus by normalised region and lower-cased name. A later record for the same
 // region and size replaces an earlier one. Records without a name or region are dropped: nothing
 // could look them up, and an empty region would collide with Source(""), "the whole catalog".

@@ -20,12 +20,13 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
 
 const (
@@ -94,10 +95,9 @@ func Template(o Options) ([]byte, error) {
 			return nil, err
 		}
 	}
-	args := []string{"template", or(o.Release, DefaultRelease), dir,
+	args := append([]string{"template", or(o.Release, DefaultRelease), dir,
 		"--namespace", or(o.Namespace, DefaultNamespace),
-		"--kube-version", or(o.KubeVersion, KubeVersion)}
-	args = append(args, o.Args...)
+		"--kube-version", or(o.KubeVersion, KubeVersion)}, o.Args...)
 	return RunHelm(o.Helm, args...)
 }
 
@@ -119,7 +119,7 @@ func RunHelm(helm string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return stdout.Bytes(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.Bytes(), nil
 }

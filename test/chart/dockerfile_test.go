@@ -261,7 +261,7 @@ func TestDockerfileBuildsWhatMakeBuilds(t *testing.T) {
 			t.Errorf("-X %s: internal/version/version.go declares no %s", key, name)
 		}
 		m := regexp.MustCompile(`^\$\{?([A-Z_]+)\}?$`).FindStringSubmatch(val)
-		if m == nil || !args[m[1]] {
+		if len(m) < 2 || !args[m[1]] {
 			t.Errorf("-X %s=%s: not a declared build ARG", key, val)
 		}
 	}

@@ -86,7 +86,7 @@ func TestSchemaRejects(t *testing.T) {
 		// The policy, in the policy file's own schema.
 		{"policy unknown key", []string{"--set", "policy.requireCMK=true"}, []string{"/policy", "'requireCMK'"}},
 		{"policy wrong kind", []string{"--set", "policy.kind=Policy"}, []string{"/policy/kind"}},
-		{"policy unknown rule", []string{"--set", "policy.rules.sku-unknwon=warn"}, []string{"/policy/rules", "'sku-unknwon'"}},
+		{"policy unknown rule", []string{"--set", "policy.rules.sku-unknwon=warn"}, []string{"/policy/rules", "'sku-unknwon'"}}, //nolint:misspell // the typo is the test
 		{"policy bad action", []string{"--set", "policy.rules.sku-unknown=block"}, []string{"/policy/rules/sku-unknown", "deny", "warn", "audit"}},
 		{"policy warnOnly as a string", []string{"--set-string", "policy.warnOnly=true"}, []string{"/policy/warnOnly", "want boolean"}},
 		{"policy subscription not a GUID", []string{"--set-json", `policy.allowedDESSubscriptions=["prod"]`}, []string{"/policy/allowedDESSubscriptions/0"}},

@@ -283,7 +283,7 @@ func TestTemplateScenarios(t *testing.T) {
 		},
 		"policy": func(t *testing.T, objs []*unstructured.Unstructured) {
 			doc := policyDoc(t, objs)
-			if doc["warnOnly"] != true || doc["requireCustomerManagedKeys"] != true || doc["defaultLocation"] != "eastus" {
+			if warnOnly, _ := doc["warnOnly"].(bool); !warnOnly || doc["requireCustomerManagedKeys"] != any(true) || doc["defaultLocation"] != "eastus" {
 				t.Errorf("policy file = %v", doc)
 			}
 			defaults, _ := doc["defaults"].([]any)

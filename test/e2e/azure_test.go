@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
 
 // fakeARM is a local TLS server that speaks what the webhook asks of Azure: Entra ID's tenant

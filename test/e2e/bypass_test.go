@@ -101,10 +101,7 @@ func TestValidatingWebhookJudgesWhatItReceives(t *testing.T) {
 		// Wait until the apiserver mutates again, so that later tests see the chart's full setup.
 		eventually(t, 20*time.Second, func() error {
 			u := template(fmt.Sprintf("mutating-back-%d", time.Now().UnixNano()), "eastus", "Standard_D2s_v3")
-			if err := k8s.Create(ctx(t), u); err != nil {
-				return err
-			}
-			return nil
+			return k8s.Create(ctx(t), u)
 		})
 	})
 
@@ -119,7 +116,7 @@ func TestValidatingWebhookJudgesWhatItReceives(t *testing.T) {
 				nestedString(t, get(t, u), tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...))
 		}
 		if !strings.Contains(err.Error(), "[des-required]") {
-			return fmt.Errorf("refused, but not by des-required: %v", err)
+			return fmt.Errorf("refused, but not by des-required: %w", err)
 		}
 		for _, w := range []string{"spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id", "mutating webhook did not inject it"} {
 			if !strings.Contains(err.Error(), w) {

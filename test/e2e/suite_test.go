@@ -96,7 +96,7 @@ func run(m *testing.M) (int, error) {
 
 	bin := filepath.Join(tmp, "capz-encryption-webhook")
 	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repoRoot, "cmd", "capz-encryption-webhook")).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("building the webhook: %v\n%s", err, out)
+		return 0, fmt.Errorf("building the webhook: %w\n%s", err, out)
 	}
 	crds, err := loadCRDs()
 	if err != nil {
@@ -200,7 +200,7 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	}
 	var capi struct{ Dir string }
 	if err := json.Unmarshal(out, &capi); err != nil || capi.Dir == "" {
-		return nil, fmt.Errorf("locating sigs.k8s.io/cluster-api@%s: %v", capiVersion, err)
+		return nil, fmt.Errorf("locating sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
 	}
 	files, err := filepath.Glob(filepath.Join(capz, "config", "crd", "bases", "*.yaml"))
 	if err != nil || len(files) == 0 {

@@ -216,7 +216,7 @@ func TestServerSideDryRun(t *testing.T) {
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("dry-run left an object: %v", err)
 	}
-	if hook.auditLine(5*time.Second, func(l map[string]any) bool { return l["name"] == "dry-run-good" && l["dryRun"] == true }) == nil {
+	if hook.auditLine(5*time.Second, func(l map[string]any) bool { dry, _ := l["dryRun"].(bool); return l["name"] == "dry-run-good" && dry }) == nil {
 		t.Error("the audit line must record dryRun: true")
 	}
 }
@@ -276,7 +276,7 @@ func TestAKSClusterTemplateDenied(t *testing.T) {
 			return fmt.Errorf("admitted (the webhook has not seen Cluster aks1 yet?)")
 		}
 		if !strings.Contains(err.Error(), "[aks-target]") || !strings.Contains(err.Error(), "AzureManagedCluster") {
-			return fmt.Errorf("denied, but not by aks-target: %v", err)
+			return fmt.Errorf("denied, but not by aks-target: %w", err)
 		}
 		return nil
 	})
@@ -305,7 +305,7 @@ func TestRegionFromClusterDecides(t *testing.T) {
 			return fmt.Errorf("admitted in eastus")
 		}
 		if !strings.Contains(err.Error(), "[eah-sku-unsupported]") || !strings.Contains(err.Error(), "restricted for this subscription in eastus") {
-			return fmt.Errorf("not the eastus restriction: %v", err)
+			return fmt.Errorf("not the eastus restriction: %w", err)
 		}
 		return nil
 	})
