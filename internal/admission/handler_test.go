@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -40,20 +38,6 @@ func (panicResolver) Resolve(context.Context, string, map[string]string) cluster
 	panic("boom")
 }
 
-// logLines captures the JSON-ish lines funcr writes.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logger() logr.Logger {
-	return funcr.NewJSON(func(obj string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, obj)
-	}, funcr.Options{})
-}
-
 // staticPolicy is a PolicySource that always returns one policy.
 type staticPolicy struct{ p *policy.Policy }
 
@@ -71,9 +55,9 @@ func testPolicy(t testing.TB) staticPolicy {
 
 // newHandler builds the handler as `serve` does, with its log lines going to logs and its metrics
 // to a registry of the test's own.
-func newHandler(t testing.TB, mode Mode, r Resolver, logs *logLines) admission.Handler {
+func newHandler(t testing.TB, mode Mode, r Resolver, logs *testsupport.LogLines) admission.Handler {
 	t.Helper()
-	h, _ := newHandlerWithRegistry(t, mode, r, logs.logger())
+	h, _ := newHandlerWithRegistry(t, mode, r, logs.Logger())
 	return h
 }
 
@@ -104,7 +88,7 @@ func request(op admissionv1.Operation, vmSize string, eah bool) admission.Reques
 var eastus = staticResolver{Locations: []policy.LocationCandidate{{Location: "eastus", Source: "cluster"}}}
 
 func TestMutatePatches(t *testing.T) {
-	logs := &logLines{}
+	logs := &testsupport.LogLines{}
 	resp := newHandler(t, Mutate, eastus, logs).Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false))
 	if !resp.Allowed || len(resp.Patches) != 3 || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
 		t.Fatalf("mutate response: %+v", resp)
@@ -113,21 +97,21 @@ func TestMutatePatches(t *testing.T) {
 		!strings.Contains(resp.AuditAnnotations["injected"], "osDisk") {
 		t.Errorf("audit annotations: %v", resp.AuditAnnotations)
 	}
-	if len(logs.lines) != 1 {
-		t.Fatalf("want exactly one audit line, got %d", len(logs.lines))
+	if len(logs.Lines()) != 1 {
+		t.Fatalf("want exactly one audit line, got %d", len(logs.Lines()))
 	}
 	var line map[string]any
-	if err := json.Unmarshal([]byte(logs.lines[0]), &line); err != nil {
+	if err := json.Unmarshal([]byte(logs.Lines()[0]), &line); err != nil {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]any{"uid": "uid-1", "user": "alice", "operation": "CREATE", "kind": "AzureMachineTemplate",
 		"namespace": "team", "name": "md", "outcome": "patched", "region": "eastus", "regionSource": "cluster", "catalogSource": "embedded", "dryRun": false} {
 		if line[k] != want {
-			t.Errorf("log %s = %v, want %v (%s)", k, line[k], want, logs.lines[0])
+			t.Errorf("log %s = %v, want %v (%s)", k, line[k], want, logs.Lines()[0])
 		}
 	}
-	if _, ok := line["latencyMs"]; !ok || strings.Contains(logs.lines[0], "Premium_LRS") {
-		t.Errorf("log line must have latency and must not contain the object: %s", logs.lines[0])
+	if _, ok := line["latencyMs"]; !ok || strings.Contains(logs.Lines()[0], "Premium_LRS") {
+		t.Errorf("log line must have latency and must not contain the object: %s", logs.Lines()[0])
 	}
 	// UPDATE is never mutated.
 	if resp := newHandler(t, Mutate, eastus, logs).Handle(context.Background(), request(admissionv1.Update, "Standard_D2s_v3", false)); len(resp.Patches) != 0 {
@@ -136,7 +120,7 @@ func TestMutatePatches(t *testing.T) {
 }
 
 func TestValidateDenies(t *testing.T) {
-	logs := &logLines{}
+	logs := &testsupport.LogLines{}
 	resp := newHandler(t, Validate, eastus, logs).Handle(context.Background(), request(admissionv1.Create, "Standard_D2_v3", true))
 	if resp.Allowed || resp.Result.Code != http.StatusForbidden {
 		t.Fatalf("want a 403 denial, got %+v", resp.Result)
@@ -154,13 +138,13 @@ func TestValidateDenies(t *testing.T) {
 	if !resp.Allowed || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "[default-not-applied]") {
 		t.Errorf("want one default-not-applied warning: %+v", resp.Warnings)
 	}
-	if len(logs.lines) != 2 {
-		t.Errorf("want one audit line per request, got %d", len(logs.lines))
+	if len(logs.Lines()) != 2 {
+		t.Errorf("want one audit line per request, got %d", len(logs.Lines()))
 	}
 }
 
 func TestErrorsAreAnsweredAndRecorded(t *testing.T) {
-	logs := &logLines{}
+	logs := &testsupport.LogLines{}
 	h := newHandler(t, Validate, eastus, logs)
 	bad := request(admissionv1.Create, "x", false)
 	bad.Object.Raw = []byte(`{"metadata": 7}`)
@@ -172,8 +156,8 @@ func TestErrorsAreAnsweredAndRecorded(t *testing.T) {
 	if resp := p.Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false)); resp.Allowed || resp.Result.Code != http.StatusInternalServerError {
 		t.Errorf("panic: %+v", resp.Result)
 	}
-	if len(logs.lines) != 2 || !strings.Contains(logs.lines[0], `"outcome":"error"`) || !strings.Contains(logs.lines[1], "panic: boom") {
-		t.Errorf("errors must be recorded: %v", logs.lines)
+	if len(logs.Lines()) != 2 || !strings.Contains(logs.Lines()[0], `"outcome":"error"`) || !strings.Contains(logs.Lines()[1], "panic: boom") {
+		t.Errorf("errors must be recorded: %v", logs.Lines())
 	}
 	other := request(admissionv1.Create, "x", false)
 	other.Kind.Kind = "AzureCluster"

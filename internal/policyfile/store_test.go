@@ -5,28 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
-
-// logLines captures the JSON lines funcr writes.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logger() logr.Logger {
-	return funcr.NewJSON(func(obj string) {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.lines = append(l.lines, obj)
-	}, funcr.Options{})
-}
 
 func writePolicy(t testing.TB, body string) string {
 	t.Helper()
@@ -39,8 +25,8 @@ func writePolicy(t testing.TB, body string) string {
 
 func TestPolicyHotReload(t *testing.T) {
 	path := writePolicy(t, "warnOnly: false\n")
-	logs := &logLines{}
-	store, err := New(path, NewMetrics(prometheus.NewRegistry()), logs.logger())
+	logs := &testsupport.LogLines{}
+	store, err := New(path, NewMetrics(prometheus.NewRegistry()), logs.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +47,8 @@ func TestPolicyHotReload(t *testing.T) {
 	if !store.Get().WarnOnly {
 		t.Fatal("a bad file replaced the last good policy")
 	}
-	if !strings.Contains(strings.Join(logs.lines, "\n"), `unknown key \"warnOnli\"`) {
-		t.Errorf("the rejection must be logged with the reason: %v", logs.lines)
+	if !strings.Contains(strings.Join(logs.Lines(), "\n"), `unknown key \"warnOnli\"`) {
+		t.Errorf("the rejection must be logged with the reason: %v", logs.Lines())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -77,15 +63,15 @@ func TestPolicyHotReload(t *testing.T) {
 
 // TestDeprecatedKeyIsLogged: the old dryRun key still works, and the store says it is deprecated.
 func TestDeprecatedKeyIsLogged(t *testing.T) {
-	logs := &logLines{}
-	store, err := New(writePolicy(t, "dryRun: true\n"), NewMetrics(prometheus.NewRegistry()), logs.logger())
+	logs := &testsupport.LogLines{}
+	store, err := New(writePolicy(t, "dryRun: true\n"), NewMetrics(prometheus.NewRegistry()), logs.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !store.Get().WarnOnly {
 		t.Error("dryRun: true must still turn denials into warnings")
 	}
-	if !strings.Contains(strings.Join(logs.lines, "\n"), "dryRun is deprecated: use warnOnly") {
-		t.Errorf("no deprecation warning logged: %v", logs.lines)
+	if !strings.Contains(strings.Join(logs.Lines(), "\n"), "dryRun is deprecated: use warnOnly") {
+		t.Errorf("no deprecation warning logged: %v", logs.Lines())
 	}
 }

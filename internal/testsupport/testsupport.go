@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -255,4 +257,28 @@ func decodeResponse(resp *http.Response) (*admissionv1.AdmissionResponse, error)
 		return nil, fmt.Errorf("no response in the AdmissionReview")
 	}
 	return review.Response, nil
+}
+
+// --- logs --------------------------------------------------------------------------------------------
+
+// LogLines collects what a logger writes, one JSON object per line, for tests that read the log.
+type LogLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// Logger writes JSON lines (funcr's format) into l.
+func (l *LogLines) Logger() logr.Logger {
+	return funcr.NewJSON(func(obj string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, obj)
+	}, funcr.Options{})
+}
+
+// Lines returns a copy of the lines so far.
+func (l *LogLines) Lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
