@@ -81,9 +81,17 @@ test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver 
 fuzz: ## Run the fuzz tests (FUZZTIME per target, default 60s).
 	go test ./internal/desid -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
 
+# Load harness knobs: creates per mode and round, concurrent clients, rounds (every round measures
+# every mode once, in turn).
+BENCH_CREATES ?= 600
+BENCH_CLIENTS ?= 8
+BENCH_ROUNDS  ?= 2
+
 .PHONY: bench
-bench: ## Run the Go benchmarks.
+bench: envtest-assets helm ## Go benchmarks, then the load harness through a real kube-apiserver (not part of make test).
 	go test -run '^$$' -bench . -benchmem ./internal/...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go run ./test/loadbench \
+		-creates $(BENCH_CREATES) -clients $(BENCH_CLIENTS) -rounds $(BENCH_ROUNDS)
 
 ##@ Build
 
