@@ -325,23 +325,27 @@ func TestVariablesOfTheDefaultFlavor(t *testing.T) {
 }
 
 // TestDefaultVarsFitTheFlavors keeps DefaultVars honest both ways: it covers every variable some
-// flavor requires, and sets nothing else except what clusterctl sets itself, so that the
-// templates' own defaults (VM sizes included, where they have them) are what gets tested.
+// flavor requires, and sets nothing else except what clusterctl sets itself and the documented
+// OverriddenTemplateDefaults, so that the templates' own defaults are what gets tested.
 func TestDefaultVarsFitTheFlavors(t *testing.T) {
 	flavors, err := Flavors()
 	if err != nil {
 		t.Fatal(err)
 	}
-	required := map[string]bool{}
+	required, defaulted := map[string]bool{}, map[string]bool{}
 	for _, f := range flavors {
 		vs, err := f.Variables()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, v := range vs {
-			if v.Required {
-				required[v.Name] = true
-			}
+			required[v.Name] = required[v.Name] || v.Required
+			defaulted[v.Name] = defaulted[v.Name] || v.HasDefault
+		}
+	}
+	for name := range OverriddenTemplateDefaults {
+		if !defaulted[name] {
+			t.Errorf("OverriddenTemplateDefaults lists %s, which no template defaults any more", name)
 		}
 	}
 	clusterctlSets := map[string]bool{VarClusterName: true, VarNamespace: true, VarKubernetesVersion: true, VarControlPlaneMachineCount: true, VarWorkerMachineCount: true}
@@ -350,12 +354,15 @@ func TestDefaultVarsFitTheFlavors(t *testing.T) {
 		if dv["AZURE_LOCATION"] != region {
 			t.Errorf("AZURE_LOCATION = %q, want %q", dv["AZURE_LOCATION"], region)
 		}
-		for name := range required {
-			if _, ok := dv[name]; !ok {
+		for name, req := range required {
+			if _, ok := dv[name]; req && !ok {
 				t.Errorf("DefaultVars(%s) lacks %s, which a flavor requires", region, name)
 			}
 		}
 		for name := range dv {
+			if _, why := OverriddenTemplateDefaults[name]; why {
+				continue
+			}
 			if !required[name] && !clusterctlSets[name] {
 				t.Errorf("DefaultVars(%s) sets %s, which no flavor requires: it would override a template default", region, name)
 			}

@@ -1,8 +1,22 @@
 package capzflavors
 
+import "encoding/base64"
+
 // TestSubscriptionID is the Azure subscription every flavor is rendered into by DefaultVars. It is
 // the one test/e2e's policy allows DES IDs from, so rendered flavors and that policy fit together.
 const TestSubscriptionID = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
+
+// TestSSHPublicKey is a public key generated for these tests (its private half was discarded).
+const TestSSHPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ4gScMvgquUcNEfFOvtjIMu52u8RpwDQ+JYwULy9gQk capz-flavors-test"
+
+// OverriddenTemplateDefaults are the variables DefaultVars sets although the templates default
+// them, each with the reason: a template default that the CRDs reject would keep a flavor from
+// being applied at all.
+var OverriddenTemplateDefaults = map[string]string{
+	"AZURE_SSH_PUBLIC_KEY": `the Windows flavors put it into KubeadmConfig(Template) users[].sshAuthorizedKeys, whose items ` +
+		`CAPI's CRD requires to be non-empty, so the template default "" fails to apply`,
+	"AZURE_SSH_PUBLIC_KEY_B64": "the same key, as CAPZ's docs export both (development.md); the Linux machines get it",
+}
 
 // Machine sizes DefaultVars gives the two template variables that have no default in any flavor.
 // CAPZ's docs use Standard_D2s_v3; the worker size differs from the control plane's so that a table
@@ -16,7 +30,8 @@ const (
 // DefaultVars returns a value for every variable that some CAPZ flavor needs and gives no default
 // for, as a user would export them before `clusterctl generate cluster` (the values follow CAPZ's
 // docs and its e2e config, test/e2e/config/azure-dev.yaml). Variables that the templates default
-// (resource group, VNet name, identity type, SSH keys, ...) are left to the templates.
+// (resource group, VNet name, identity type, ...) are left to the templates, except
+// OverriddenTemplateDefaults.
 //
 // CLUSTER_NAME and NAMESPACE are derived from the region; a test that applies several flavors to one
 // apiserver should give each its own NAMESPACE, since flavors reuse object names.
@@ -51,5 +66,8 @@ func DefaultVars(region string) map[string]string {
 		"AZURE_EXTENDEDLOCATION_NAME": "microsoftvancouver1",
 		// flatcar flavors: the marketplace image version; Azure accepts "latest", as CAPZ's e2e uses.
 		"FLATCAR_VERSION": "latest",
+		// As CAPZ's docs export them: the .pub file as it is, and base64 of the whole file.
+		"AZURE_SSH_PUBLIC_KEY":     TestSSHPublicKey,
+		"AZURE_SSH_PUBLIC_KEY_B64": base64.StdEncoding.EncodeToString([]byte(TestSSHPublicKey + "\n")),
 	}
 }
