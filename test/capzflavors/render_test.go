@@ -1,6 +1,7 @@
 package capzflavors
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"regexp"
@@ -200,7 +201,7 @@ func TestEveryFlavorRendersWithDefaultVars(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if i := strings.Index(string(out), "${"); i >= 0 {
+				if i := bytes.Index(out, []byte("${")); i >= 0 {
 					t.Fatalf("leftover variable at byte %d: %q", i, out[i:min(len(out), i+60)])
 				}
 				objs, err := Objects(out)
