@@ -25,6 +25,10 @@ type evaluation struct {
 	decision *Decision
 	verdict  *sizeVerdict // of the object's VM size in its region; computed once, lazily
 	def      *Default     // the organisation default that applies (CREATE of a mutable kind), if any
+	// eahDefaulted is true when the organisation default tried to inject encryption at host (CREATE
+	// of a mutable kind, in either stage): the size's capabilities then matter as if the object had
+	// asked for it.
+	eahDefaulted bool
 	// wouldInject holds the paths (dotted) that the organisation default fills when the validating
 	// stage replays the mutation on a scratch copy: a missing value there means the mutating webhook
 	// did not inject it, which the messages say.

@@ -53,8 +53,8 @@ type Default struct {
 }
 
 // builtinActions are the actions of rules the policy file does not mention. Rules that can only
-// advise (key rotation, repave) warn; everything else denies, because a webhook that protects
-// encryption should fail closed unless the platform team says otherwise.
+// advise (key rotation, repave, a gap in the catalog) warn; everything else denies, because a
+// webhook that protects encryption should fail closed unless the platform team says otherwise.
 var builtinActions = map[RuleID]Action{
 	RuleDESIDMalformed:            ActionDeny,
 	RuleEAHSKUUnsupported:         ActionDeny,
@@ -69,6 +69,8 @@ var builtinActions = map[RuleID]Action{
 	RuleDESKeyRotation:            ActionWarn,
 	RuleDefaultNotApplied:         ActionWarn,
 	RuleRepave:                    ActionWarn,
+	// Our missing data is not the user's mistake; a site that wants nothing unverified sets deny.
+	RuleCatalogRegionMissing: ActionWarn,
 }
 
 // Rules lists every rule ID, sorted.

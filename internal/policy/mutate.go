@@ -97,14 +97,14 @@ func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
 		return
 	}
 	size := stringAt(e.obj, base.child("vmSize"))
-	v := e.verdictFor(size)
-	if !v.known || v.eah != eahSupported {
-		reason := v.eahMsg
-		if !v.known {
-			reason = v.unknownMsg
-		}
+	// From here on the decision needs the size's capabilities: validation judges the size as if
+	// the object had asked for encryption at host itself (checkSize).
+	e.eahDefaulted = true
+	// Inject only what the catalog vouches for: the size supports encryption at host in the region,
+	// or, where the region has no data for it, in every catalog region that lists it.
+	if v := e.verdictFor(size); v.eah != eahSupported {
 		e.reportAtMost(RuleDefaultNotApplied, ActionDeny, field,
-			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, reason)
+			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, v.eahMsg)
 		return
 	}
 	e.fill(field, true)
