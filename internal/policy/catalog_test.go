@@ -55,7 +55,7 @@ func evidenceCatalog() skus.Catalog {
 func ageEnv(region string) Environment {
 	env := Environment{Catalog: evidenceCatalog(), Now: decisionTime}
 	if region != "" {
-		env.Locations = []LocationCandidate{{Location: region, Source: "cluster"}}
+		env.Locations = []LocationCandidate{{Location: region, Source: "cluster", Cluster: true}}
 	}
 	return env
 }
@@ -257,7 +257,7 @@ func TestEvidenceRecorded(t *testing.T) {
 // TestRuleCatalogRegionMissing: a region no catalog layer covers warns; a site that wants nothing
 // unverified denies it.
 func TestRuleCatalogRegionMissing(t *testing.T) {
-	europe := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster"}}}
+	europe := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster", Cluster: true}}}
 	size := tpl("vmSize")
 	runRuleCases(t, RuleCatalogRegionMissing, []ruleCase{
 		{name: "covered region", object: template(), wantAllowed: true},
@@ -272,7 +272,7 @@ func TestRuleCatalogRegionMissing(t *testing.T) {
 
 // TestCatalogRegionMissingWithoutCatalog: no catalog at all is a gap like an uncovered region.
 func TestCatalogRegionMissingWithoutCatalog(t *testing.T) {
-	env := Environment{Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster"}}}
+	env := Environment{Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster", Cluster: true}}}
 	d := create(t, DefaultPolicy(), template().set(tpl("securityProfile.encryptionAtHost"), true), env)
 	f := findingsOf(d, RuleCatalogRegionMissing)
 	if !d.Allowed || len(f) != 1 || f[0].Action != ActionWarn || !strings.Contains(f[0].Message, "no VM-size catalog is configured") {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -18,6 +19,11 @@ func (e *evaluation) mutate() {
 	}
 	def, ok := e.policy.DefaultFor(e.decision.Region, e.nsLabels)
 	if !ok {
+		if len(e.policy.Defaults) > 0 {
+			// Silence would read as "nothing to inject"; say that the organisation's defaults exist
+			// and why none of them reached this object.
+			e.report(RuleDefaultNotApplied, e.spec.machine, "the policy has defaults, but none applies to this object: %s", e.whyNoDefault())
+		}
 		return
 	}
 	e.def = &def
@@ -108,6 +114,27 @@ func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
 		return
 	}
 	e.fill(field, true)
+}
+
+// whyNoDefault explains, default by default, why none matched the object's region and namespace.
+func (e *evaluation) whyNoDefault() string {
+	var reasons []string
+	for _, d := range e.policy.Defaults {
+		switch {
+		case len(d.Regions) > 0 && e.decision.Region == "":
+			reasons = append(reasons, fmt.Sprintf("%q is for regions %s", d.Name, strings.Join(d.Regions, ", ")))
+		case len(d.Regions) > 0 && !slices.Contains(d.Regions, e.decision.Region):
+			reasons = append(reasons, fmt.Sprintf("%q is for regions %s, not %s", d.Name, strings.Join(d.Regions, ", "), e.decision.Region))
+		default:
+			reasons = append(reasons, fmt.Sprintf("%q is for namespaces matching %s, which namespace %q does not", d.Name, d.Selector, e.decision.Namespace))
+		}
+	}
+	out := strings.Join(reasons, "; ")
+	if e.decision.Region == "" {
+		out = fmt.Sprintf("the object's region is unknown (no cluster found through the label %s, no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
+			LabelClusterName, AnnotationLocation, out)
+	}
+	return out
 }
 
 // fill makes the value at target exist, creating the missing parents as one nested value so that

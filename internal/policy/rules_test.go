@@ -102,7 +102,7 @@ func TestRuleEAHSKUUnsupported(t *testing.T) {
 	eah := tpl("securityProfile.encryptionAtHost")
 	sized := func(size string) obj { return template().set(tpl("vmSize"), size).set(eah, true) }
 	noRegion := Environment{Catalog: testCatalog()}
-	west := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster"}}}
+	west := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster", Cluster: true}}}
 	runRuleCases(t, RuleEAHSKUUnsupported, []ruleCase{
 		{name: "supported size", object: sized("Standard_D4s_v3"), wantAllowed: true},
 		{name: "size without the capability", object: sized("Standard_D2_v3"),

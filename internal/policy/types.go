@@ -33,6 +33,12 @@ const (
 	// the region's data is a selection of sizes without the object's): a gap in our data, not a
 	// mistake of the user, so it warns unless a site wants nothing unverified.
 	RuleCatalogRegionMissing RuleID = "catalog-region-missing"
+	// RuleLocationAnnotationIgnored is hit when the object's location annotation names another
+	// region than the cluster's (or the AzureMachinePool's own spec.location), which wins.
+	RuleLocationAnnotationIgnored RuleID = "location-annotation-ignored"
+	// RuleLocationMismatch is hit when an AzureMachinePool's spec.location differs from its
+	// cluster's AzureCluster.spec.location.
+	RuleLocationMismatch RuleID = "location-mismatch"
 	// RuleDefaultNotApplied is hit when an organisation default could not be injected (the size
 	// cannot do encryption at host, the OS disk is ephemeral, ...). Its action decides whether that
 	// is a warning or a denial.
@@ -95,6 +101,10 @@ type LocationCandidate struct {
 	Location string
 	// Source names where it came from: "cluster", "namespace-annotation", "flag", ...
 	Source string
+	// Cluster is true for the region of the object's own cluster (AzureCluster.spec.location). It
+	// beats the object's location annotation; every other candidate only applies when no cluster
+	// region is known.
+	Cluster bool
 }
 
 // ClusterInfo is what the caller found out about the CAPI Cluster that owns the object.
@@ -138,8 +148,9 @@ type DESCatalog interface {
 // Environment is everything around the object that the policy needs.
 type Environment struct {
 	// Locations are candidates for the object's region in the caller's order of precedence. The
-	// policy puts the object's own override annotation and AzureMachinePool spec.location before
-	// them and the policy's default location after them.
+	// policy takes an AzureMachinePool's own spec.location first, then the cluster's region (the
+	// candidate marked Cluster), then the object's location annotation, then the other candidates,
+	// then the policy's default location.
 	Locations []LocationCandidate
 	Cluster   ClusterInfo
 	// Catalog answers VM-size questions; nil means no catalog (every size is unknown).
@@ -240,7 +251,8 @@ func (d *Decision) filter(a Action) []Finding {
 
 // Annotations on CAPZ objects that the policy reads or writes.
 const (
-	// AnnotationLocation overrides the region of an object (templates carry no location).
+	// AnnotationLocation names the region of an object whose cluster (and so its region) cannot be
+	// found; templates carry no location. It never beats the cluster's region.
 	AnnotationLocation = "capz-encryption-webhook.io/location"
 	// AnnotationInjected records what the mutation filled, as a comma-separated list of paths.
 	AnnotationInjected = "capz-encryption-webhook.io/injected"

@@ -23,7 +23,10 @@ type desSlot struct {
 	disk         string    // "OS disk" or "data disk N", for messages
 }
 
-func (e *evaluation) validate() { e.spec.validate(e) }
+func (e *evaluation) validate() {
+	e.reportRegionConflicts()
+	e.spec.validate(e)
+}
 
 func (e *evaluation) validateManagedMachinePool() {
 	f := pathOf("spec", "enableEncryptionAtHost")
