@@ -85,20 +85,22 @@ func buildEmbedded(catalog, provenance []byte) (*skus.Static, error) {
 
 	bySource := make(map[string]skus.SourceInfo, len(regions))
 	for region, rd := range regions {
-		// Newest capture first: the order in which their records take precedence.
+		// Newest capture first, as they take precedence.
 		slices.SortStableFunc(rd.captures, func(a, b Capture) int { return b.CapturedAt.Compare(a.CapturedAt) })
-		parts := make([]string, 0, len(rd.captures))
 		oldest := rd.captures[len(rd.captures)-1].CapturedAt
+		total := 0
+		parts := make([]string, 0, len(rd.captures))
 		for _, c := range rd.captures {
-			kind := fmt.Sprintf("%d sizes", len(c.Sizes[region]))
-			if c.CompleteListing {
-				kind = "complete listing, " + kind + " still from it"
-			}
-			parts = append(parts, fmt.Sprintf("%s captured %s (%s)", c.Describe(), c.CapturedAt.Format(time.DateOnly), kind))
+			total += len(c.Sizes[region])
+			parts = append(parts, fmt.Sprintf("%s captured %s", c.Describe(), c.CapturedAt.Format(time.DateOnly)))
 		}
-		src := skus.SourceInfo{Name: "embedded", Detail: strings.Join(parts, "; "), AsOf: oldest, Selection: true, OtherSubscription: true}
+		// Messages quote this: for a complete listing, the listing (which alone says what the region
+		// does not offer); for a selection, every capture it was taken from.
+		src := skus.SourceInfo{Name: "embedded", AsOf: oldest, Selection: true, OtherSubscription: true,
+			Detail: fmt.Sprintf("a selection of %d sizes: %s", total, strings.Join(parts, ", "))}
 		if rd.complete != nil {
 			src.AsOf, src.Selection = rd.complete.CapturedAt, false
+			src.Detail = fmt.Sprintf("%s, a complete listing (%d of its sizes from newer captures)", rd.complete.Describe(), total-len(rd.complete.Sizes[region]))
 		}
 		bySource[region] = src
 	}

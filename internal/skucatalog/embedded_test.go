@@ -103,10 +103,10 @@ func TestEmbedded(t *testing.T) {
 		asOf      time.Time
 		detail    []string
 	}{
-		{"eastus", false, time.Date(2020, 8, 25, 23, 23, 43, 0, time.UTC), []string{skewer2020 + " captured 2020-08-25 (complete listing, 364 sizes still from it)", karpenterEast + " captured 2024-12-13 (17 sizes)"}},
-		{"eastus2", true, time.Date(2022, 6, 8, 3, 39, 31, 0, time.UTC), []string{java + " captured 2022-06-08 (29 sizes)"}},
-		{"southcentralus", true, time.Date(2025, 6, 3, 21, 16, 53, 0, time.UTC), []string{"captured 2026-04-14 (1 sizes)", "captured 2025-06-03 (20 sizes)"}},
-		{"westcentralus", true, time.Date(2024, 12, 13, 0, 9, 53, 0, time.UTC), []string{"captured 2024-12-13 (12 sizes)"}},
+		{"eastus", false, time.Date(2020, 8, 25, 23, 23, 43, 0, time.UTC), []string{skewer2020 + ", a complete listing (19 of its sizes from newer captures)"}},
+		{"eastus2", true, time.Date(2022, 6, 8, 3, 39, 31, 0, time.UTC), []string{"a selection of 29 sizes: " + java + " captured 2022-06-08"}},
+		{"southcentralus", true, time.Date(2025, 6, 3, 21, 16, 53, 0, time.UTC), []string{"a selection of 21 sizes: ", "@cb68298e24b1 (Apache-2.0) captured 2026-04-14, ", "@352646f59929 (Apache-2.0) captured 2025-06-03"}},
+		{"westcentralus", true, time.Date(2024, 12, 13, 0, 9, 53, 0, time.UTC), []string{"a selection of 14 sizes: ", "captured 2024-12-13"}},
 	} {
 		src := c.Source(tc.region)
 		if src.Name != "embedded" || src.Selection != tc.selection || !src.AsOf.Equal(tc.asOf) || !src.OtherSubscription {

@@ -126,7 +126,7 @@ func TestConvertFactFile(t *testing.T) {
 	if m8, ok := c.Lookup("eastus", "standard_m8-2ms"); !ok || m8.Capture == nil || !strings.Contains(m8.Capture.Origin, "karpenter") || !m8.Capture.OtherSubscription {
 		t.Errorf("M8-2ms = %+v", m8)
 	}
-	if src := c.Source("eastus"); src.Selection || !src.AsOf.Equal(sk.CapturedAt) || !strings.Contains(src.Detail, "complete listing") {
+	if src := c.Source("eastus"); src.Selection || !src.AsOf.Equal(sk.CapturedAt) || src.Detail != "Azure/skewer testdata/eastus.json@ab19a3fa578b (MIT), a complete listing (1 of its sizes from newer captures)" {
 		t.Errorf("eastus source = %+v, want the complete listing of 2020", src)
 	}
 	if src := c.Source("westcentralus"); !src.Selection || !src.OtherSubscription {
