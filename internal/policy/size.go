@@ -137,7 +137,7 @@ func (j judge) inRegion(rec skus.SKU) sizeVerdict {
 				rec.Name, rec.Region, skus.CapabilityEncryptionAtHost, describeEvidence(ev))}
 		if ev.Stale {
 			v.eahCeiling = ActionWarn
-			v.eahMsg += fmt.Sprintf("; that capture is more than %d years old and Azure may have added the capability since: a current catalog (live Azure data, or --sku-catalog) decides", EvidenceMaxAgeYears)
+			v.eahMsg += "; Azure may have added the capability since, so this old evidence only warns: a current catalog (live Azure data, or --sku-catalog) decides"
 		}
 		v.eahMsg += j.suggest(rec)
 		return v
