@@ -105,16 +105,18 @@ docker-build: ## Build the container image (needs a Docker engine).
 
 ##@ Data
 
-SKU_SUBSET    ?= ../shared/data/azure-vm-skus-subset.json
-SKU_LOCATIONS ?= eastus,southcentralus,westcentralus
+SKU_SUBSET    ?= ../shared/data/azure-vm-skus-extended.json
+SKU_LOCATIONS ?= eastus,eastus2,southcentralus,westcentralus
+SKU_EMBEDDED  := internal/skucatalog/data/vm-skus.json
+SKU_PROVENANCE := internal/skucatalog/data/vm-skus.provenance.json
 
 .PHONY: sku-catalog-embedded
-sku-catalog-embedded: ## Regenerate the embedded VM-size catalog from the shared fact file.
-	go run ./hack/skucatalog from-subset -in $(SKU_SUBSET) -out internal/skucatalog/data/vm-skus.json
+sku-catalog-embedded: ## Regenerate the embedded VM-size catalog and its per-record provenance from the shared fact file.
+	go run ./hack/skucatalog from-facts -in $(SKU_SUBSET) -out $(SKU_EMBEDDED) -provenance-out $(SKU_PROVENANCE)
 
 .PHONY: sku-catalog
 sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs Azure credentials, AZURE_SUBSCRIPTION_ID).
-	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out internal/skucatalog/data/vm-skus.json
+	go run ./hack/skucatalog from-azure -subscription "$${AZURE_SUBSCRIPTION_ID:?set AZURE_SUBSCRIPTION_ID}" -locations $(SKU_LOCATIONS) -out $(SKU_EMBEDDED) -provenance-out $(SKU_PROVENANCE)
 
 ##@ Dependencies
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +45,7 @@ Exit status: 0 when nothing is denied, 1 when something is denied, 2 on unreadab
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: built-in policy, every rule deny, no defaults")
 	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
-	f.StringVar(&o.location, "location", "", "region of objects whose region cannot be found from annotations, spec.location or their Cluster")
+	f.StringVar(&o.location, "location", "", "region of objects whose region cannot be found from spec.location, their Cluster or their location annotation")
 	f.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	_ = cmd.MarkFlagRequired("filename")
@@ -68,6 +69,7 @@ type checkResult struct {
 	Catalog      string              `json:"catalog"`
 	Default      string              `json:"default,omitempty"`
 	Cluster      *policy.ClusterInfo `json:"cluster,omitempty"`
+	Evidence     []policy.Evidence   `json:"evidence,omitempty"` // the VM-size data the verdicts used, and when it was captured
 }
 
 type findingOut struct {
@@ -93,6 +95,7 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	index := newClusterIndex(objs, o.namespace)
+	now := time.Now()
 	var results []checkResult
 	skipped := 0
 	for _, obj := range objs {
@@ -109,6 +112,7 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 			info.Locations = append(info.Locations, policy.LocationCandidate{Location: o.location, Source: "flag"})
 		}
 		env := info.Environment(catalog, nil)
+		env.Now = now // the age of catalog evidence is judged against it, as the webhook does
 		cluster := info.Cluster
 		d, err := policy.Evaluate(pol, policy.Request{Operation: policy.OperationCreate, Object: obj.JSON, Namespace: ns}, env)
 		if err != nil {
@@ -175,6 +179,7 @@ func toResult(obj manifest.Object, d *policy.Decision, cluster policy.ClusterInf
 		Default:    d.DefaultName,
 		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{},
 	}
+	r.Evidence = d.Evidence
 	if cluster.Name != "" {
 		c := cluster
 		r.Cluster = &c

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 // runCLI runs the command in-process and returns stdout and the exit code main would use.
@@ -62,11 +66,18 @@ func TestCheckSamples(t *testing.T) {
 	wantDenied := map[string]string{
 		"copied-from-docs":  "des-id-malformed",
 		"worker-kv-url":     "des-id-malformed",
-		"legacy-size":       "eah-sku-unsupported",
-		"analytics-eastus":  "eah-sku-unsupported",
 		"with-ade":          "ade-extension",
 		"aks-pool0":         "aks-target",
 		"aks-control-plane": "aks-target",
+	}
+	// legacy-size asks for encryption at host on Standard_D2_v3, which the embedded catalog's capture
+	// of 2024-12-13 says cannot do it: denied while that capture is younger than
+	// policy.EvidenceMaxAgeYears, a warning after.
+	d2, _ := skucatalog.Embedded().Lookup("eastus", "Standard_D2_v3")
+	if time.Now().Before(d2.Capture.At.AddDate(policy.EvidenceMaxAgeYears, 0, 0)) {
+		wantDenied["legacy-size"] = "eah-sku-unsupported"
+	} else if r := byName["legacy-size"]; !r.Allowed || len(r.Warnings) == 0 || r.Warnings[0].Rule != "eah-sku-unsupported" {
+		t.Errorf("legacy-size, judged on a capture more than %d years old: %+v", policy.EvidenceMaxAgeYears, r)
 	}
 	for name, rule := range wantDenied {
 		r, ok := byName[name]
@@ -78,10 +89,15 @@ func TestCheckSamples(t *testing.T) {
 			t.Errorf("%s: allowed=%v violations=%+v, want denied by %s", name, r.Allowed, r.Violations, rule)
 		}
 	}
-	for _, name := range []string{"payments-control-plane", "payments-md-0", "analytics-mp-0"} {
+	for _, name := range []string{"payments-control-plane", "payments-md-0", "analytics-mp-0", "analytics-eastus"} {
 		if r := byName[name]; !r.Allowed {
 			t.Errorf("%s: denied: %+v", name, r.Violations)
 		}
+	}
+	// Old evidence only warns, and says how old it is.
+	if w := byName["analytics-eastus"].Warnings; len(w) != 1 || w[0].Rule != "eah-sku-unsupported" ||
+		!strings.Contains(w[0].Message, "Azure/skewer testdata/eastus.json@ab19a3fa578b (MIT), captured 2020-08-25, more than 3 years ago") {
+		t.Errorf("analytics-eastus warnings = %+v, want eah-sku-unsupported quoting the 2020 capture", w)
 	}
 	md := byName["payments-md-0"]
 	if md.Region != "eastus" || md.RegionSource != "cluster" {
@@ -141,7 +157,7 @@ spec: {template: {spec: {vmSize: Standard_D2s_v3, osDisk: {osType: Linux}}}}
 		{"location flag", []string{"check", "-f", write("noregion.yaml", `apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
 kind: AzureMachine
 metadata: {name: m}
-spec: {vmSize: Standard_M8-2ms, osDisk: {osType: Linux}, securityProfile: {encryptionAtHost: true}}
+spec: {vmSize: Standard_D2s_v3, osDisk: {osType: Linux, managedDisk: {diskEncryptionSet: {id: ""}}}}
 `), "--location", "eastus"}, "", 1, "region eastus from flag"},
 		{"palette values as policy", []string{"check", "-f", good, "--policy", "../../docs/examples/palette-pack-values.yaml"}, "", 0, "1 with defaults injected"},
 	}

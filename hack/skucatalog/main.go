@@ -1,12 +1,14 @@
 // Command skucatalog writes VM-size catalogs in the JSON shape of `az vm list-skus --all -o json`:
 //
-//	from-subset: convert the project's shared fact file into the embedded catalog
-//	             (go run ./hack/skucatalog from-subset -in ../shared/data/azure-vm-skus-subset.json -out internal/skucatalog/data/vm-skus.json);
-//	from-azure:  list the VM sizes of a live subscription (needs Azure credentials: az login, a
-//	             service principal or workload identity, whatever DefaultAzureCredential finds)
-//	             (go run ./hack/skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE).
+//	from-facts: convert the project's shared fact file into the embedded catalog and its provenance
+//	            (go run ./hack/skucatalog from-facts -in ../shared/data/azure-vm-skus-extended.json
+//	             -out internal/skucatalog/data/vm-skus.json -provenance-out internal/skucatalog/data/vm-skus.provenance.json);
+//	from-azure: list the VM sizes of a live subscription (needs Azure credentials: az login, a
+//	            service principal or workload identity, whatever DefaultAzureCredential finds)
+//	            (go run ./hack/skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE [-provenance-out FILE]).
 //
-// The conversion and the Azure calls live in internal/skus, where they are tested; this is flags and I/O.
+// The conversion and the Azure calls live in internal/skucatalog and internal/azure, where they are
+// tested; this is flags and I/O.
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,8 +31,8 @@ import (
 )
 
 const usage = `usage:
-  skucatalog from-subset [-in FILE] [-out FILE]
-  skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE [-timeout 5m]`
+  skucatalog from-facts [-in FILE] [-out FILE] [-provenance-out FILE]
+  skucatalog from-azure -subscription ID -locations eastus,westeurope -out FILE [-provenance-out FILE] [-timeout 5m]`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -38,8 +41,8 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
-	case "from-subset":
-		err = fromSubset(os.Args[2:])
+	case "from-facts":
+		err = fromFacts(os.Args[2:])
 	case "from-azure":
 		err = fromAzure(os.Args[2:])
 	case "-h", "-help", "--help", "help":
@@ -57,10 +60,11 @@ func main() {
 	}
 }
 
-func fromSubset(args []string) error {
-	fs := flag.NewFlagSet("from-subset", flag.ContinueOnError)
-	in := fs.String("in", "../shared/data/azure-vm-skus-subset.json", "the shared SKU fact file")
+func fromFacts(args []string) error {
+	fs := flag.NewFlagSet("from-facts", flag.ContinueOnError)
+	in := fs.String("in", "../shared/data/azure-vm-skus-extended.json", "the shared SKU fact file")
 	out := fs.String("out", "internal/skucatalog/data/vm-skus.json", "output file")
+	provOut := fs.String("provenance-out", "internal/skucatalog/data/vm-skus.provenance.json", "output file for the records' provenance")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,11 +72,14 @@ func fromSubset(args []string) error {
 	if err != nil {
 		return err
 	}
-	converted, err := skucatalog.ConvertSubset(data)
+	catalog, provenance, err := skucatalog.ConvertFactFile(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	return writeFileAtomic(*out, converted)
+	if err := writeFileAtomic(*out, catalog); err != nil {
+		return err
+	}
+	return writeFileAtomic(*provOut, provenance)
 }
 
 func fromAzure(args []string) error {
@@ -80,6 +87,7 @@ func fromAzure(args []string) error {
 	sub := fs.String("subscription", os.Getenv("AZURE_SUBSCRIPTION_ID"), "subscription ID (default $AZURE_SUBSCRIPTION_ID)")
 	locations := fs.String("locations", "", "comma-separated Azure locations, e.g. eastus,westeurope")
 	out := fs.String("out", "", "output file")
+	provOut := fs.String("provenance-out", "", "also write the provenance record (needed when -out replaces the embedded catalog)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "overall time limit, retries included")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -124,8 +132,42 @@ func fromAzure(args []string) error {
 	if err := writeFileAtomic(*out, data); err != nil {
 		return err
 	}
+	if *provOut != "" {
+		if err := writeProvenance(*provOut, *sub, records); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "skucatalog: wrote %d VM sizes for %v to %s\n", len(records), perLocation, *out)
 	return nil
+}
+
+// writeProvenance records a live listing as one capture: complete for every location asked for
+// (Azure lists every size of a location), dated now, made in the given subscription.
+func writeProvenance(path, subscription string, records []*armcompute.ResourceSKU) error {
+	c := skucatalog.Capture{
+		Origin:          "Azure subscription " + subscription + " (make sku-catalog)",
+		CapturedAt:      time.Now().UTC().Truncate(time.Second),
+		CompleteListing: true,
+		// The binary may serve clusters of other subscriptions than the one listed.
+		OtherSubscription: true,
+		Sizes:             map[string][]string{},
+	}
+	list, err := skucatalog.FromSDK(records)
+	if err != nil {
+		return err
+	}
+	for _, s := range list {
+		c.Sizes[s.Region] = append(c.Sizes[s.Region], s.Name)
+	}
+	for r := range c.Sizes {
+		slices.Sort(c.Sizes[r])
+		c.Sizes[r] = slices.Compact(c.Sizes[r])
+	}
+	data, err := skucatalog.MarshalProvenance(skucatalog.Provenance{FactSource: c.Origin, Captures: []skucatalog.Capture{c}})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, data)
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {

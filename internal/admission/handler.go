@@ -99,10 +99,12 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 	if d.cfg.Mode == Validate {
 		stage = policy.StageValidate
 	}
+	env := info.Environment(d.cfg.Catalog, d.cfg.DES)
+	env.Now = d.cfg.Now() // the age of catalog evidence is judged against it
 	dec, err := policy.Evaluate(d.cfg.Policies.Get(), policy.Request{
 		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,
-	}, info.Environment(d.cfg.Catalog, d.cfg.DES))
+	}, env)
 	if err != nil {
 		e.Err = fmt.Errorf("capz-encryption-webhook: %w", err)
 		return admission.Errored(http.StatusBadRequest, e.Err)

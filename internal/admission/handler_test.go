@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,15 @@ func newHandlerWithRegistry(t testing.TB, mode Mode, r Resolver, log logr.Logger
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	return New(Config{Mode: mode, Policies: testPolicy(t), Resolver: r, Catalog: skucatalog.Embedded(),
-		Recorder: decisionlog.NewRecorder(log), Metrics: NewMetrics(reg)}), reg
+		Recorder: decisionlog.NewRecorder(log), Metrics: NewMetrics(reg), Now: pinnedClock()}), reg
+}
+
+// pinnedClock starts at a fixed date and runs at the real pace: the age of the embedded catalog's
+// captures (which decides whether old evidence denies) does not change as the years pass, and
+// latencies are still measured.
+func pinnedClock() func() time.Time {
+	start := time.Now()
+	return func() time.Time { return time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC).Add(time.Since(start)) }
 }
 
 func request(op admissionv1.Operation, vmSize string, eah bool) admission.Request {

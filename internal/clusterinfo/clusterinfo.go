@@ -156,7 +156,7 @@ func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.Locat
 		return info, nil
 	}
 	if loc, _, _ := unstructured.NestedString(az, "spec", "location"); strings.TrimSpace(loc) != "" {
-		return info, []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster"}}
+		return info, []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster", Cluster: true}}
 	}
 	return info, nil
 }

@@ -50,7 +50,7 @@ func TestResolve(t *testing.T) {
 
 	got := r.Resolve(ctx, "team", map[string]string{policy.LabelClusterName: "iaas"})
 	if !got.Cluster.Found || got.Cluster.AKS || len(got.Locations) != 2 ||
-		got.Locations[0] != (policy.LocationCandidate{Location: "East US", Source: "cluster"}) ||
+		got.Locations[0] != (policy.LocationCandidate{Location: "East US", Source: "cluster", Cluster: true}) ||
 		got.Locations[1] != (policy.LocationCandidate{Location: "westus2", Source: "namespace-annotation"}) ||
 		got.NamespaceLabels["env"] != "prod" {
 		t.Errorf("iaas: %+v", got)

@@ -67,6 +67,11 @@ func (r *Recorder) Record(e *Entry) {
 			"region", d.Region, "regionSource", d.RegionSource,
 			"catalogSource", d.Catalog.Name, "catalogAgeSeconds", int64(e.CatalogAge.Seconds()),
 		)
+		if len(d.Evidence) > 0 {
+			// Which capture of Azure's data answered, and when it was made: a verdict from a
+			// years-old capture must be visible as such in the audit trail.
+			kv = append(kv, "catalogEvidence", d.Evidence)
+		}
 		if d.Exempt != "" {
 			kv = append(kv, "exempt", d.Exempt)
 		}

@@ -48,6 +48,8 @@ func denied() *policy.Decision {
 		},
 		Region: "eastus", RegionSource: "cluster",
 		Catalog: skus.SourceInfo{Name: "embedded", AsOf: time.Date(2025, 6, 3, 0, 0, 0, 0, time.UTC)},
+		Evidence: []policy.Evidence{{Region: "eastus", Fact: "eah-unsupported", Source: "embedded",
+			Origin: "Azure/skewer testdata/eastus.json@ab19a3fa578b (MIT)", CapturedAt: "2020-08-25T23:23:43Z", Stale: true}},
 	}
 }
 
@@ -74,6 +76,17 @@ func TestRecordWritesOneCompleteLine(t *testing.T) {
 			t.Errorf("%s = %#v, want %#v", k, l[k], want)
 		}
 	}
+	// Which capture answered, and when: the audit trail shows a verdict from old data as such.
+	ev, _ := l["catalogEvidence"].([]any)
+	if len(ev) != 1 {
+		t.Fatalf("catalogEvidence = %#v, want the one capture the verdict used", l["catalogEvidence"])
+	}
+	for k, want := range map[string]any{"region": "eastus", "fact": "eah-unsupported", "source": "embedded",
+		"origin": "Azure/skewer testdata/eastus.json@ab19a3fa578b (MIT)", "capturedAt": "2020-08-25T23:23:43Z", "stale": true} {
+		if got := ev[0].(map[string]any)[k]; got != want {
+			t.Errorf("catalogEvidence.%s = %#v, want %#v", k, got, want)
+		}
+	}
 	if fs, _ := l["findings"].([]any); len(fs) != 3 {
 		t.Errorf("findings = %#v, want all three with rule, action and field", l["findings"])
 	}
@@ -92,6 +105,9 @@ func TestRecordCleanAndFailedRequests(t *testing.T) {
 	ls := lines(t, buf)
 	if len(ls) != 2 {
 		t.Fatalf("want one line per entry, got %d: %s", len(ls), buf)
+	}
+	if _, ok := ls[0]["catalogEvidence"]; ok {
+		t.Errorf("a decision that used no catalog data logs no evidence: %v", ls[0])
 	}
 	if ls[0]["rules"] != "none" || ls[0]["outcome"] != "patched" {
 		t.Errorf("clean request: %v", ls[0])

@@ -25,6 +25,12 @@ type evaluation struct {
 	decision *Decision
 	verdict  *sizeVerdict // of the object's VM size in its region; computed once, lazily
 	def      *Default     // the organisation default that applies (CREATE of a mutable kind), if any
+	// eahDefaulted is true when the organisation default tried to inject encryption at host (CREATE
+	// of a mutable kind, in either stage): the size's capabilities then matter as if the object had
+	// asked for it.
+	eahDefaulted bool
+	// regionConflicts are the disagreements between region sources that resolveRegion found.
+	regionConflicts []regionConflict
 	// wouldInject holds the paths (dotted) that the organisation default fills when the validating
 	// stage replays the mutation on a scratch copy: a missing value there means the mutating webhook
 	// did not inject it, which the messages say.
@@ -107,9 +113,12 @@ func decodeObject(raw []byte, what string) (map[string]any, error) {
 	return m, nil
 }
 
-// resolveRegion applies DESIGN.md's order: the object's override annotation, the object's own
-// location (AzureMachinePool), what the caller resolved (Cluster → AzureCluster, namespace), and
-// finally the policy's default location.
+// resolveRegion applies DESIGN.md's order. The object's own real location comes first (an
+// AzureMachinePool's spec.location is where its scale set is created), then its cluster's region
+// (AzureCluster.spec.location). Only when neither is known do the names a user or an admin can set
+// apply: the object's location annotation, the namespace annotation and other candidates of the
+// caller, and the policy's default location. So a user cannot pick, with an annotation, the region
+// whose defaults or rules suit them; a disagreement is reported (reportRegionConflicts).
 func (e *evaluation) resolveRegion() {
 	set := func(region, source string) bool {
 		region = skus.NormalizeRegion(region)
@@ -119,14 +128,26 @@ func (e *evaluation) resolveRegion() {
 		e.decision.Region, e.decision.RegionSource = region, source
 		return true
 	}
+	var own string
+	if e.spec.locationField != nil {
+		own = stringAt(e.obj, e.spec.locationField)
+	}
+	var cluster LocationCandidate
+	for _, c := range e.env.Locations {
+		if c.Cluster && skus.NormalizeRegion(c.Location) != "" {
+			cluster = c
+			break
+		}
+	}
 	ann, _, _ := lookupString(e.obj, pathOf("metadata", "annotations", AnnotationLocation))
 	switch {
+	case set(own, "spec.location"):
+	case set(cluster.Location, cluster.Source):
 	case set(ann, "annotation"):
-	case e.spec.locationField != nil && set(stringAt(e.obj, e.spec.locationField), "spec.location"):
 	default:
 		found := false
 		for _, c := range e.env.Locations {
-			if set(c.Location, c.Source) {
+			if !c.Cluster && set(c.Location, c.Source) {
 				found = true
 				break
 			}
@@ -135,10 +156,47 @@ func (e *evaluation) resolveRegion() {
 			e.decision.RegionSource = "unknown"
 		}
 	}
+	e.regionConflicts = e.regionConflicts[:0]
+	clusterRegion := skus.NormalizeRegion(cluster.Location)
+	if o := skus.NormalizeRegion(own); o != "" && clusterRegion != "" && o != clusterRegion {
+		e.regionConflicts = append(e.regionConflicts, regionConflict{rule: RuleLocationMismatch, field: e.spec.locationField,
+			msg: fmt.Sprintf("%s is %s, but the cluster %s is in %s (AzureCluster.spec.location): a scale set cannot use the network of a cluster in another region. The object was judged for %s; set %s to %s",
+				e.spec.locationField, o, clusterName(e.env.Cluster), clusterRegion, o, e.spec.locationField, clusterRegion)})
+	}
+	if a := skus.NormalizeRegion(ann); a != "" && a != e.decision.Region && (e.decision.RegionSource == "spec.location" || cluster.Location != "") {
+		by := fmt.Sprintf("the cluster %s is in %s (AzureCluster.spec.location)", clusterName(e.env.Cluster), e.decision.Region)
+		if e.decision.RegionSource == "spec.location" {
+			by = fmt.Sprintf("the object's own %s is %s", e.spec.locationField, e.decision.Region)
+		}
+		e.regionConflicts = append(e.regionConflicts, regionConflict{rule: RuleLocationAnnotationIgnored, field: pathOf("metadata", "annotations", AnnotationLocation),
+			msg: fmt.Sprintf("annotation %s names %s, but %s, which wins: every check and default uses %s. The annotation only applies to objects whose cluster cannot be found; remove it",
+				AnnotationLocation, a, by, e.decision.Region)})
+	}
 	e.decision.Catalog = skus.SourceInfo{Name: "none"}
 	if e.env.Catalog != nil {
 		e.decision.Catalog = e.env.Catalog.Source(e.decision.Region)
 	}
+}
+
+// regionConflict is a disagreement between region sources, found while resolving the region and
+// reported with the rules (so that exemptions and ratcheting apply to it).
+type regionConflict struct {
+	rule  RuleID
+	field fieldPath
+	msg   string
+}
+
+func (e *evaluation) reportRegionConflicts() {
+	for _, c := range e.regionConflicts {
+		e.report(c.rule, c.field, "%s", c.msg)
+	}
+}
+
+func clusterName(c ClusterInfo) string {
+	if c.Name == "" {
+		return "of the object"
+	}
+	return fmt.Sprintf("%q", c.Name)
 }
 
 func stringAt(obj any, p fieldPath) string {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,19 +26,44 @@ func TestEvaluateRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestRegionPrecedence: the object's own real location (AzureMachinePool spec.location), then its
+// cluster's region; only when neither is known, the object's annotation, the namespace annotation
+// (and other candidates of the caller, such as check --location), and the policy's default.
 func TestRegionPrecedence(t *testing.T) {
 	p := mustPolicy(t, policyHeader+"defaultLocation: West US 2\n")
-	candidates := []LocationCandidate{{Location: "", Source: "cluster"}, {Location: "EastUS", Source: "namespace-annotation"}}
+	cluster := LocationCandidate{Location: "East US", Source: "cluster", Cluster: true}
+	namespace := LocationCandidate{Location: "southcentralus", Source: "namespace-annotation"}
+	annotated := func(o obj, region string) obj {
+		return o.set("metadata.annotations", map[string]any{AnnotationLocation: region})
+	}
+	pool := func(location string) obj {
+		o := obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureMachinePool",
+			"metadata": map[string]any{"name": "mp", "namespace": "default"},
+			"spec":     map[string]any{"template": map[string]any{"vmSize": "Standard_D4s_v3", "osDisk": map[string]any{"osType": "Linux"}}}}
+		if location != "" {
+			o.set("spec.location", location)
+		}
+		return o
+	}
 	cases := []struct {
 		name       string
 		object     obj
 		env        Environment
 		wantRegion string
 		wantSource string
+		wantRules  []string
 	}{
-		{"annotation wins", template().set("metadata.annotations", map[string]any{AnnotationLocation: "southcentralus"}), Environment{Locations: candidates}, "southcentralus", "annotation"},
-		{"first non-empty candidate", template(), Environment{Locations: candidates}, "eastus", "namespace-annotation"},
-		{"policy default", template(), Environment{}, "westus2", "policy-default"},
+		{"the cluster's region beats the annotation", annotated(template(), "westus2"), Environment{Locations: []LocationCandidate{namespace, cluster}},
+			"eastus", "cluster", []string{"location-annotation-ignored:warn"}},
+		{"an annotation that agrees is no conflict", annotated(template(), "eastus"), Environment{Locations: []LocationCandidate{cluster}}, "eastus", "cluster", nil},
+		{"without a cluster the annotation applies", annotated(template(), "westus2"), Environment{Locations: []LocationCandidate{namespace}}, "westus2", "annotation", nil},
+		{"then the namespace annotation", template(), Environment{Locations: []LocationCandidate{{Location: "", Source: "cluster", Cluster: true}, namespace}}, "southcentralus", "namespace-annotation", nil},
+		{"then the policy default", template(), Environment{}, "westus2", "policy-default", nil},
+		{"a machine pool's own location comes first", pool("westus2"), Environment{Locations: []LocationCandidate{cluster}},
+			"westus2", "spec.location", []string{"location-mismatch:warn"}},
+		{"a machine pool in its cluster's region", pool("eastus"), Environment{Locations: []LocationCandidate{cluster}}, "eastus", "spec.location", nil},
+		{"a machine pool's annotation loses to its spec.location", annotated(pool("eastus"), "westus2"), Environment{}, "eastus", "spec.location", []string{"location-annotation-ignored:warn"}},
+		{"a machine pool without location takes its cluster's", pool(""), Environment{Locations: []LocationCandidate{cluster}}, "eastus", "cluster", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,11 +71,92 @@ func TestRegionPrecedence(t *testing.T) {
 			if d.Region != tc.wantRegion || d.RegionSource != tc.wantSource {
 				t.Errorf("region %q from %q, want %q from %q", d.Region, d.RegionSource, tc.wantRegion, tc.wantSource)
 			}
+			var got []string
+			for _, f := range d.Findings {
+				if f.Rule == RuleLocationAnnotationIgnored || f.Rule == RuleLocationMismatch {
+					got = append(got, string(f.Rule)+":"+string(f.Action))
+				}
+			}
+			if !slices.Equal(got, tc.wantRules) {
+				t.Errorf("region findings %v, want %v (%+v)", got, tc.wantRules, d.Findings)
+			}
 		})
 	}
 	d := create(t, DefaultPolicy(), template(), Environment{})
 	if d.Region != "" || d.RegionSource != "unknown" || d.Catalog.Name != "none" {
 		t.Errorf("nothing known: region %q from %q, catalog %q", d.Region, d.RegionSource, d.Catalog.Name)
+	}
+}
+
+// TestRuleLocationAnnotationIgnored: the annotation cannot choose the region whose defaults suit the
+// user; the mismatch is reported at the annotation, and denies where a policy says so.
+func TestRuleLocationAnnotationIgnored(t *testing.T) {
+	ann := "metadata.annotations.capz-encryption-webhook.io/location"
+	elsewhere := template().set("metadata.annotations", map[string]any{AnnotationLocation: "westus2"})
+	runRuleCases(t, RuleLocationAnnotationIgnored, []ruleCase{
+		{name: "no annotation", object: template(), wantAllowed: true},
+		{name: "annotation names another region than the cluster's", object: elsewhere,
+			wantRule: RuleLocationAnnotationIgnored, wantField: ann, wantAction: ActionWarn, wantAllowed: true,
+			wantMessage: []string{"names westus2", "is in eastus (AzureCluster.spec.location)", "remove it"}},
+		{name: "policy says deny", object: elsewhere, policy: mustPolicy(t, policyHeader+"rules:\n  location-annotation-ignored: deny\n"),
+			wantRule: RuleLocationAnnotationIgnored, wantField: ann, wantAction: ActionDeny},
+	})
+	// The annotation does not pick the default either: the cluster's region does.
+	p := mustPolicy(t, policyHeader+"defaults:\n- name: west\n  regions: [westus2]\n  diskEncryptionSetID: "+desWest+"\n- name: east\n  regions: [eastus]\n  diskEncryptionSetID: "+desEast+"\n")
+	if d := create(t, p, elsewhere, eastEnv()); d.DefaultName != "east" {
+		t.Errorf("default %q applied, want the cluster region's (east)", d.DefaultName)
+	}
+}
+
+// TestRuleLocationMismatch: an AzureMachinePool whose spec.location is not its cluster's region.
+func TestRuleLocationMismatch(t *testing.T) {
+	pool := obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureMachinePool",
+		"metadata": map[string]any{"name": "mp", "namespace": "default"},
+		"spec":     map[string]any{"location": "westus2", "template": map[string]any{"vmSize": "Standard_D4s_v3", "osDisk": map[string]any{"osType": "Linux"}}}}
+	runRuleCases(t, RuleLocationMismatch, []ruleCase{
+		{name: "pool in another region than its cluster", object: pool,
+			wantRule: RuleLocationMismatch, wantField: "spec.location", wantAction: ActionWarn, wantAllowed: true,
+			wantMessage: []string{"spec.location is westus2", "is in eastus", "judged for westus2", "set spec.location to eastus"}},
+		{name: "policy says deny", object: pool, policy: mustPolicy(t, policyHeader+"rules:\n  location-mismatch: deny\n"),
+			wantRule: RuleLocationMismatch, wantField: "spec.location", wantAction: ActionDeny},
+	})
+}
+
+// TestDefaultNotAppliedWhenNoDefaultMatches: defaults exist, none reaches the object: say why
+// (CREATE of a kind that takes defaults only).
+func TestDefaultNotAppliedWhenNoDefaultMatches(t *testing.T) {
+	p := mustPolicy(t, policyHeader+`defaults:
+- name: prod-east
+  regions: [eastus]
+  namespaceSelector: {matchLabels: {env: prod}}
+  diskEncryptionSetID: `+desEast+`
+- name: west
+  regions: [westus2]
+  diskEncryptionSetID: `+desWest+"\n")
+	base := strings.TrimSuffix(tpl(""), ".")
+	runRuleCases(t, RuleDefaultNotApplied, []ruleCase{
+		{name: "no region known", object: template(), env: Environment{Catalog: testCatalog()}, policy: p,
+			wantRule: RuleDefaultNotApplied, wantField: base, wantAction: ActionWarn, wantAllowed: true,
+			wantMessage: []string{"none applies", "region is unknown", LabelClusterName, `"prod-east" is for regions eastus`, `"west" is for regions westus2`}},
+		{name: "no default for the region", object: template(), env: Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster", Cluster: true}}}, policy: p,
+			wantRule: RuleDefaultNotApplied, wantField: base, wantAction: ActionWarn, wantAllowed: true,
+			wantMessage: []string{`"prod-east" is for regions eastus, not westeurope`, `"west" is for regions westus2, not westeurope`}},
+		{name: "the namespace does not match", object: template(), policy: p,
+			wantRule: RuleDefaultNotApplied, wantField: base, wantAction: ActionWarn, wantAllowed: true,
+			wantMessage: []string{`"prod-east" is for namespaces matching env=prod, which namespace "default" does not`}},
+		{name: "a default applies", object: template(), env: Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster", Cluster: true}}}, policy: p, wantAllowed: true},
+		{name: "no defaults at all", object: template(), env: Environment{Catalog: testCatalog()}, wantAllowed: true},
+		{name: "policy says deny", object: template(), env: Environment{Catalog: testCatalog()},
+			policy:   mustPolicy(t, policyHeader+"rules:\n  default-not-applied: deny\ndefaults:\n- name: west\n  regions: [westus2]\n  diskEncryptionSetID: "+desWest+"\n"),
+			wantRule: RuleDefaultNotApplied, wantField: base, wantAction: ActionDeny},
+	})
+	// UPDATE never injects, so it never says that nothing was injected.
+	d, err := Evaluate(p, Request{Operation: OperationUpdate, Object: template().json(t), OldObject: template().json(t)}, Environment{Catalog: testCatalog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := findingsOf(d, RuleDefaultNotApplied); len(f) != 0 {
+		t.Errorf("UPDATE: %+v", f)
 	}
 }
 

@@ -107,7 +107,7 @@ func dataDisk(des any) map[string]any {
 }
 
 func eastEnv() Environment {
-	return Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "eastus", Source: "cluster"}}}
+	return Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "eastus", Source: "cluster", Cluster: true}}}
 }
 
 func create(t testing.TB, p *Policy, o obj, env Environment) *Decision {

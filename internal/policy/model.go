@@ -53,8 +53,9 @@ type Default struct {
 }
 
 // builtinActions are the actions of rules the policy file does not mention. Rules that can only
-// advise (key rotation, repave) warn; everything else denies, because a webhook that protects
-// encryption should fail closed unless the platform team says otherwise.
+// advise (key rotation, repave, a region source that lost, a gap in the catalog) warn; everything
+// else denies, because a webhook that protects encryption should fail closed unless the platform
+// team says otherwise.
 var builtinActions = map[RuleID]Action{
 	RuleDESIDMalformed:            ActionDeny,
 	RuleEAHSKUUnsupported:         ActionDeny,
@@ -69,6 +70,11 @@ var builtinActions = map[RuleID]Action{
 	RuleDESKeyRotation:            ActionWarn,
 	RuleDefaultNotApplied:         ActionWarn,
 	RuleRepave:                    ActionWarn,
+	// Our missing data is not the user's mistake; a site that wants nothing unverified sets deny.
+	RuleCatalogRegionMissing: ActionWarn,
+	// The cluster's region was used anyway; the annotation is only stale or misleading.
+	RuleLocationAnnotationIgnored: ActionWarn,
+	RuleLocationMismatch:          ActionWarn,
 }
 
 // Rules lists every rule ID, sorted.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -18,6 +19,11 @@ func (e *evaluation) mutate() {
 	}
 	def, ok := e.policy.DefaultFor(e.decision.Region, e.nsLabels)
 	if !ok {
+		if len(e.policy.Defaults) > 0 {
+			// Silence would read as "nothing to inject"; say that the organisation's defaults exist
+			// and why none of them reached this object.
+			e.report(RuleDefaultNotApplied, e.spec.machine, "the policy has defaults, but none applies to this object: %s", e.whyNoDefault())
+		}
 		return
 	}
 	e.def = &def
@@ -97,17 +103,38 @@ func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
 		return
 	}
 	size := stringAt(e.obj, base.child("vmSize"))
-	v := e.verdictFor(size)
-	if !v.known || v.eah != eahSupported {
-		reason := v.eahMsg
-		if !v.known {
-			reason = v.unknownMsg
-		}
+	// From here on the decision needs the size's capabilities: validation judges the size as if
+	// the object had asked for encryption at host itself (checkSize).
+	e.eahDefaulted = true
+	// Inject only what the catalog vouches for: the size supports encryption at host in the region,
+	// or, where the region has no data for it, in every catalog region that lists it.
+	if v := e.verdictFor(size); v.eah != eahSupported {
 		e.reportAtMost(RuleDefaultNotApplied, ActionDeny, field,
-			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, reason)
+			"default %q asks for encryption at host, but it was not enabled: %s", def.Name, v.eahMsg)
 		return
 	}
 	e.fill(field, true)
+}
+
+// whyNoDefault explains, default by default, why none matched the object's region and namespace.
+func (e *evaluation) whyNoDefault() string {
+	var reasons []string
+	for _, d := range e.policy.Defaults {
+		switch {
+		case len(d.Regions) > 0 && e.decision.Region == "":
+			reasons = append(reasons, fmt.Sprintf("%q is for regions %s", d.Name, strings.Join(d.Regions, ", ")))
+		case len(d.Regions) > 0 && !slices.Contains(d.Regions, e.decision.Region):
+			reasons = append(reasons, fmt.Sprintf("%q is for regions %s, not %s", d.Name, strings.Join(d.Regions, ", "), e.decision.Region))
+		default:
+			reasons = append(reasons, fmt.Sprintf("%q is for namespaces matching %s, which namespace %q does not", d.Name, d.Selector, e.decision.Namespace))
+		}
+	}
+	out := strings.Join(reasons, "; ")
+	if e.decision.Region == "" {
+		out = fmt.Sprintf("the object's region is unknown (no cluster found through the label %s, no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
+			LabelClusterName, AnnotationLocation, out)
+	}
+	return out
 }
 
 // fill makes the value at target exist, creating the missing parents as one nested value so that

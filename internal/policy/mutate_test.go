@@ -100,7 +100,7 @@ func TestDefaulting(t *testing.T) {
 		}, findings: []RuleID{RuleDefaultNotApplied}},
 		{name: "confidential VM: neither DES nor EAH", object: template().set(tpl("osDisk.managedDisk.securityProfile.securityEncryptionType"), "DiskWithVMGuestState"),
 			want: nil, findings: []RuleID{RuleDefaultNotApplied, RuleDefaultNotApplied}},
-		{name: "region decides the default", object: template(), env: Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster"}}}, want: []patchOp{
+		{name: "region decides the default", object: template(), env: Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster", Cluster: true}}}, want: []patchOp{
 			{"add", base + "/osDisk/managedDisk/diskEncryptionSet", `{"id":"` + desWest + `"}`},
 			annotation("osDisk.managedDisk.diskEncryptionSet.id"),
 		}},

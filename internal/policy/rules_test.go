@@ -102,7 +102,7 @@ func TestRuleEAHSKUUnsupported(t *testing.T) {
 	eah := tpl("securityProfile.encryptionAtHost")
 	sized := func(size string) obj { return template().set(tpl("vmSize"), size).set(eah, true) }
 	noRegion := Environment{Catalog: testCatalog()}
-	west := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster"}}}
+	west := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westus2", Source: "cluster", Cluster: true}}}
 	runRuleCases(t, RuleEAHSKUUnsupported, []ruleCase{
 		{name: "supported size", object: sized("Standard_D4s_v3"), wantAllowed: true},
 		{name: "size without the capability", object: sized("Standard_D2_v3"),
@@ -118,27 +118,34 @@ func TestRuleEAHSKUUnsupported(t *testing.T) {
 			wantRule: RuleEAHSKUUnsupported, wantField: eah, wantAction: ActionDeny},
 		{name: "no region, supported everywhere", object: sized("Standard_D4s_v3"), env: noRegion, wantAllowed: true},
 		{name: "no region, supported nowhere", object: sized("Standard_D2_v3"), env: noRegion,
-			wantRule: RuleEAHSKUUnsupported, wantField: eah, wantAction: ActionDeny, wantMessage: []string{"none of the regions"}},
+			wantRule: RuleEAHSKUUnsupported, wantField: eah, wantAction: ActionDeny, wantMessage: []string{"none of the catalog regions", "eastus (test)", "westus2 (test)", "region is unknown"}},
 		{name: "no region, mixed support warns", object: sized("Standard_Mixed"), env: noRegion,
 			wantRule: RuleEAHSKUUnsupported, wantField: eah, wantAction: ActionWarn, wantAllowed: true,
 			wantMessage: []string{"only in eastus", "westus2"}},
 	})
 }
 
+// TestRuleSKUUnknown: sku-unknown judges the size only when the decision needs its capabilities
+// (encryption at host asked for or injected), and denies only when a complete, current listing of
+// the region lacks it. Without EAH, a size that does not exist is CAPZ's to report.
 func TestRuleSKUUnknown(t *testing.T) {
 	size := tpl("vmSize")
-	europe := Environment{Catalog: testCatalog(), Locations: []LocationCandidate{{Location: "westeurope", Source: "cluster"}}}
+	eah := func(o obj) obj { return o.set(tpl("securityProfile.encryptionAtHost"), true) }
 	runRuleCases(t, RuleSKUUnknown, []ruleCase{
-		{name: "known size", object: template(), wantAllowed: true},
-		{name: "size not offered in region", object: template().set(size, "Standard_Nope_v9"),
-			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"Standard_Nope_v9", "not offered in region \"eastus\""}},
-		{name: "region not in catalog", object: template(), env: europe,
-			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"westeurope", "not in the VM-size catalog", "eastus, westus2"}},
-		{name: "empty size", object: template().set(size, ""),
+		{name: "known size", object: eah(template()), wantAllowed: true},
+		{name: "size not offered in region, EAH asked for", object: eah(template().set(size, "Standard_Nope_v9")),
+			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"Standard_Nope_v9", "not offered in region \"eastus\"", "check the spelling"}},
+		{name: "size offered elsewhere only", object: eah(template().set(size, "Standard_D4s_v3")), env: ageEnv("centralus"),
+			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"not offered in region \"centralus\"", "it is offered in eastus"}},
+		{name: "size not offered, nothing needs it", object: template().set(size, "Standard_Nope_v9"), wantAllowed: true},
+		{name: "empty size, EAH asked for", object: eah(template().set(size, "")),
 			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"vmSize is empty"}},
-		{name: "no region and unknown everywhere", object: template().set(size, "Standard_Nope_v9"), env: Environment{Catalog: testCatalog()},
-			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"no region of the VM-size catalog"}},
-		{name: "policy says warn", object: template().set(size, "Standard_Nope_v9"),
+		{name: "empty size, nothing needs it", object: template().set(size, ""), wantAllowed: true},
+		{name: "not a string", object: template().set(size, 4),
+			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionDeny, wantMessage: []string{"must be a string"}},
+		{name: "no region and unknown everywhere only warns", object: eah(template().set(size, "Standard_Nope_v9")), env: Environment{Catalog: testCatalog()},
+			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionWarn, wantAllowed: true, wantMessage: []string{"no region of the VM-size catalog", "test catalog of eastus, westus2"}},
+		{name: "policy says warn", object: eah(template().set(size, "Standard_Nope_v9")),
 			policy:   mustPolicy(t, policyHeader+"rules:\n  sku-unknown: warn\n"),
 			wantRule: RuleSKUUnknown, wantField: size, wantAction: ActionWarn, wantAllowed: true},
 	})

@@ -6,6 +6,8 @@
 package policy
 
 import (
+	"time"
+
 	"gomodules.xyz/jsonpatch/v2"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
@@ -27,6 +29,16 @@ const (
 	RuleDESNotFound               RuleID = "des-not-found"
 	RuleDESKeyRotation            RuleID = "des-key-rotation"
 	RuleDESEncryptionType         RuleID = "des-encryption-type"
+	// RuleCatalogRegionMissing is hit when no VM-size catalog layer covers the object's region (or
+	// the region's data is a selection of sizes without the object's): a gap in our data, not a
+	// mistake of the user, so it warns unless a site wants nothing unverified.
+	RuleCatalogRegionMissing RuleID = "catalog-region-missing"
+	// RuleLocationAnnotationIgnored is hit when the object's location annotation names another
+	// region than the cluster's (or the AzureMachinePool's own spec.location), which wins.
+	RuleLocationAnnotationIgnored RuleID = "location-annotation-ignored"
+	// RuleLocationMismatch is hit when an AzureMachinePool's spec.location differs from its
+	// cluster's AzureCluster.spec.location.
+	RuleLocationMismatch RuleID = "location-mismatch"
 	// RuleDefaultNotApplied is hit when an organisation default could not be injected (the size
 	// cannot do encryption at host, the OS disk is ephemeral, ...). Its action decides whether that
 	// is a warning or a denial.
@@ -89,6 +101,10 @@ type LocationCandidate struct {
 	Location string
 	// Source names where it came from: "cluster", "namespace-annotation", "flag", ...
 	Source string
+	// Cluster is true for the region of the object's own cluster (AzureCluster.spec.location). It
+	// beats the object's location annotation; every other candidate only applies when no cluster
+	// region is known.
+	Cluster bool
 }
 
 // ClusterInfo is what the caller found out about the CAPI Cluster that owns the object.
@@ -132,14 +148,35 @@ type DESCatalog interface {
 // Environment is everything around the object that the policy needs.
 type Environment struct {
 	// Locations are candidates for the object's region in the caller's order of precedence. The
-	// policy puts the object's own override annotation and AzureMachinePool spec.location before
-	// them and the policy's default location after them.
+	// policy takes an AzureMachinePool's own spec.location first, then the cluster's region (the
+	// candidate marked Cluster), then the object's location annotation, then the other candidates,
+	// then the policy's default location.
 	Locations []LocationCandidate
 	Cluster   ClusterInfo
 	// Catalog answers VM-size questions; nil means no catalog (every size is unknown).
 	Catalog skus.Catalog
 	// DES answers Disk Encryption Set questions; nil means no live data (rules that need it skip).
 	DES DESCatalog
+	// Now is the time of the decision, against which the age of catalog evidence is judged (the
+	// policy reads no clock). Zero means ages are not judged: every capture counts as current.
+	Now time.Time
+}
+
+// Evidence is one fact of the VM-size catalog that a verdict used, with where it came from, so that
+// a decision based on a years-old capture says so.
+type Evidence struct {
+	Region string `json:"region"`
+	// Fact is what the catalog said: eah-supported, eah-unsupported, restricted (for the user's
+	// subscription), or size-not-listed (a complete listing of the region lacks the size).
+	Fact string `json:"fact"`
+	// Source is the layer that answered: live, live-stale, file, embedded.
+	Source string `json:"source"`
+	// Origin names the capture (repository, path and commit) or the file or subscription.
+	Origin string `json:"origin,omitempty"`
+	// CapturedAt is when Azure produced the data (RFC 3339), empty when unknown.
+	CapturedAt string `json:"capturedAt,omitempty"`
+	// Stale is true when the capture is older than EvidenceMaxAgeYears at the time of the decision.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Finding is one hit of one rule.
@@ -185,6 +222,9 @@ type Decision struct {
 	RegionSource string `json:"regionSource"`
 	// Catalog is the source of the VM-size data used for the region.
 	Catalog skus.SourceInfo `json:"catalog"`
+	// Evidence lists the catalog facts the VM-size verdicts used (empty when no verdict needed the
+	// catalog: nothing asked for or injected encryption at host).
+	Evidence []Evidence `json:"evidence,omitempty"`
 	// DefaultName is the name of the policy default entry that applied, if any.
 	DefaultName string `json:"default,omitempty"`
 	// WarnOnly is true when the policy's warn-only switch turned denials into warnings.
@@ -211,7 +251,8 @@ func (d *Decision) filter(a Action) []Finding {
 
 // Annotations on CAPZ objects that the policy reads or writes.
 const (
-	// AnnotationLocation overrides the region of an object (templates carry no location).
+	// AnnotationLocation names the region of an object whose cluster (and so its region) cannot be
+	// found; templates carry no location. It never beats the cluster's region.
 	AnnotationLocation = "capz-encryption-webhook.io/location"
 	// AnnotationInjected records what the mutation filled, as a comma-separated list of paths.
 	AnnotationInjected = "capz-encryption-webhook.io/injected"

@@ -23,7 +23,10 @@ type desSlot struct {
 	disk         string    // "OS disk" or "data disk N", for messages
 }
 
-func (e *evaluation) validate() { e.spec.validate(e) }
+func (e *evaluation) validate() {
+	e.reportRegionConflicts()
+	e.spec.validate(e)
+}
 
 func (e *evaluation) validateManagedMachinePool() {
 	f := pathOf("spec", "enableEncryptionAtHost")
@@ -84,26 +87,14 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	if present && !isString {
 		e.report(RuleSKUUnknown, sizeField, "%s must be a string naming an Azure VM size, e.g. Standard_D4s_v3", sizeField)
 	}
-	verdict := e.verdictFor(size)
-	if !verdict.known {
-		e.report(RuleSKUUnknown, sizeField, "%s", verdict.unknownMsg)
-	}
+	eahField := base.child("securityProfile", "encryptionAtHost")
+	eah := lookupBool(e.obj, eahField)
+	// Machines of AKS clusters get aks-target for encryption at host instead of a size verdict.
+	e.checkSize(size, sizeField, eahField, eah, (eah || e.eahDefaulted) && !e.env.Cluster.AKS)
 
 	slots := e.desSlots(base)
 	for _, s := range slots {
 		e.validateDES(s)
-	}
-
-	eahField := base.child("securityProfile", "encryptionAtHost")
-	eah := lookupBool(e.obj, eahField)
-	if eah && verdict.known && !e.env.Cluster.AKS {
-		switch verdict.eah {
-		case eahUnsupported:
-			e.reportAtMost(RuleEAHSKUUnsupported, ActionDeny, eahField,
-				"%s; choose a size that supports it or remove %s", verdict.eahMsg, eahField)
-		case eahMixed:
-			e.reportAtMost(RuleEAHSKUUnsupported, ActionWarn, eahField, "%s", verdict.eahMsg)
-		}
 	}
 
 	e.validateExtensions(base)
@@ -115,6 +106,60 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	if e.req.Operation == OperationUpdate && e.old != nil {
 		e.warnRepave(base, eahField)
 	}
+}
+
+// checkSize asks the VM-size catalog only what the decision needs. The size's capabilities matter
+// to this policy only for encryption at host: when the object asks for it (eah: as received, or
+// after a default injected it) or a default tried to inject it, the verdict decides sku-unknown,
+// and eah-sku-unsupported if the object asks for it; otherwise no size rule runs, and a size that
+// does not exist is CAPZ's to report. A region no catalog layer covers
+// is reported either way (catalog-region-missing): a gap in our data, which warns by default and
+// denies only where a site wants nothing unverified.
+func (e *evaluation) checkSize(size string, sizeField, eahField fieldPath, eah, needed bool) {
+	region := e.decision.Region
+	uncovered := region != "" && (e.env.Catalog == nil || !e.env.Catalog.HasRegion(region))
+	if !needed {
+		if uncovered {
+			gap := e.verdictGap(region)
+			e.report(RuleCatalogRegionMissing, sizeField,
+				"%s, so VM size %q was not checked; nothing here needs its capabilities (no encryption at host asked for or injected). %s",
+				gap, size, supplyCatalog)
+		}
+		return
+	}
+	v := e.verdictFor(size)
+	if v.gap != "" {
+		basis := v.basis
+		if basis == "" {
+			basis = "see " + string(RuleEAHSKUUnsupported)
+		}
+		e.report(RuleCatalogRegionMissing, sizeField, "%s, so encryption at host of VM size %q was judged from the catalog's other regions: %s. %s",
+			v.gap, size, basis, supplyCatalog)
+	}
+	if v.unknown {
+		e.reportAtMost(RuleSKUUnknown, v.unknownCeiling, sizeField, "%s", v.unknownMsg)
+	}
+	if !eah {
+		return // the default that could not inject it says why (default-not-applied)
+	}
+	switch v.eah {
+	case eahUnsupported:
+		e.reportAtMost(RuleEAHSKUUnsupported, v.eahCeiling, eahField, "%s; choose a size that supports it or remove %s", v.eahMsg, eahField)
+	case eahMixed:
+		e.reportAtMost(RuleEAHSKUUnsupported, ActionWarn, eahField, "%s", v.eahMsg)
+	}
+}
+
+// supplyCatalog tells the user (or the platform team) how to close a gap in the catalog.
+const supplyCatalog = "To check sizes there, give the webhook a catalog that covers the region: live Azure data (serve --azure-subscription-id, chart value azure.subscriptionID) or a catalog file of `az vm list-skus --all -o json` (--sku-catalog, chart value skuCatalog.configMapName)"
+
+// verdictGap describes a region no catalog layer covers, as the size verdict would.
+func (e *evaluation) verdictGap(region string) string {
+	cat := e.env.Catalog
+	if cat == nil {
+		return fmt.Sprintf("region %s is not covered by the VM-size catalog (no VM-size catalog is configured)", region)
+	}
+	return fmt.Sprintf("region %s is not covered by the VM-size catalog (%s)", region, coverage(cat))
 }
 
 // desSlots lists every DES field of the machine settings that is present, in document order. A

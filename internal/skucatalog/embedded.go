@@ -19,57 +19,103 @@ import (
 //go:embed data/vm-skus.json
 var embeddedCatalog []byte
 
-// The az format is a bare array with nowhere to record where data came from, so the provenance of
-// data/vm-skus.json lives here (for the audit trail) and in data/PROVENANCE.md (for people).
-// TestEmbeddedMatchesSubset fails when these disagree with the fact file the data came from.
-const embeddedOrigin = "karpenter-provider-azure fake data (github.com/Azure/karpenter-provider-azure, Apache-2.0)"
+// embeddedProvenance says which capture every record of embeddedCatalog comes from: the az format
+// has nowhere to record it. Generated together with it; TestEmbeddedMatchesFactFile fails when
+// either is stale.
+//
+//go:embed data/vm-skus.provenance.json
+var embeddedProvenance []byte
 
-var embeddedGeneratedAt = map[string]string{
-	"eastus":         "2024-12-13T00:09:51Z",
-	"southcentralus": "2025-06-03T21:16:53Z",
-	"westcentralus":  "2024-12-13T00:09:53Z",
-}
-
-// embeddedSource builds the SourceInfo from the table above: AsOf is the newest region's date, the
-// conservative claim about the whole catalog being the one its freshest part supports; Detail keeps
-// every region's date so an audit record shows how old the data behind a verdict really was.
-func embeddedSource() (skus.SourceInfo, error) {
-	regions := make([]string, 0, len(embeddedGeneratedAt))
-	for r := range embeddedGeneratedAt {
-		regions = append(regions, r)
+// buildEmbedded attaches to every record the capture it came from, and describes each region by
+// its captures: a region is a complete listing when one of its captures lists every size, and its
+// data is as old as that listing (a size missing from it was missing on that date); otherwise it
+// is a selection of sizes, as old as its oldest capture.
+func buildEmbedded(catalog, provenance []byte) (*skus.Static, error) {
+	list, err := ParseAzCLI(catalog)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(regions)
+	prov, err := ParseProvenance(provenance)
+	if err != nil {
+		return nil, err
+	}
+	byRecord := map[string]*skus.Capture{} // region/lower(size)
+	type regionData struct {
+		captures []Capture
+		complete *Capture
+	}
+	regions := map[string]*regionData{}
 	var newest time.Time
-	parts := make([]string, 0, len(regions))
-	for _, r := range regions {
-		t, err := time.Parse(time.RFC3339, embeddedGeneratedAt[r])
-		if err != nil {
-			return skus.SourceInfo{}, fmt.Errorf("generatedAt of %s: %w", r, err)
+	for _, c := range prov.Captures {
+		sc := &skus.Capture{Origin: c.Describe(), At: c.CapturedAt, OtherSubscription: c.OtherSubscription}
+		if c.CapturedAt.After(newest) {
+			newest = c.CapturedAt
 		}
-		if t.After(newest) {
-			newest = t
+		for region, names := range c.Sizes {
+			rd := regions[region]
+			if rd == nil {
+				rd = &regionData{}
+				regions[region] = rd
+			}
+			rd.captures = append(rd.captures, c)
+			if c.CompleteListing {
+				if rd.complete != nil {
+					return nil, fmt.Errorf("region %s: two complete listings (%s, %s)", region, rd.complete.Describe(), c.Describe())
+				}
+				cc := c
+				rd.complete = &cc
+			}
+			for _, n := range names {
+				byRecord[region+"/"+strings.ToLower(n)] = sc
+			}
 		}
-		parts = append(parts, r+" "+t.UTC().Format(time.RFC3339))
 	}
-	return skus.SourceInfo{
-		Name:   "embedded",
-		Detail: embeddedOrigin + "; generatedAt " + strings.Join(parts, ", "),
-		AsOf:   newest,
-	}, nil
+	for i := range list {
+		k := list[i].Region + "/" + strings.ToLower(list[i].Name)
+		c, ok := byRecord[k]
+		if !ok {
+			return nil, fmt.Errorf("%s %s: no capture in the provenance names it", list[i].Region, list[i].Name)
+		}
+		list[i].Capture = c
+		delete(byRecord, k)
+	}
+	if len(byRecord) > 0 {
+		return nil, fmt.Errorf("the provenance names %d records the catalog lacks", len(byRecord))
+	}
+
+	bySource := make(map[string]skus.SourceInfo, len(regions))
+	for region, rd := range regions {
+		// Newest capture first, as they take precedence.
+		slices.SortStableFunc(rd.captures, func(a, b Capture) int { return b.CapturedAt.Compare(a.CapturedAt) })
+		oldest := rd.captures[len(rd.captures)-1].CapturedAt
+		total := 0
+		parts := make([]string, 0, len(rd.captures))
+		for _, c := range rd.captures {
+			total += len(c.Sizes[region])
+			parts = append(parts, fmt.Sprintf("%s captured %s", c.Describe(), c.CapturedAt.Format(time.DateOnly)))
+		}
+		// Messages quote this: for a complete listing, the listing (which alone says what the region
+		// does not offer); for a selection, every capture it was taken from.
+		src := skus.SourceInfo{Name: "embedded", AsOf: oldest, Selection: true, OtherSubscription: true,
+			Detail: fmt.Sprintf("a selection of %d sizes: %s", total, strings.Join(parts, ", "))}
+		if rd.complete != nil {
+			src.AsOf, src.Selection = rd.complete.CapturedAt, false
+			src.Detail = fmt.Sprintf("%s, a complete listing (%d of its sizes from newer captures)", rd.complete.Describe(), total-len(rd.complete.Sizes[region]))
+		}
+		bySource[region] = src
+	}
+	whole := skus.SourceInfo{Name: "embedded", Detail: prov.FactSource, AsOf: newest, Selection: true, OtherSubscription: true}
+	return skus.NewStaticByRegion(list, whole, bySource), nil
 }
 
 var embedded = sync.OnceValue(func() *skus.Static {
-	// TestEmbedded guarantees both parse; failing here means a build from a broken tree, and
-	// there is no sensible catalog to fall back to.
-	list, err := ParseAzCLI(embeddedCatalog)
+	// TestEmbedded guarantees both files parse and agree; failing here means a build from a broken
+	// tree, and there is no sensible catalog to fall back to.
+	c, err := buildEmbedded(embeddedCatalog, embeddedProvenance)
 	if err != nil {
-		panic(fmt.Sprintf("embedded VM-size catalog data/vm-skus.json: %v", err))
+		panic(fmt.Sprintf("embedded VM-size catalog (data/vm-skus.json, data/vm-skus.provenance.json): %v", err))
 	}
-	src, err := embeddedSource()
-	if err != nil {
-		panic(fmt.Sprintf("embedded VM-size catalog provenance: %v", err))
-	}
-	return skus.NewStatic(list, src)
+	return c
 })
 
 // Embedded returns the catalog compiled into the binary: the fallback when neither live Azure data

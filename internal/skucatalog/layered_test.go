@@ -11,7 +11,8 @@ import (
 func TestLayered(t *testing.T) {
 	eah := func(v string) map[string]string { return map[string]string{skus.CapabilityEncryptionAtHost: v} }
 	// "live" knows westcentralus only; the "file" disagrees with the embedded data about eastus and
-	// lacks Standard_B1s there; "embedded" is the real data (eastus, southcentralus, westcentralus).
+	// lacks Standard_B1s there; "embedded" is the real data (eastus, eastus2, southcentralus,
+	// westcentralus).
 	live := skus.NewStatic([]skus.SKU{
 		{Name: "Standard_D2s_v3", Region: "westcentralus", Capabilities: eah("True")},
 	}, skus.SourceInfo{Name: "live", AsOf: time.Now()})
@@ -50,7 +51,7 @@ func TestLayered(t *testing.T) {
 		})
 	}
 
-	if got := l.Regions(); !slices.Equal(got, []string{"eastus", "southcentralus", "westcentralus", "westeurope"}) {
+	if got := l.Regions(); !slices.Equal(got, []string{"eastus", "eastus2", "southcentralus", "westcentralus", "westeurope"}) {
 		t.Errorf("Regions() = %v, want the sorted union", got)
 	}
 	all := l.LookupAll("Standard_D2s_v3")
@@ -59,15 +60,15 @@ func TestLayered(t *testing.T) {
 		regions = append(regions, s.Region)
 		sources = append(sources, map[bool]string{true: "eah", false: "no-eah"}[s.EncryptionAtHostSupported()])
 	}
-	if !slices.Equal(regions, []string{"eastus", "southcentralus", "westcentralus", "westeurope"}) ||
-		!slices.Equal(sources, []string{"no-eah", "eah", "eah", "eah"}) {
+	if !slices.Equal(regions, []string{"eastus", "eastus2", "southcentralus", "westcentralus", "westeurope"}) ||
+		!slices.Equal(sources, []string{"no-eah", "eah", "eah", "eah", "eah"}) {
 		t.Errorf("LookupAll: regions %v, eah %v; want the file's eastus record first", regions, sources)
 	}
 	if got := len(l.SKUs("eastus")); got != 1 {
 		t.Errorf("SKUs(eastus) = %d records, want the file's 1", got)
 	}
-	if got := len(l.SKUs("southcentralus")); got != 20 {
-		t.Errorf("SKUs(southcentralus) = %d records, want the embedded 20", got)
+	if got := len(l.SKUs("southcentralus")); got != 21 {
+		t.Errorf("SKUs(southcentralus) = %d records, want the embedded 21", got)
 	}
 	if got := l.Source("").Name; got != "live+file+embedded" {
 		t.Errorf("Source(\"\") = %q", got)

@@ -26,6 +26,24 @@ type SKU struct {
 	Family       string
 	Capabilities map[string]string
 	Restrictions []Restriction
+	// Capture says which capture of Azure's data the record comes from, for sources that merge
+	// several (the embedded catalog). Nil for live data and catalog files: their layer's
+	// Source(region) describes every record of the region.
+	Capture *Capture
+}
+
+// Capture is one capture of Azure's resource-SKU data: where it was taken from and when. Decisions
+// quote it, so that a verdict based on a years-old capture says so.
+type Capture struct {
+	// Origin names the capture, e.g. "Azure/skewer testdata/eastus.json@ab19a3fa578b (MIT)".
+	Origin string
+	// At is when Azure produced the data (for a capture that does not record it, its commit date);
+	// zero when unknown.
+	At time.Time
+	// OtherSubscription is true when the capture was made in a subscription other than the one
+	// clusters are created in: its restrictions (NotAvailableForSubscription) describe that
+	// subscription, not the user's, and the policy does not judge them.
+	OtherSubscription bool
 }
 
 // Restriction is one entry of a resource-SKU record's restrictions list.
@@ -72,8 +90,17 @@ type SourceInfo struct {
 	Name string
 	// Detail is free text: a file path, an error that made live data stale, etc.
 	Detail string
-	// AsOf is when the data was fetched or generated; zero when unknown.
+	// AsOf is when the data was fetched or generated; zero when unknown. For a region whose records
+	// come from several captures it is the date of the data that says which sizes the region offers:
+	// the complete listing's, or the oldest capture's when there is none.
 	AsOf time.Time
+	// Selection is true when the source holds only some of the region's sizes, so a size it lacks
+	// may still be offered there. Live data and catalog files (`az vm list-skus` output) list every
+	// size a region offers: false.
+	Selection bool
+	// OtherSubscription is true when the region's data was captured in a subscription other than the
+	// one clusters are created in (see Capture.OtherSubscription).
+	OtherSubscription bool
 }
 
 // Catalog is a read-only view of VM-size facts. Implementations must be safe for concurrent use and

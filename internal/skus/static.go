@@ -8,9 +8,10 @@ import (
 // Static is an immutable in-memory catalog. Lookups are map reads, so it is safe for concurrent use
 // and cheap enough for the admission path.
 type Static struct {
-	byRegion map[string]map[string]SKU // region → lower-case size → record
-	regions  []string
-	src      SourceInfo
+	byRegion  map[string]map[string]SKU // region → lower-case size → record
+	regions   []string
+	src       SourceInfo
+	regionSrc map[string]SourceInfo // per-region overrides of src, by normalised region
 }
 
 var _ Catalog = (*Static)(nil)
@@ -34,6 +35,18 @@ func NewStatic(skus []SKU, src SourceInfo) *Static {
 		m[sizeKey(k.Name)] = k
 	}
 	slices.Sort(s.regions)
+	return s
+}
+
+// NewStaticByRegion is NewStatic for a source whose regions have data of different origins and
+// dates (the embedded catalog): Source(region) returns byRegion[region] for the regions it names and
+// whole for the others and for "".
+func NewStaticByRegion(skus []SKU, whole SourceInfo, byRegion map[string]SourceInfo) *Static {
+	s := NewStatic(skus, whole)
+	s.regionSrc = make(map[string]SourceInfo, len(byRegion))
+	for r, src := range byRegion {
+		s.regionSrc[NormalizeRegion(r)] = src
+	}
 	return s
 }
 
@@ -73,8 +86,14 @@ func (s *Static) SKUs(region string) []SKU {
 // Source returns the catalog's SourceInfo for a region it knows and for "" (the whole catalog), and
 // {Name: "none"} for any other region, so a decision never claims a source that had no data.
 func (s *Static) Source(region string) SourceInfo {
-	if region != "" && !s.HasRegion(region) {
+	if region == "" {
+		return s.src
+	}
+	if !s.HasRegion(region) {
 		return SourceInfo{Name: "none"}
+	}
+	if src, ok := s.regionSrc[NormalizeRegion(region)]; ok {
+		return src
 	}
 	return s.src
 }

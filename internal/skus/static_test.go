@@ -81,3 +81,25 @@ func names(list []SKU) []string {
 	}
 	return out
 }
+
+// TestStaticByRegion: a catalog whose regions come from different captures describes each region by
+// its own source, and the whole catalog (and only regions it has) by the overall one.
+func TestStaticByRegion(t *testing.T) {
+	whole := SourceInfo{Name: "embedded", Detail: "all", Selection: true}
+	east := SourceInfo{Name: "embedded", Detail: "east listing", AsOf: time.Date(2020, 8, 25, 0, 0, 0, 0, time.UTC)}
+	c := NewStaticByRegion([]SKU{
+		{Name: "Standard_D2s_v3", Region: "eastus", Capture: &Capture{Origin: "listing", OtherSubscription: true}},
+		{Name: "Standard_D2s_v3", Region: "westus2"},
+	}, whole, map[string]SourceInfo{"East US": east, "brazilsouth": {Name: "embedded", Detail: "no records"}})
+	for _, tc := range []struct {
+		region string
+		want   SourceInfo
+	}{{"eastus", east}, {"EASTUS", east}, {"westus2", whole}, {"", whole}, {"brazilsouth", SourceInfo{Name: "none"}}} {
+		if got := c.Source(tc.region); got != tc.want {
+			t.Errorf("Source(%q) = %+v, want %+v", tc.region, got, tc.want)
+		}
+	}
+	if s, _ := c.Lookup("eastus", "standard_d2s_v3"); s.Capture == nil || s.Capture.Origin != "listing" {
+		t.Errorf("the record's capture is lost: %+v", s)
+	}
+}

@@ -162,7 +162,7 @@ func TestSchemaAcceptsDocumentedShapes(t *testing.T) {
 	for _, args := range [][]string{
 		{"--set", "podDisruptionBudget.maxUnavailable=50%"},
 		{"--set", "podDisruptionBudget.minAvailable=1"},
-		{"--set-json", `policy.rules={"des-id-malformed":"deny","eah-sku-unsupported":"deny","sku-unknown":"warn","aks-target":"deny","ade-extension":"deny","des-required":"deny","des-location-mismatch":"deny","des-subscription-not-allowed":"deny","des-not-found":"warn","des-key-rotation":"warn","des-encryption-type":"deny","default-not-applied":"audit","encryption-change-repave":"warn"}`},
+		{"--set-json", `policy.rules={"des-id-malformed":"deny","eah-sku-unsupported":"deny","sku-unknown":"warn","aks-target":"deny","ade-extension":"deny","des-required":"deny","des-location-mismatch":"deny","des-subscription-not-allowed":"deny","des-not-found":"warn","des-key-rotation":"warn","des-encryption-type":"deny","default-not-applied":"audit","encryption-change-repave":"warn","catalog-region-missing":"deny","location-annotation-ignored":"warn","location-mismatch":"warn"}`},
 		{"--set-json", `policy.defaults=[{"name":"x","dataDiskEncryptionSetID":"` + chart.TestDESID + `","namespaceSelector":{"matchExpressions":[{"key":"env","operator":"In","values":["prod"]}]}}]`},
 		{"--set", "cloud.azure.encryptionAtHost=false"},
 		{"--set", "image.tag=v0.2.0-rc.1"},
@@ -234,5 +234,28 @@ data:
 	}
 	if wi := get(scenarioArgs(t, "palette")...); !strings.Contains(wi, "Palette pack values") {
 		t.Errorf("NOTES do not say the policy comes from the Palette values:\n%s", wi)
+	}
+
+	// Missing catalog data warns by default; a site that sets catalog-region-missing to deny is
+	// told that objects are refused, and how to supply a catalog.
+	for _, want := range []string{"any other region get a catalog-region-missing warning and\n   are admitted", "more than three years old only\n   warns"} {
+		if !strings.Contains(def, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, def)
+		}
+	}
+	if strings.Contains(def, "CATALOG REQUIRED") {
+		t.Errorf("NOTES ask for a catalog although missing data only warns:\n%s", def)
+	}
+	strict := get("--set", "policy.rules.catalog-region-missing=deny")
+	for _, want := range []string{"CATALOG REQUIRED", "are REFUSED", "any other region are refused", "Today only eastus, eastus2, southcentralus",
+		"--set azure.subscriptionID=<subscription GUID>", "kubectl -n " + chart.DefaultNamespace + " create configmap capz-vm-skus --from-file=skus.json=skus.json",
+		"--set skuCatalog.configMapName=capz-vm-skus"} {
+		if !strings.Contains(strict, want) {
+			t.Errorf("strict NOTES lack %q:\n%s", want, strict)
+		}
+	}
+	if live := get("--set", "policy.rules.catalog-region-missing=deny", "--set", "azure.subscriptionID="+chart.TestSubscription); !strings.Contains(live, "CATALOG REQUIRED") ||
+		strings.Contains(live, "Today only") || strings.Contains(live, "VM sizes come from the embedded catalog") {
+		t.Errorf("strict NOTES with live data:\n%s", live)
 	}
 }

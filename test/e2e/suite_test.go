@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,19 @@ rules:
 	if err != nil {
 		return 0, err
 	}
+	// The suite's rules are about the webhook, not about how old the embedded data is: its webhook
+	// reads the embedded records as a current catalog file of the site (today's date, the user's
+	// subscription), so that a "not supported" or a missing size denies whatever year it is.
+	// TestDefaultInstall runs a second webhook on the embedded catalog itself.
+	siteCatalog := filepath.Join(tmp, "site-skus.json")
+	embedded, err := os.ReadFile(filepath.Join(repoRoot, "internal", "skucatalog", "data", "vm-skus.json"))
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(siteCatalog, embedded, 0o600); err != nil {
+		return 0, err
+	}
+	hook.baseArgs = []string{"--sku-catalog", siteCatalog}
 	if err := hook.start(); err != nil {
 		return 0, err
 	}
@@ -241,8 +255,15 @@ func goList(args ...string) (string, error) {
 
 // installWebhookConfigurations renders the chart with default values and installs its two webhook
 // configurations, with the client config pointed at the local server instead of the Service.
+// The namespaces of the default-install webhook (defaultInstallNamespaces) are left out, as a second
+// install of the chart would leave out the namespaces of another.
 func installWebhookConfigurations(ctx context.Context, helm string) error {
-	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM)
+	exclude, err := json.Marshal(defaultInstallNamespaces)
+	if err != nil {
+		return err
+	}
+	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM,
+		"--set-json", "webhook.namespaceSelector.excludeNamespaces="+string(exclude))
 	if err != nil {
 		return err
 	}
@@ -257,6 +278,8 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 type webhookProcess struct {
 	bin, kubeconfig, certDir, policy string
 	webhookPort, probePort, metrics  int
+	// baseArgs are passed on every start, before start's own.
+	baseArgs []string
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -282,7 +305,7 @@ func (w *webhookProcess) start(extra ...string) error {
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(w.webhookPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", w.probePort),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", w.metrics),
-		"--shutdown-delay", "0s", "--graceful-shutdown-timeout", "5s"}, extra...)
+		"--shutdown-delay", "0s", "--graceful-shutdown-timeout", "5s"}, append(slices.Clone(w.baseArgs), extra...)...)
 	cmd := exec.Command(w.bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -130,6 +130,60 @@ func TestEachRuleDenies(t *testing.T) {
 			expectDenied(t, k8s.Create(ctx(t), tc.obj), tc.rule, tc.wants...)
 		})
 	}
+	t.Run("rules that warn by default, set to deny", testWarnRulesDeny)
+}
+
+// testWarnRulesDeny: catalog-region-missing, location-annotation-ignored and location-mismatch warn
+// by default; a policy that sets them to deny (reloaded in place) gets denials.
+func testWarnRulesDeny(t *testing.T) {
+	// A cluster in eastus, for the location rules.
+	if err := k8s.Create(ctx(t), object(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "AzureCluster"}, "rules-east-az",
+		map[string]any{"location": "eastus"})); err != nil {
+		t.Fatal(err)
+	}
+	createCluster(t, "rules-east",
+		map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureCluster", "name": "rules-east-az"},
+		map[string]any{"apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": "rules-east-cp"})
+	// westeurope is in no catalog layer; the DES keeps des-required (customer-managed keys are
+	// required, and no default covers westeurope) out of the way.
+	uncovered := func(name string) *unstructured.Unstructured {
+		u := template(name, "westeurope", "Standard_D4s_v3")
+		setField(u, desUser, tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+		return u
+	}
+	annotated := template("rule-annotation-ignored", "westus2", "Standard_D4s_v3")
+	annotated.SetLabels(map[string]string{"cluster.x-k8s.io/cluster-name": "rules-east"})
+	pool := machinePool("rule-location-mismatch")
+	pool.SetLabels(map[string]string{"cluster.x-k8s.io/cluster-name": "rules-east"})
+	setField(pool, "southcentralus", "spec", "location")
+
+	strict := e2ePolicy + "rules:\n  catalog-region-missing: deny\n  location-annotation-ignored: deny\n  location-mismatch: deny\n"
+	writeAtomically(t, hook.policy, strict)
+	t.Cleanup(func() {
+		writeAtomically(t, hook.policy, e2ePolicy)
+		eventually(t, 20*time.Second, func() error { return k8s.Create(ctx(t), uncovered("rules-restored"), client.DryRunAll) })
+	})
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Create(ctx(t), uncovered("rules-reloaded"), client.DryRunAll); err == nil {
+			return fmt.Errorf("the strict policy is not in force yet")
+		}
+		return nil
+	})
+	expectDenied(t, k8s.Create(ctx(t), uncovered("rule-catalog-region-missing")), "catalog-region-missing",
+		"region westeurope is not covered by the VM-size catalog", "azure.subscriptionID")
+	// The informer sees the new Cluster a moment after the apiserver stores it.
+	eventually(t, 20*time.Second, func() error {
+		err := k8s.Create(ctx(t), annotated.DeepCopy(), client.DryRunAll)
+		switch {
+		case err == nil:
+			return fmt.Errorf("admitted: the webhook does not know cluster rules-east yet")
+		case !strings.Contains(err.Error(), "[location-annotation-ignored]"):
+			return fmt.Errorf("not denied by location-annotation-ignored yet: %w", err)
+		}
+		return nil
+	})
+	expectDenied(t, k8s.Create(ctx(t), annotated), "location-annotation-ignored", "names westus2", "is in eastus")
+	expectDenied(t, k8s.Create(ctx(t), pool), "location-mismatch", "spec.location is southcentralus", "is in eastus")
 }
 
 func TestDefaultsInjected(t *testing.T) {

@@ -4,7 +4,10 @@
 package policyparse_test
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,5 +62,51 @@ func TestRenderedPolicyParses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSchemaNamesEveryRule: the values schema's policy.rules accepts exactly the policy's rule IDs
+// (its additionalProperties is false, so a rule missing there could not be configured through the
+// chart, and one left over would be accepted by helm and refused by the webhook).
+func TestSchemaNamesEveryRule(t *testing.T) {
+	dir, err := chart.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Policy struct {
+				Properties struct {
+					Rules struct {
+						Properties map[string]struct {
+							Enum []string `json:"enum"`
+						} `json:"properties"`
+					} `json:"rules"`
+				} `json:"properties"`
+			} `json:"policy"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	inSchema := schema.Properties.Policy.Properties.Rules.Properties
+	var names []string
+	for name, p := range inSchema {
+		names = append(names, name)
+		if !slices.Equal(p.Enum, []string{"deny", "warn", "audit"}) {
+			t.Errorf("rule %s: enum %v, want deny, warn, audit", name, p.Enum)
+		}
+	}
+	slices.Sort(names)
+	var want []string
+	for _, r := range policy.Rules() {
+		want = append(want, string(r))
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("values.schema.json policy.rules names %v, the policy has %v", names, want)
 	}
 }
