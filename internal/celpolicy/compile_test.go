@@ -1,8 +1,10 @@
 package celpolicy
 
 import (
+	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
@@ -66,5 +68,21 @@ func TestExpressionsCompile(t *testing.T) {
 			compileMAP(t, p, v, environment.NewExpressions)
 		}
 		compileMAP(t, p, environment.DefaultCompatibilityVersion(), environment.StoredExpressions)
+	}
+}
+
+// The versions above mean something: one minor earlier, the features the expressions rely on are
+// missing (optional types arrived in 1.28; two-variable comprehensions in 1.32).
+func TestExpressionsNeedTheirVersions(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	if _, err := buildVAP(res.ValidatingPolicies[0], version.MajorMinor(1, 27), environment.NewExpressions); err == nil {
+		t.Errorf("%s compiles at 1.27, which has no optional types", res.ValidatingPolicies[0].Name)
+	}
+	for _, p := range res.MutatingPolicies {
+		if strings.Contains(p.Name, "inject-des") {
+			if _, err := buildMAP(p, version.MajorMinor(1, 31), environment.NewExpressions); err == nil {
+				t.Errorf("%s compiles at 1.31, which has no two-variable comprehensions", p.Name)
+			}
+		}
 	}
 }

@@ -42,13 +42,6 @@ func present(root string, fields ...string) string {
 	return strings.Join(parts, " && ")
 }
 
-// orEmpty renders the object at root.a.b..., or an empty map when it is absent. Variables must not
-// hold optionals: the apiserver declares a variable of optional type as dyn, and optional selection
-// on the stored optional then finds nothing. dyn({}) keeps the schema's type for type checking.
-func orEmpty(root string, fields ...string) string {
-	return opt(root, fields...) + ".orValue(dyn({}))"
-}
-
 // strList renders a CEL list of string literals.
 func strList(ss []string) string {
 	q := make([]string, len(ss))

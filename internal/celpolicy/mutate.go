@@ -38,12 +38,8 @@ func (c *compiler) compileDefaults() {
 	}
 }
 
-func machineVars(k kindSpec) []admissionregistrationv1.Variable {
-	return []admissionregistrationv1.Variable{
-		{Name: "hasMachine", Expression: present("object", k.machine...)},
-		{Name: "machine", Expression: orEmpty("object", k.machine...)},
-	}
-}
+// The machine settings are reached by optional selection from object in every expression, for the
+// reasons side gives.
 
 // annotationVars merge what variables.ops injects into the annotation, as policy's recordInjected
 // does: the previous value split at commas, plus the new paths, sorted, duplicates removed.
@@ -63,9 +59,9 @@ func op(o, path, shape, injected string) string {
 }
 
 func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
-	m := "variables.machine"
+	m := opt("object", k.machine...)
 	base := k.pointer()
-	vars := machineVars(k)
+	var vars []admissionregistrationv1.Variable
 	ops := `[]`
 	if osDES != "" {
 		md := []string{"osDisk", "managedDisk"}
@@ -107,19 +103,20 @@ func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
 }
 
 func (c *compiler) injectEAH(k kindSpec, defName string) {
-	m := "variables.machine"
+	m := opt("object", k.machine...)
 	base := k.pointer()
 	injected := str("securityProfile.encryptionAtHost")
 	// As defaultEncryptionAtHost: the field is unset, the OS disk does not keep the VM guest state
 	// (CAPZ refuses both together), and the size supports encryption at host wherever the catalog
 	// offers it: the region is unknown here.
-	vars := append(machineVars(k),
-		admissionregistrationv1.Variable{Name: "sizeKey", Expression: sizeKey(m)},
-		admissionregistrationv1.Variable{Name: "ops", Expression: "variables.hasMachine && !" + opt(m, "securityProfile", "encryptionAtHost") + ".hasValue() && " +
+	vars := []admissionregistrationv1.Variable{
+		{Name: "sizeKey", Expression: sizeKey(m)},
+		{Name: "ops", Expression: present("object", k.machine...) + " && !" + opt(m, "securityProfile", "encryptionAtHost") + ".hasValue() && " +
 			opt(m, "osDisk", "managedDisk", "securityProfile", "securityEncryptionType") + `.orValue("") != "DiskWithVMGuestState" && ` +
 			`params.?data[?variables.sizeKey].orValue("") == ` + str(SizeSupported) + " ? [" +
 			opt(m, "securityProfile") + ".hasValue() ? " + op("add", str(base+"/securityProfile/encryptionAtHost"), "encryptionAtHost", injected) +
-			" : " + op("add", str(base+"/securityProfile"), "securityProfile", injected) + "] : []"})
+			" : " + op("add", str(base+"/securityProfile"), "securityProfile", injected) + "] : []"},
+	}
 	vars = append(vars, annotationVars...)
 	value := `o.shape == "securityProfile" ? dyn({"encryptionAtHost": true}) : dyn(true)`
 	c.mutating("inject-eah", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, true)

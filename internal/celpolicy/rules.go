@@ -10,30 +10,34 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
 )
 
-// listVar is a list that findings iterate, bound once per side as a variable (disks, oldDisks).
+// listVar is a list that findings iterate.
 type listVar struct {
-	name string
-	path []string // below the root
+	path []string // below the settings
 }
 
-// side names the variables of the object (root) or of the stored object on UPDATE (oldRoot).
-type side struct{ old bool }
+// side is the object (new) or, on UPDATE, the stored object (old) as the findings read it. The
+// settings are reached by optional selection from object or oldObject in every expression rather
+// than through a variable: a variable cannot hold an optional (the apiserver declares it dyn, and
+// selection on the stored optional finds nothing), and orValue(dyn({})) would erase the schema's
+// type, which the type checker needs to catch a misspelt field.
+type side struct {
+	old  bool
+	path []string // of the settings in the object
+}
 
-func (s side) root() string {
+func (s side) object() string {
 	if s.old {
-		return "variables.oldRoot"
+		return "oldObject"
 	}
-	return "variables.root"
+	return "object"
 }
+
+// root is the optional settings, to select from with opt().
+func (s side) root() string { return opt(s.object(), s.path...) }
 
 // present is whether the side has the settings at all (policy's validateMachine checks nothing
 // else when they are missing).
-func (s side) present() string {
-	if s.old {
-		return "variables.hasOldRoot"
-	}
-	return "variables.hasRoot"
-}
+func (s side) present() string { return present(s.object(), s.path...) }
 
 // entry renders one finding: for the object a {"key", "field", "msg"} map, for the stored object
 // only the key, which names the field with list items by identity, as policy's Finding.Key does.
@@ -44,18 +48,15 @@ func (s side) entry(key, field, msg string) string {
 	return `{"key": ` + key + `, "field": ` + field + `, "msg": ` + msg + "}"
 }
 
-func (s side) list(name string) string {
-	if s.old {
-		return "variables.old" + strings.ToUpper(name[:1]) + name[1:]
-	}
-	return "variables." + name
-}
+// list is a list in the settings, empty when absent. It is written out where it is used, not bound
+// to a variable: the apiserver declares a variable holding objects as dyn, which would again hide
+// misspelt fields of the items from the type checker.
+func (s side) list(l listVar) string { return opt(s.root(), l.path...) + ".orValue([])" }
 
 // ruleGen is one rule compiled for one kind.
 type ruleGen struct {
 	rule   policy.RuleID
 	kind   kindSpec
-	lists  []listVar
 	params bool
 	// findings renders, for one side, a CEL list of the rule's findings (see side.entry).
 	findings func(s side) string
@@ -77,19 +78,8 @@ func (c *compiler) vap(g ruleGen) {
 	if rootPath == nil {
 		rootPath = []string{"spec"}
 	}
-	vars := []admissionregistrationv1.Variable{
-		{Name: "hasRoot", Expression: present("object", rootPath...)},
-		{Name: "root", Expression: orEmpty("object", rootPath...)},
-		{Name: "hasOldRoot", Expression: `request.operation == "UPDATE" && ` + present("oldObject", rootPath...)},
-		{Name: "oldRoot", Expression: `request.operation == "UPDATE" ? ` + orEmpty("oldObject", rootPath...) + " : dyn({})"},
-	}
-	for _, l := range g.lists {
-		for _, s := range []side{{}, {old: true}} {
-			vars = append(vars, admissionregistrationv1.Variable{
-				Name: strings.TrimPrefix(s.list(l.name), "variables."), Expression: opt(s.root(), l.path...) + ".orValue([])",
-			})
-		}
-	}
+	newSide, oldSide := side{path: rootPath}, side{old: true, path: rootPath}
+	var vars []admissionregistrationv1.Variable
 	action := c.action(g.rule)
 	prefix := ""
 	if c.p.DryRun && c.p.ActionFor(g.rule) == policy.ActionDeny {
@@ -97,9 +87,10 @@ func (c *compiler) vap(g ruleGen) {
 	}
 	head := "capz-encryption-webhook [" + string(g.rule) + "] "
 	vars = append(vars,
-		admissionregistrationv1.Variable{Name: "findings", Expression: g.findings(side{})},
-		// Ratcheting: what the stored object already had is not enforced on UPDATE.
-		admissionregistrationv1.Variable{Name: "stored", Expression: g.findings(side{old: true})},
+		admissionregistrationv1.Variable{Name: "findings", Expression: g.findings(newSide)},
+		// Ratcheting: what the stored object already had is not enforced on UPDATE (oldObject is null
+		// on CREATE).
+		admissionregistrationv1.Variable{Name: "stored", Expression: `request.operation == "UPDATE" ? ` + g.findings(oldSide) + " : []"},
 		admissionregistrationv1.Variable{Name: "fresh", Expression: "variables.findings.filter(f, !(f.key in variables.stored))"},
 		// On one line: the apiserver drops a message with a line break (values can hold them).
 		admissionregistrationv1.Variable{Name: "messageText", Expression: "(" + str(head) + " + variables.fresh.map(f, f.field + \": \" + " + prefix + "f.msg).join(" + str("; ["+string(g.rule)+"] ") + `)).replace("\n", "\\n").replace("\r", "\\r")`},
@@ -184,7 +175,7 @@ func dataDiskField(k kindSpec, list, rest string) string {
 	return str(k.dotted()+".dataDisks[") + " + string(" + list + ".indexOf(d)) + " + str("]."+rest)
 }
 
-var disksList = listVar{name: "disks", path: []string{"dataDisks"}}
+var disksList = listVar{path: []string{"dataDisks"}}
 
 const desForm = "/subscriptions/{subscription GUID}/resourceGroups/{resource group}/providers/Microsoft.Compute/diskEncryptionSets/{name}"
 
@@ -199,7 +190,7 @@ func malformedMsg(field, disk, id string) string {
 func desIDMalformed(k kindSpec) ruleGen {
 	re := rawRegex(DESIDPattern)
 	return ruleGen{
-		rule: policy.RuleDESIDMalformed, kind: k, lists: []listVar{disksList},
+		rule: policy.RuleDESIDMalformed, kind: k,
 		static: "a Disk Encryption Set ID is not " + desForm,
 		findings: func(s side) string {
 			var parts []string
@@ -209,7 +200,7 @@ func desIDMalformed(k kindSpec) ruleGen {
 				parts = append(parts, when(opt(s.root(), sl.path...)+".hasValue() && !"+id+".matches("+re+")",
 					s.entry(str(sl.key), field, malformedMsg(field, str(sl.disk), id))))
 			}
-			l := s.list(disksList.name)
+			l := s.list(disksList)
 			id := `d.managedDisk.diskEncryptionSet.?id.orValue("")`
 			field := dataDiskField(k, l, "managedDisk.diskEncryptionSet.id")
 			parts = append(parts, l+".filter(d, has(d.managedDisk) && has(d.managedDisk.diskEncryptionSet) && !"+id+".matches("+re+")).map(d, "+
@@ -230,7 +221,7 @@ func desSubscription(k kindSpec, allowed []string) ruleGen {
 		return id + ".matches(" + re + ") && !(" + id + `.split("/")[2].lowerAscii() in ` + list + ")"
 	}
 	return ruleGen{
-		rule: policy.RuleDESSubscriptionNotAllowed, kind: k, lists: []listVar{disksList},
+		rule: policy.RuleDESSubscriptionNotAllowed, kind: k,
 		static: "a Disk Encryption Set is in a subscription the policy does not allow (allowed: " + strings.Join(allowed, ", ") + ")",
 		findings: func(s side) string {
 			var parts []string
@@ -239,7 +230,7 @@ func desSubscription(k kindSpec, allowed []string) ruleGen {
 				field := str(k.dotted() + "." + strings.Join(sl.path, ".") + ".id")
 				parts = append(parts, when(bad(id), s.entry(str(sl.key), field, msg(field, id))))
 			}
-			l := s.list(disksList.name)
+			l := s.list(disksList)
 			id := `d.managedDisk.diskEncryptionSet.?id.orValue("")`
 			field := dataDiskField(k, l, "managedDisk.diskEncryptionSet.id")
 			parts = append(parts, l+".filter(d, has(d.managedDisk) && has(d.managedDisk.diskEncryptionSet) && "+bad(id)+").map(d, "+
@@ -250,12 +241,12 @@ func desSubscription(k kindSpec, allowed []string) ruleGen {
 }
 
 func adeExtension(k kindSpec) ruleGen {
-	exts := listVar{name: "extensions", path: []string{"vmExtensions"}}
+	exts := listVar{path: []string{"vmExtensions"}}
 	return ruleGen{
-		rule: policy.RuleADEExtension, kind: k, lists: []listVar{exts},
+		rule: policy.RuleADEExtension, kind: k,
 		static: "vmExtensions holds Azure Disk Encryption, which is not supported for any Azure cluster on this platform",
 		findings: func(s side) string {
-			l := s.list(exts.name)
+			l := s.list(exts)
 			field := str(k.dotted()+".vmExtensions[") + " + string(" + l + ".indexOf(e)) + " + str("]")
 			ident := `(e.?name.orValue("") != "" ? "name=" + e.name : string(` + l + `.indexOf(e)))`
 			return l + `.filter(e, e.?publisher.orValue("").matches(` + rawRegex(adePublisherPattern) + `) && e.?name.orValue("").matches(` + rawRegex(ADENamePattern) + `)).map(e, ` +
@@ -284,7 +275,7 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 	}
 	osDES := k.dotted() + ".osDisk.managedDisk.diskEncryptionSet.id"
 	return ruleGen{
-		rule: policy.RuleDESRequired, kind: k, lists: []listVar{disksList},
+		rule: policy.RuleDESRequired, kind: k,
 		static: "the policy requires customer-managed keys: every managed disk needs a Disk Encryption Set",
 		note:   "machines of an AKS Cluster are judged like any other (the webhook reports aks-target for them instead)",
 		findings: func(s side) string {
@@ -292,7 +283,7 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 			noOS := s.present() + " && " + opt(r, "osDisk", "managedDisk", "diskEncryptionSet", "id") + `.orValue("") == "" && ` +
 				opt(r, "osDisk", "managedDisk", "securityProfile", "diskEncryptionSet", "id") + `.orValue("") == ""`
 			ephemeral := opt(r, "osDisk", "diffDiskSettings") + ".hasValue()"
-			l := s.list(disksList.name)
+			l := s.list(disksList)
 			field := dataDiskField(k, l, "managedDisk.diskEncryptionSet.id")
 			return join(
 				when(noOS+" && "+ephemeral, s.entry(str("os-ephemeral"), str(k.dotted()+".osDisk.diffDiskSettings"),
@@ -340,13 +331,13 @@ func aksManagedMachinePool() ruleGen {
 }
 
 func aksManagedControlPlane() ruleGen {
-	patches := listVar{name: "patches", path: []string{"asoManagedClusterPatches"}}
+	patches := listVar{path: []string{"asoManagedClusterPatches"}}
 	return ruleGen{
-		rule: policy.RuleAKSTarget, kind: azureManagedControlPlane, lists: []listVar{patches},
+		rule: policy.RuleAKSTarget, kind: azureManagedControlPlane,
 		static: "a patch sets a Disk Encryption Set on the AKS ManagedCluster, which is not supported for AKS clusters on this platform",
 		note:   "patches certain to set a Disk Encryption Set; a key written with JSON escapes, or a patch that is not valid JSON, is left to the webhook",
 		findings: func(s side) string {
-			l := s.list(patches.name)
+			l := s.list(patches)
 			return l + ".filter(x, x.matches(" + rawRegex(AKSPatchPattern) + ")).map(x, " +
 				s.entry(`"=" + x`, str("spec.asoManagedClusterPatches[")+" + string("+l+".indexOf(x)) + "+str("]"),
 					str("this patch sets a Disk Encryption Set on the AKS ManagedCluster (diskEncryptionSetReference); server-side encryption with customer-managed keys is not supported for AKS clusters on this platform: remove the patch")) + ")"
