@@ -88,10 +88,20 @@ func (c *compiler) vap(g ruleGen) {
 	head := "capz-encryption-webhook [" + string(g.rule) + "] "
 	vars = append(vars,
 		admissionregistrationv1.Variable{Name: "findings", Expression: g.findings(newSide)},
-		// Ratcheting: what the stored object already had is not enforced on UPDATE (oldObject is null
-		// on CREATE).
-		admissionregistrationv1.Variable{Name: "stored", Expression: `request.operation == "UPDATE" ? ` + g.findings(oldSide) + " : []"},
-		admissionregistrationv1.Variable{Name: "fresh", Expression: "variables.findings.filter(f, !(f.key in variables.stored))"},
+	)
+	if action == policy.ActionAudit {
+		// An audit finding is recorded whether or not the stored object had it: policy.Evaluate
+		// ratchets only what it would enforce.
+		vars = append(vars, admissionregistrationv1.Variable{Name: "fresh", Expression: "variables.findings"})
+	} else {
+		vars = append(vars,
+			// Ratcheting: what the stored object already had is not enforced on UPDATE (oldObject is
+			// null on CREATE).
+			admissionregistrationv1.Variable{Name: "stored", Expression: `request.operation == "UPDATE" ? ` + g.findings(oldSide) + " : []"},
+			admissionregistrationv1.Variable{Name: "fresh", Expression: "variables.findings.filter(f, !(f.key in variables.stored))"},
+		)
+	}
+	vars = append(vars,
 		// On one line: the apiserver drops a message with a line break (values can hold them).
 		admissionregistrationv1.Variable{Name: "messageText", Expression: "(" + str(head) + " + variables.fresh.map(f, f.field + \": \" + " + prefix + "f.msg).join(" + str("; ["+string(g.rule)+"] ") + `)).replace("\n", "\\n").replace("\r", "\\r")`},
 		// The apiserver also drops messages over 5 KiB, for the static message.
