@@ -26,8 +26,9 @@ func webhookDeniesPatch(t *testing.T, patch string) bool {
 }
 
 // FuzzAKSPatchPattern: what the pattern matches, the webhook denies (the compiled rule never
-// refuses what the webhook allows); and for valid JSON without escapes, where nothing needs
-// decoding, the two agree exactly.
+// refuses what the webhook allows); for valid JSON without escapes, where nothing needs decoding,
+// the two agree exactly; and a patch WebhookMatchCondition keeps from the webhook gets the
+// webhook's verdict from the compiled rule.
 func FuzzAKSPatchPattern(f *testing.F) {
 	for _, s := range []string{
 		`{"spec":{"diskEncryptionSetReference":{"armId":"x"}}}`,
@@ -46,6 +47,7 @@ func FuzzAKSPatchPattern(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	m := webhookMatcher(f)
 	f.Fuzz(func(t *testing.T, s string) {
 		if !utf8.ValidString(s) {
 			return // CEL strings and JSON-decoded objects are UTF-8
@@ -57,6 +59,12 @@ func FuzzAKSPatchPattern(f *testing.F) {
 		}
 		if json.Valid([]byte(s)) && !strings.Contains(s, `\`) && matched != denied {
 			t.Fatalf("%q: valid JSON without escapes, compiled rule %v, webhook %v", s, matched, denied)
+		}
+		// What WebhookMatchCondition keeps from the webhook, the compiled rule decides as it does.
+		obj := object(t, azureManagedControlPlane, "cp", "version: v1.33.0\n")
+		obj["spec"].(map[string]any)["asoManagedClusterPatches"] = []any{s}
+		if !sentToWebhook(t, m, obj) && matched != denied {
+			t.Fatalf("%q: not sent to the webhook, but the compiled rule says %v and the webhook %v", s, matched, denied)
 		}
 	})
 }
