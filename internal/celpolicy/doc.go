@@ -36,6 +36,24 @@
 // nor whether it is an AKS cluster), and not Azure. Result.NotCompiled lists every rule, or part of a
 // rule, left to the webhook, with the reason; Result.Inactive lists rules the policy switches off.
 //
+// # Where the compiled policies differ from the webhook
+//
+// Narrower (the webhook still decides; see NotCompiled): VM sizes whose support for encryption at
+// host differs between catalog regions, and the region an object names itself (the location
+// annotation, AzureMachinePool's spec.location), which the webhook uses and the compiled policies
+// do not read yet; machines of AKS clusters; AzureManagedControlPlane patches whose key is written
+// with JSON escapes, or that are not valid JSON. The compiled policies record nothing for exempt
+// requests or ratcheted findings, which the webhook's audit trail records as audit.
+//
+// Stricter, where the webhook would know better from the Cluster: des-required judges machines of
+// AKS clusters like any other, and the mutating policies inject into them (the webhook reports
+// aks-target instead); encryption at host is injected on a size that supports it in every catalog
+// region also for a machine in a region the catalog lacks (the webhook reports sku-unknown); and a
+// size that supports it nowhere is denied as eah-sku-unsupported where the webhook, in a region
+// that does not offer the size, reports sku-unknown (which differs only if that rule is set to
+// warn or audit). Data disks that are exact duplicates share one index in messages and keys.
+// An object too large for the apiserver's CEL cost budget is refused (failurePolicy Fail).
+//
 // # Kubernetes versions
 //
 // The ValidatingAdmissionPolicies use only CEL libraries that a 1.30 apiserver accepts in new

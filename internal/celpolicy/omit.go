@@ -10,10 +10,12 @@ import (
 // Why the rules that need data outside the object are left to the webhook. An admission policy sees
 // the object, the stored object, the request, the namespace and one parameter object; not the CAPI
 // Cluster (hence neither the region nor whether it is AKS), and not Azure.
-const (
-	needsRegion = "the machine's region comes from its CAPI Cluster (AzureCluster.spec.location), which admission policies cannot see"
-	needsAzure  = "needs live Azure data about the Disk Encryption Set, which admission policies cannot see"
-)
+const needsRegion = "the machine's region, which the webhook finds through the CAPI Cluster unless the object names it " +
+	"(location annotation, AzureMachinePool spec.location); admission policies cannot see the Cluster, and the compiled policies do not read the object's own region yet"
+
+func needsAzure(what string) string {
+	return "needs live Azure data about the Disk Encryption Set (" + what + "), which admission policies cannot see"
+}
 
 func (c *compiler) omit() {
 	add := func(r policy.RuleID, scope, reason string) {
@@ -23,11 +25,11 @@ func (c *compiler) omit() {
 		c.res.Inactive = append(c.res.Inactive, Omission{Rule: r, Reason: reason})
 	}
 
-	add(policy.RuleDESLocationMismatch, "", needsAzure+" (its location), and "+needsRegion)
-	add(policy.RuleDESNotFound, "", needsAzure+" (whether it exists)")
-	add(policy.RuleDESEncryptionType, "", needsAzure+" (its encryption type)")
-	add(policy.RuleDESKeyRotation, "", needsAzure+" (its key rotation settings and status)")
-	add(policy.RuleSKUUnknown, "", "whether a VM size is offered depends on the region, and "+needsRegion+
+	add(policy.RuleDESLocationMismatch, "", needsAzure("its location")+"; and "+needsRegion)
+	add(policy.RuleDESNotFound, "", needsAzure("whether it exists"))
+	add(policy.RuleDESEncryptionType, "", needsAzure("its encryption type"))
+	add(policy.RuleDESKeyRotation, "", needsAzure("its key rotation settings and status"))
+	add(policy.RuleSKUUnknown, "", "whether a VM size is offered depends on "+needsRegion+
 		"; a compiled catalog also knows fewer sizes than live Azure data, so CEL would refuse sizes the webhook accepts")
 	add(policy.RuleDefaultNotApplied, "", "it reports why the webhook's mutation left a default out; some reasons depend on the region (a size's support for encryption at host), and a MutatingAdmissionPolicy cannot return warnings")
 	add(policy.RuleRepave, "", "the design places this warning where a MachineDeployment, KubeadmControlPlane or MachinePool switches to a template with other encryption settings, which needs both templates; the in-object comparison the webhook makes today is expressible in CEL and can be added")
@@ -40,8 +42,7 @@ func (c *compiler) omit() {
 	case !c.p.RequireCustomerManagedKeys:
 		inactive(policy.RuleDESRequired, "requireCustomerManagedKeys is false")
 	case c.defReason != "":
-		add(policy.RuleDESRequired, "", c.defReason+": the webhook injects such a default before it validates, and "+needsRegion+
-			" (or the namespace's labels); compiled alone, des-required would refuse every object that default should fill whenever the webhook is not running")
+		add(policy.RuleDESRequired, "", c.defReason+", and the webhook injects it before it validates: compiled alone, des-required would refuse every object that default should fill whenever the webhook is not running")
 	}
 	if len(c.p.AllowedDESSubscriptions) == 0 {
 		inactive(policy.RuleDESSubscriptionNotAllowed, "allowedDESSubscriptions is empty")
@@ -53,7 +54,7 @@ func (c *compiler) omit() {
 	default:
 		if n := len(c.sizes.mixed); n > 0 {
 			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%d VM sizes that support encryption at host in some catalog regions and not in others (%s)", n, examples(c.sizes.mixed)),
-				"the verdict depends on the region, and "+needsRegion)
+				"the verdict depends on "+needsRegion)
 		}
 		if n := len(c.sizes.skipped); n > 0 {
 			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%d VM sizes whose names cannot be ConfigMap keys (%s)", n, examples(c.sizes.skipped)),
@@ -64,12 +65,12 @@ func (c *compiler) omit() {
 	switch d := c.def; {
 	case len(c.p.Defaults) == 0:
 	case d == nil:
-		add("", "injection of organisation defaults", c.defReason+": which default applies depends on the region or the namespace's labels, and "+needsRegion)
+		add("", "injection of organisation defaults", c.defReason+": which default applies depends on the namespace's labels or on "+needsRegion)
 	case d.EncryptionAtHost && c.sizes == nil:
 		add("", fmt.Sprintf("encryptionAtHost of default %q", d.Name), "no VM-size catalog was given, so no size is known to support encryption at host")
 	case d.EncryptionAtHost:
 		add("", fmt.Sprintf("encryptionAtHost of default %q on VM sizes that not every catalog region supports, or that the catalog lacks", d.Name),
-			"whether the size supports encryption at host in the machine's region depends on the region, and "+needsRegion)
+			"whether the size supports encryption at host depends on "+needsRegion)
 	}
 }
 
