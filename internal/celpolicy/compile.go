@@ -118,7 +118,7 @@ func OwnedSelector() labels.Selector {
 // Objects returns every generated object in an order that applies cleanly: the parameter ConfigMap,
 // the validating policies and their bindings, the mutating policies and their bindings.
 func (r *Result) Objects() []Object {
-	var out []Object
+	out := make([]Object, 0, len(r.Params)+len(r.ValidatingPolicies)+len(r.ValidatingBindings)+len(r.MutatingPolicies)+len(r.MutatingBindings))
 	for _, o := range r.Params {
 		out = append(out, o)
 	}

@@ -35,7 +35,7 @@ func opt(root string, fields ...string) string {
 
 // present renders the test that the object at root.a.b... exists: has(root.a) && has(root.a.b).
 func present(root string, fields ...string) string {
-	var parts []string
+	parts := make([]string, 0, len(fields))
 	for i := range fields {
 		parts = append(parts, "has("+root+"."+strings.Join(fields[:i+1], ".")+")")
 	}

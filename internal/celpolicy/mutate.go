@@ -2,6 +2,7 @@ package celpolicy
 
 import (
 	"fmt"
+	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -109,15 +110,14 @@ func (c *compiler) injectEAH(k kindSpec, defName string) {
 	// As defaultEncryptionAtHost: the field is unset, the OS disk does not keep the VM guest state
 	// (CAPZ refuses both together), and the size supports encryption at host wherever the catalog
 	// offers it: the region is unknown here.
-	vars := []admissionregistrationv1.Variable{
+	vars := slices.Concat([]admissionregistrationv1.Variable{
 		{Name: "sizeKey", Expression: sizeKey(m)},
 		{Name: "ops", Expression: present("object", k.machine...) + " && !" + opt(m, "securityProfile", "encryptionAtHost") + ".hasValue() && " +
 			opt(m, "osDisk", "managedDisk", "securityProfile", "securityEncryptionType") + `.orValue("") != "DiskWithVMGuestState" && ` +
 			`params.?data[?variables.sizeKey].orValue("") == ` + str(SizeSupported) + " ? [" +
 			opt(m, "securityProfile") + ".hasValue() ? " + op("add", str(base+"/securityProfile/encryptionAtHost"), "encryptionAtHost", injected) +
 			" : " + op("add", str(base+"/securityProfile"), "securityProfile", injected) + "] : []"},
-	}
-	vars = append(vars, annotationVars...)
+	}, annotationVars)
 	value := `o.shape == "securityProfile" ? dyn({"encryptionAtHost": true}) : dyn(true)`
 	c.mutating("inject-eah", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, true)
 }

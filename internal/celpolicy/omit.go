@@ -48,10 +48,9 @@ func (c *compiler) omit() {
 		inactive(policy.RuleDESSubscriptionNotAllowed, "allowedDESSubscriptions is empty")
 	}
 
-	switch {
-	case c.sizes == nil:
+	if c.sizes == nil {
 		add(policy.RuleEAHSKUUnsupported, "", "no VM-size catalog was given")
-	default:
+	} else {
 		if n := len(c.sizes.mixed); n > 0 {
 			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%d VM sizes that support encryption at host in some catalog regions and not in others (%s)", n, examples(c.sizes.mixed)),
 				"the verdict depends on "+needsRegion)

@@ -203,7 +203,7 @@ func desIDMalformed(k kindSpec) ruleGen {
 		rule: policy.RuleDESIDMalformed, kind: k,
 		static: "a Disk Encryption Set ID is not " + desForm,
 		findings: func(s side) string {
-			var parts []string
+			parts := make([]string, 0, len(osSlots)+1)
 			for _, sl := range osSlots {
 				id := opt(s.root(), append(sl.path, "id")...) + `.orValue("")`
 				field := str(k.dotted() + "." + strings.Join(sl.path, ".") + ".id")
@@ -234,7 +234,7 @@ func desSubscription(k kindSpec, allowed []string) ruleGen {
 		rule: policy.RuleDESSubscriptionNotAllowed, kind: k,
 		static: "a Disk Encryption Set is in a subscription the policy does not allow (allowed: " + strings.Join(allowed, ", ") + ")",
 		findings: func(s side) string {
-			var parts []string
+			parts := make([]string, 0, len(osSlots)+1)
 			for _, sl := range osSlots {
 				id := opt(s.root(), append(sl.path, "id")...) + `.orValue("")`
 				field := str(k.dotted() + "." + strings.Join(sl.path, ".") + ".id")

@@ -99,7 +99,7 @@ func TestSamplesMutationParity(t *testing.T) {
 			if name == "analytics-mp-0" {
 				// Standard_M8-2ms in southcentralus (its spec.location) supports encryption at host, so
 				// the webhook turns it on; the compiled injection cannot tell and leaves it off.
-				if eah := lookupPath(want, "spec", "template", "securityProfile", "encryptionAtHost"); eah != true {
+				if eah, _ := lookupPath(want, "spec", "template", "securityProfile", "encryptionAtHost").(bool); !eah {
 					t.Fatalf("the webhook no longer injects encryption at host here (%v): update the case", eah)
 				}
 				if eah := lookupPath(got, "spec", "template", "securityProfile", "encryptionAtHost"); eah != nil {
