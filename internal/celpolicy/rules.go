@@ -79,16 +79,14 @@ func (c *compiler) vap(g ruleGen) {
 		rootPath = []string{"spec"}
 	}
 	newSide, oldSide := side{path: rootPath}, side{old: true, path: rootPath}
-	var vars []admissionregistrationv1.Variable
 	action := c.action(g.rule)
 	prefix := ""
 	if c.p.DryRun && c.p.ActionFor(g.rule) == policy.ActionDeny {
+		// As policy.Evaluate words a denial that the policy's dryRun turned into a warning.
 		prefix = str("[dry-run: would deny] ") + " + "
 	}
 	head := "capz-encryption-webhook [" + string(g.rule) + "] "
-	vars = append(vars,
-		admissionregistrationv1.Variable{Name: "findings", Expression: g.findings(newSide)},
-	)
+	vars := []admissionregistrationv1.Variable{{Name: "findings", Expression: g.findings(newSide)}}
 	if action == policy.ActionAudit {
 		// An audit finding is recorded whether or not the stored object had it: policy.Evaluate
 		// ratchets only what it would enforce.
