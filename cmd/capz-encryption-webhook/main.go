@@ -28,7 +28,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), newServeCmd(), newVersionCmd())
+	root.AddCommand(newCheckCmd(), newServeCmd(), newCELCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+)
+
+type celOptions struct {
+	policyFile string
+	catalog    string
+	output     string
+	explain    bool
+	namespace  string
+}
+
+func newCELCmd() *cobra.Command {
+	o := &celOptions{}
+	cmd := &cobra.Command{
+		Use:   "cel [--policy FILE] [--sku-catalog FILE] [-o yaml|json] [--explain]",
+		Short: "Print the admission policies that enforce the CEL-expressible part of the policy in the apiserver",
+		Long: `Compiles what the policy can decide from the object alone into ValidatingAdmissionPolicies
+(Kubernetes 1.30+) and, for a single default that applies to every region and namespace,
+MutatingAdmissionPolicies (1.36+), with their bindings and a ConfigMap of VM-size verdicts as
+their parameter object. kubectl apply --server-side -f - installs them; they are labelled
+app.kubernetes.io/managed-by=capz-encryption-webhook.
+
+What needs data the apiserver cannot see (the Cluster's region, live Disk Encryption Set facts) is
+left to the webhook; the YAML header lists it with the reasons, and --explain prints only that.
+
+Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: built-in policy, every rule deny, no defaults")
+	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
+	f.StringVarP(&o.output, "output", "o", "yaml", "output format: yaml or json (a v1 List)")
+	f.BoolVar(&o.explain, "explain", false, "print what is compiled and what is left to the webhook, and why, instead of the objects")
+	f.StringVar(&o.namespace, "namespace", celpolicy.DefaultNamespace, "namespace of the parameter ConfigMap (the webhook's)")
+	return cmd
+}
+
+func (o *celOptions) run(stdout io.Writer) error {
+	if o.output != "yaml" && o.output != "json" {
+		return &exitError{code: 2, err: fmt.Errorf("--output must be yaml or json, not %q", o.output)}
+	}
+	pol := policy.DefaultPolicy()
+	if o.policyFile != "" {
+		data, err := os.ReadFile(o.policyFile)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if pol, err = policy.Parse(o.policyFile, data); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
+	// The same catalog as check and serve without live data: a catalog file over the embedded one.
+	var catalog skus.Catalog = skus.Embedded()
+	if o.catalog != "" {
+		file, err := skus.LoadFile(o.catalog)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		catalog = skus.NewLayered(file, skus.Embedded())
+	}
+	res, err := celpolicy.Compile(pol, catalog, celpolicy.Options{Namespace: o.namespace})
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	switch {
+	case o.explain:
+		err = res.WriteExplain(stdout)
+	case o.output == "json":
+		err = res.WriteJSON(stdout)
+	default:
+		err = res.WriteYAML(stdout)
+	}
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	return nil
+}

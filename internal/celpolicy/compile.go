@@ -1,0 +1,294 @@
+package celpolicy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+)
+
+const (
+	// Prefix starts the name of every object Compile makes. Names are Prefix.<rule>.<kind> for the
+	// validating policies and their bindings, Prefix.inject-des.<kind> and Prefix.inject-eah.<kind>
+	// for the mutating ones, and ParamsName for the parameter ConfigMap.
+	Prefix = "capz-encryption-webhook"
+	// ParamsName is the name of the ConfigMap of VM-size verdicts.
+	ParamsName = Prefix + ".vm-sizes"
+	// DefaultNamespace holds the ConfigMap when Options.Namespace is empty: the chart's namespace.
+	DefaultNamespace = "capz-encryption-webhook-system"
+
+	// LabelManagedBy and ManagedBy mark every object Compile makes, so that a controller can list,
+	// prune and own exactly those (OwnedSelector).
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "capz-encryption-webhook"
+	// LabelRule names the rule a validating policy enforces, or InjectDefault for a mutating one.
+	LabelRule = "capz-encryption-webhook.io/rule"
+	// LabelKind names the CAPZ kind a policy matches.
+	LabelKind = "capz-encryption-webhook.io/kind"
+	// InjectDefault is LabelRule's value on the mutating policies.
+	InjectDefault = "inject-default"
+	// AnnotationCatalog on the ConfigMap describes the catalog its verdicts come from; the messages
+	// quote it.
+	AnnotationCatalog = "capz-encryption-webhook.io/catalog"
+)
+
+// Values of the ConfigMap of VM-size verdicts, keyed by strings.ToLower of the size name. They are
+// judged as policy judges a size when the region is unknown: over every catalog region that offers
+// the size, with a subscription restriction counting as no support.
+const (
+	SizeSupported   = "supported"   // encryption at host in every region that offers it
+	SizeUnsupported = "unsupported" // in none of them
+	SizeMixed       = "mixed"       // in some: the verdict needs the region
+)
+
+// Options adjust what Compile makes.
+type Options struct {
+	// Namespace of the parameter ConfigMap (DefaultNamespace when empty).
+	Namespace string
+	// ExcludedNamespaces are left out by every binding, as the webhook configurations leave out
+	// kube-system and the webhook's own namespace. Empty means exactly those two (Namespace for the
+	// latter).
+	ExcludedNamespaces []string
+}
+
+// Object is what every generated object is: a Kubernetes object with metadata.
+type Object interface {
+	metav1.Object
+	runtime.Object
+}
+
+// Result is the compiled policy. Every list is sorted by name.
+type Result struct {
+	ValidatingPolicies []*admissionregistrationv1.ValidatingAdmissionPolicy
+	ValidatingBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	MutatingPolicies   []*admissionregistrationv1.MutatingAdmissionPolicy
+	MutatingBindings   []*admissionregistrationv1.MutatingAdmissionPolicyBinding
+	// Params holds the ConfigMap of VM-size verdicts when a policy reads it.
+	Params []*corev1.ConfigMap
+
+	// Compiled says what the objects enforce, rule by rule (Rule is empty for the injection of the
+	// organisation default).
+	Compiled []Coverage
+	// NotCompiled lists what only the webhook enforces, and why.
+	NotCompiled []Omission
+	// Inactive lists rules the policy switches off: nothing enforces them.
+	Inactive []Omission
+
+	// PolicySource and CatalogSource name the inputs, for the header of the output.
+	PolicySource  string
+	CatalogSource string
+}
+
+// Coverage is one rule (or the default injection) as compiled.
+type Coverage struct {
+	Rule policy.RuleID `json:"rule,omitempty"`
+	// Kinds the rule is compiled for.
+	Kinds []string `json:"kinds"`
+	// Action is the rule's effective action (deny becomes warn under the policy's dryRun); empty
+	// for the injection.
+	Action policy.Action `json:"action,omitempty"`
+	// Objects are the names of the admission policies that carry it.
+	Objects []string `json:"objects"`
+	// Note says where the compiled form is narrower than the webhook, if anywhere.
+	Note string `json:"note,omitempty"`
+}
+
+// Omission is a rule, or the part of one named by Scope, that is not compiled.
+type Omission struct {
+	Rule   policy.RuleID `json:"rule,omitempty"` // empty for the injection of defaults
+	Scope  string        `json:"scope,omitempty"`
+	Reason string        `json:"reason"`
+}
+
+// OwnedSelector selects exactly the objects Compile makes, in any namespace.
+func OwnedSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})
+}
+
+// Objects returns every generated object in an order that applies cleanly: the parameter ConfigMap,
+// the validating policies and their bindings, the mutating policies and their bindings.
+func (r *Result) Objects() []Object {
+	out := make([]Object, 0, len(r.Params)+len(r.ValidatingPolicies)+len(r.ValidatingBindings)+len(r.MutatingPolicies)+len(r.MutatingBindings))
+	for _, o := range r.Params {
+		out = append(out, o)
+	}
+	for _, o := range r.ValidatingPolicies {
+		out = append(out, o)
+	}
+	for _, o := range r.ValidatingBindings {
+		out = append(out, o)
+	}
+	for _, o := range r.MutatingPolicies {
+		out = append(out, o)
+	}
+	for _, o := range r.MutatingBindings {
+		out = append(out, o)
+	}
+	return out
+}
+
+// Compile turns the CEL-expressible part of p into admission policies. cat is the VM-size catalog
+// the webhook uses (nil: encryption at host is left to the webhook). It fails only on options that
+// cannot make valid objects.
+func Compile(p *policy.Policy, cat skus.Catalog, opts Options) (*Result, error) {
+	if p == nil {
+		p = policy.DefaultPolicy()
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if errs := validation.IsDNS1123Label(opts.Namespace); len(errs) > 0 {
+		return nil, fmt.Errorf("namespace %q: %s", opts.Namespace, strings.Join(errs, "; "))
+	}
+	if len(opts.ExcludedNamespaces) == 0 {
+		opts.ExcludedNamespaces = []string{"kube-system", opts.Namespace}
+	}
+	for _, ns := range opts.ExcludedNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("excluded namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	opts.ExcludedNamespaces = slices.Compact(slices.Sorted(slices.Values(opts.ExcludedNamespaces)))
+
+	c := &compiler{p: p, cat: cat, opts: opts, res: &Result{PolicySource: p.Source}}
+	if cat != nil {
+		c.sizes = buildSizes(cat)
+		c.res.CatalogSource = c.sizes.desc
+	}
+	c.def, c.defReason = universalDefault(p)
+	c.compileRules()
+	c.compileDefaults()
+	c.omit()
+	c.sortResult()
+	return c.res, nil
+}
+
+type compiler struct {
+	p     *policy.Policy
+	cat   skus.Catalog
+	opts  Options
+	res   *Result
+	sizes *sizeTable
+	// def is the organisation default that applies to every object (nil if there is none, or if
+	// which default applies depends on the region or the namespace; defReason says why then).
+	def       *policy.Default
+	defReason string
+}
+
+// universalDefault returns the default that applies to every object, if the first default matches
+// everything (later ones are then never reached).
+func universalDefault(p *policy.Policy) (*policy.Default, string) {
+	if len(p.Defaults) == 0 {
+		return nil, ""
+	}
+	d := p.Defaults[0]
+	switch {
+	case len(d.Regions) > 0:
+		return nil, fmt.Sprintf("default %q applies only in %s", d.Name, strings.Join(d.Regions, ", "))
+	case d.Selector != nil && !d.Selector.Empty():
+		return nil, fmt.Sprintf("default %q applies only to namespaces matching %q", d.Name, d.Selector.String())
+	}
+	return &d, ""
+}
+
+// action is the rule's action as a binding enforces it: the policy's dryRun turns deny into warn.
+func (c *compiler) action(r policy.RuleID) policy.Action {
+	a := c.p.ActionFor(r)
+	if c.p.DryRun && a == policy.ActionDeny {
+		return policy.ActionWarn
+	}
+	return a
+}
+
+func validationActions(a policy.Action) []admissionregistrationv1.ValidationAction {
+	switch a {
+	case policy.ActionWarn:
+		return []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
+	case policy.ActionAudit:
+		return []admissionregistrationv1.ValidationAction{admissionregistrationv1.Audit}
+	default:
+		return []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	}
+}
+
+func (c *compiler) labels(rule string, k kindSpec) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedBy, LabelRule: rule, LabelKind: k.kind}
+}
+
+// matchResources leaves out the excluded namespaces, as the webhook configurations do.
+func (c *compiler) matchResources() *admissionregistrationv1.MatchResources {
+	return &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(c.opts.ExcludedNamespaces),
+		}},
+	}}
+}
+
+func constraints(k kindSpec, ops ...admissionregistrationv1.OperationType) *admissionregistrationv1.MatchResources {
+	equivalent := admissionregistrationv1.Equivalent
+	return &admissionregistrationv1.MatchResources{
+		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+				Operations: ops,
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{policy.Group},
+					// Every version: the fields read have the same paths in all served versions, as
+					// the webhook assumes (it registers with matchPolicy Equivalent too).
+					APIVersions: []string{"*"},
+					Resources:   []string{k.resource},
+				},
+			},
+		}},
+		MatchPolicy: &equivalent,
+	}
+}
+
+func (c *compiler) paramRef() *admissionregistrationv1.ParamRef {
+	// Allow, not Deny, when the ConfigMap is missing: parameters are resolved before matchConditions,
+	// so Deny would refuse deletions' finalizer updates and metadata-only updates too, which the
+	// policy never blocks. A missing ConfigMap turns the encryption-at-host checks off in CEL only;
+	// the webhook still makes them.
+	allow := admissionregistrationv1.AllowAction
+	return &admissionregistrationv1.ParamRef{Name: ParamsName, Namespace: c.opts.Namespace, ParameterNotFoundAction: &allow}
+}
+
+var configMapParamKind = &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
+
+func (c *compiler) addCoverage(cv Coverage) {
+	for i := range c.res.Compiled {
+		if c.res.Compiled[i].Rule == cv.Rule && c.res.Compiled[i].Note == cv.Note {
+			c.res.Compiled[i].Kinds = append(c.res.Compiled[i].Kinds, cv.Kinds...)
+			c.res.Compiled[i].Objects = append(c.res.Compiled[i].Objects, cv.Objects...)
+			return
+		}
+	}
+	c.res.Compiled = append(c.res.Compiled, cv)
+}
+
+func (c *compiler) sortResult() {
+	byName := func(a, b Object) int { return cmp.Compare(a.GetName(), b.GetName()) }
+	slices.SortFunc(c.res.ValidatingPolicies, func(a, b *admissionregistrationv1.ValidatingAdmissionPolicy) int { return byName(a, b) })
+	slices.SortFunc(c.res.ValidatingBindings, func(a, b *admissionregistrationv1.ValidatingAdmissionPolicyBinding) int { return byName(a, b) })
+	slices.SortFunc(c.res.MutatingPolicies, func(a, b *admissionregistrationv1.MutatingAdmissionPolicy) int { return byName(a, b) })
+	slices.SortFunc(c.res.MutatingBindings, func(a, b *admissionregistrationv1.MutatingAdmissionPolicyBinding) int { return byName(a, b) })
+	for i := range c.res.Compiled {
+		slices.Sort(c.res.Compiled[i].Kinds)
+		slices.Sort(c.res.Compiled[i].Objects)
+	}
+	byRule := func(a, b Omission) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Scope, b.Scope))
+	}
+	slices.SortFunc(c.res.Compiled, func(a, b Coverage) int { return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Note, b.Note)) })
+	slices.SortFunc(c.res.NotCompiled, byRule)
+	slices.SortFunc(c.res.Inactive, byRule)
+}

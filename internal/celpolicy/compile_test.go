@@ -1,0 +1,292 @@
+package celpolicy
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+)
+
+const (
+	sub      = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
+	otherSub = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+	desOS    = "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des-os"
+	desData  = "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des-data"
+)
+
+// fullPolicy turns on every rule that can be compiled: customer-managed keys required, an allow
+// list of subscriptions, and one default for every region and namespace.
+const fullPolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
+kind: EncryptionPolicy
+requireCustomerManagedKeys: true
+allowedDESSubscriptions: [` + sub + `]
+defaults:
+  - name: everywhere
+    diskEncryptionSetID: ` + desOS + `
+    dataDiskEncryptionSetID: ` + desData + `
+    encryptionAtHost: true
+`
+
+func mustParse(t testing.TB, name, doc string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse(name, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustCompile(t testing.TB, p *policy.Policy, cat skus.Catalog) *Result {
+	t.Helper()
+	res, err := Compile(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// Every expression compiles where the apiserver compiles it: as a new expression at the oldest
+// compatibility version the policy kind exists at, at this library's default, and as a stored
+// expression (what runs).
+func TestExpressionsCompile(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	if len(res.ValidatingPolicies) == 0 || len(res.MutatingPolicies) == 0 {
+		t.Fatalf("nothing compiled: %d validating, %d mutating", len(res.ValidatingPolicies), len(res.MutatingPolicies))
+	}
+	for _, p := range res.ValidatingPolicies {
+		for _, v := range vapVersions {
+			compileVAP(t, p, v, environment.NewExpressions)
+		}
+		compileVAP(t, p, environment.DefaultCompatibilityVersion(), environment.StoredExpressions)
+	}
+	for _, p := range res.MutatingPolicies {
+		for _, v := range mapVersions {
+			compileMAP(t, p, v, environment.NewExpressions)
+		}
+		compileMAP(t, p, environment.DefaultCompatibilityVersion(), environment.StoredExpressions)
+	}
+}
+
+// The versions above mean something: one minor earlier, the features the expressions rely on are
+// missing (optional types arrived in 1.28; two-variable comprehensions in 1.32).
+func TestExpressionsNeedTheirVersions(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	if _, err := buildVAP(res.ValidatingPolicies[0], version.MajorMinor(1, 27), environment.NewExpressions); err == nil {
+		t.Errorf("%s compiles at 1.27, which has no optional types", res.ValidatingPolicies[0].Name)
+	}
+	for _, p := range res.MutatingPolicies {
+		if strings.Contains(p.Name, "inject-des") {
+			if _, err := buildMAP(p, version.MajorMinor(1, 31), environment.NewExpressions); err == nil {
+				t.Errorf("%s compiles at 1.31, which has no two-variable comprehensions", p.Name)
+			}
+		}
+	}
+}
+
+func TestNamesLabelsAndOwnership(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	var names []string
+	for _, o := range res.Objects() {
+		names = append(names, o.GetObjectKind().GroupVersionKind().Kind+" "+o.GetNamespace()+"/"+o.GetName())
+		if errs := validation.IsDNS1123Subdomain(o.GetName()); len(errs) > 0 {
+			t.Errorf("%s: %v", o.GetName(), errs)
+		}
+		if !OwnedSelector().Matches(labels.Set(o.GetLabels())) {
+			t.Errorf("%s is not selected by %s: %v", o.GetName(), OwnedSelector(), o.GetLabels())
+		}
+		if o.GetObjectKind().GroupVersionKind().Empty() {
+			t.Errorf("%s has no apiVersion and kind", o.GetName())
+		}
+	}
+	want := []string{"ConfigMap capz-encryption-webhook-system/capz-encryption-webhook.vm-sizes"}
+	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
+		for _, n := range []string{
+			"ade-extension.azuremachine", "ade-extension.azuremachinepool", "ade-extension.azuremachinetemplate",
+			"aks-target.azuremanagedcontrolplane", "aks-target.azuremanagedmachinepool",
+			"des-id-malformed.azuremachine", "des-id-malformed.azuremachinepool", "des-id-malformed.azuremachinetemplate",
+			"des-required.azuremachine", "des-required.azuremachinepool", "des-required.azuremachinetemplate",
+			"des-subscription-not-allowed.azuremachine", "des-subscription-not-allowed.azuremachinepool", "des-subscription-not-allowed.azuremachinetemplate",
+			"eah-sku-unsupported.azuremachine", "eah-sku-unsupported.azuremachinepool", "eah-sku-unsupported.azuremachinetemplate",
+		} {
+			want = append(want, kind+" /capz-encryption-webhook."+n)
+		}
+	}
+	for _, kind := range []string{"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"} {
+		for _, n := range []string{"inject-des", "inject-eah"} {
+			for _, k := range []string{"azuremachine", "azuremachinepool", "azuremachinetemplate"} {
+				want = append(want, kind+" /capz-encryption-webhook."+n+"."+k)
+			}
+		}
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("objects:\n%s\nwant:\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
+	}
+	for _, b := range res.ValidatingBindings {
+		sel := b.Spec.MatchResources.NamespaceSelector
+		if len(sel.MatchExpressions) != 1 || !slices.Equal(sel.MatchExpressions[0].Values, []string{"capz-encryption-webhook-system", "kube-system"}) {
+			t.Errorf("%s: namespaces left out: %v", b.Name, sel)
+		}
+		if (b.Spec.ParamRef != nil) != strings.Contains(b.Name, "eah-sku-unsupported") {
+			t.Errorf("%s: paramRef %v", b.Name, b.Spec.ParamRef)
+		}
+	}
+}
+
+// The same inputs give the same bytes, so that a controller's server-side apply is a no-op and
+// golden files hold.
+func TestDeterministic(t *testing.T) {
+	render := func() string {
+		var b strings.Builder
+		res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.NewLayered(skus.Embedded()))
+		if err := res.WriteYAML(&b); err != nil {
+			t.Fatal(err)
+		}
+		if err := res.WriteJSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	first := render()
+	for range 5 {
+		if render() != first {
+			t.Fatal("two compilations of the same policy differ")
+		}
+	}
+}
+
+func TestActionsOnBindings(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want map[policy.RuleID]admissionregistrationv1.ValidationAction
+	}{
+		{fullPolicy, map[policy.RuleID]admissionregistrationv1.ValidationAction{policy.RuleDESIDMalformed: admissionregistrationv1.Deny, policy.RuleAKSTarget: admissionregistrationv1.Deny}},
+		{fullPolicy + "rules:\n  des-id-malformed: warn\n  aks-target: audit\n", map[policy.RuleID]admissionregistrationv1.ValidationAction{policy.RuleDESIDMalformed: admissionregistrationv1.Warn, policy.RuleAKSTarget: admissionregistrationv1.Audit, policy.RuleADEExtension: admissionregistrationv1.Deny}},
+		{fullPolicy + "dryRun: true\nrules:\n  aks-target: audit\n", map[policy.RuleID]admissionregistrationv1.ValidationAction{policy.RuleDESIDMalformed: admissionregistrationv1.Warn, policy.RuleAKSTarget: admissionregistrationv1.Audit}},
+	} {
+		res := mustCompile(t, mustParse(t, "p.yaml", tc.doc), skus.Embedded())
+		for _, b := range res.ValidatingBindings {
+			rule := policy.RuleID(b.Labels[LabelRule])
+			if want, ok := tc.want[rule]; ok && !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{want}) {
+				t.Errorf("%s: %v, want %v", b.Name, b.Spec.ValidationActions, want)
+			}
+		}
+	}
+}
+
+// Every rule is accounted for: compiled, not compiled (with a reason), or off.
+func TestEveryRuleAccountedFor(t *testing.T) {
+	for _, doc := range []string{fullPolicy, paletteValues, desOnlyPolicy, "apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\n"} {
+		for _, cat := range []skus.Catalog{nil, skus.Embedded()} {
+			res := mustCompile(t, mustParse(t, "p.yaml", doc), cat)
+			seen := map[policy.RuleID]bool{}
+			for _, c := range res.Compiled {
+				seen[c.Rule] = true
+			}
+			for _, o := range append(res.NotCompiled, res.Inactive...) {
+				seen[o.Rule] = true
+				if o.Reason == "" {
+					t.Errorf("%v without a reason", o)
+				}
+			}
+			for _, r := range policy.Rules() {
+				if !seen[r] {
+					t.Errorf("%s (catalog %v): rule %s is neither compiled, nor listed as not compiled, nor off", strings.SplitN(doc, "\n", 2)[0], cat != nil, r)
+				}
+			}
+		}
+	}
+}
+
+// A Palette-style policy (one default, no per-region data) compiles whole, except what needs live
+// Azure data or the Cluster; and of those, only the parts of rules that need the region.
+func TestPaletteCompilesWhole(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "palette.yaml", paletteValues), skus.Embedded())
+	needsData := map[policy.RuleID]bool{
+		policy.RuleDESLocationMismatch: true, policy.RuleDESNotFound: true, policy.RuleDESEncryptionType: true, policy.RuleDESKeyRotation: true,
+		policy.RuleSKUUnknown: true, policy.RuleDefaultNotApplied: true, policy.RuleRepave: true,
+	}
+	for _, o := range res.NotCompiled {
+		if !needsData[o.Rule] && o.Scope == "" {
+			t.Errorf("%q is not compiled at all: %s", o.Rule, o.Reason)
+		}
+	}
+	compiled := map[policy.RuleID][]string{}
+	for _, c := range res.Compiled {
+		compiled[c.Rule] = append(compiled[c.Rule], c.Kinds...)
+	}
+	for r, n := range map[policy.RuleID]int{"": 6, policy.RuleDESIDMalformed: 3, policy.RuleADEExtension: 3, policy.RuleEAHSKUUnsupported: 3, policy.RuleAKSTarget: 2} {
+		if len(compiled[r]) != n {
+			t.Errorf("%q compiled for %v, want %d kinds", r, compiled[r], n)
+		}
+	}
+	if len(res.MutatingPolicies) != 6 {
+		t.Errorf("%d mutating policies, want DES and EAH for 3 kinds", len(res.MutatingPolicies))
+	}
+}
+
+// The sample policy's defaults depend on the region: neither the injection nor des-required is
+// compiled, and the reason says why.
+func TestRegionalDefaultsNotCompiled(t *testing.T) {
+	data, err := os.ReadFile("../../config/samples/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse("policy.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustCompile(t, p, skus.Embedded())
+	if len(res.MutatingPolicies) != 0 {
+		t.Errorf("%d mutating policies for regional defaults", len(res.MutatingPolicies))
+	}
+	found := map[policy.RuleID]string{}
+	for _, o := range res.NotCompiled {
+		if o.Scope == "" || o.Rule == "" {
+			found[o.Rule] = o.Reason
+		}
+	}
+	for _, r := range []policy.RuleID{policy.RuleDESRequired, ""} {
+		if !strings.Contains(found[r], `default "eastus" applies only in eastus`) {
+			t.Errorf("%q: reason %q", r, found[r])
+		}
+	}
+	for _, v := range res.ValidatingPolicies {
+		if v.Labels[LabelRule] == string(policy.RuleDESRequired) {
+			t.Errorf("%s compiled", v.Name)
+		}
+	}
+}
+
+func TestWithoutCatalog(t *testing.T) {
+	res := mustCompile(t, mustParse(t, "palette.yaml", paletteValues), nil)
+	if len(res.Params) != 0 {
+		t.Error("a ConfigMap without a catalog")
+	}
+	for _, p := range res.MutatingPolicies {
+		if strings.Contains(p.Name, "inject-eah") || p.Spec.ParamKind != nil {
+			t.Errorf("%s without a catalog", p.Name)
+		}
+	}
+	for _, v := range res.ValidatingPolicies {
+		if v.Spec.ParamKind != nil {
+			t.Errorf("%s reads parameters without a catalog", v.Name)
+		}
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	for _, o := range []Options{{Namespace: "Not_A_Namespace"}, {ExcludedNamespaces: []string{"a/b"}}} {
+		if _, err := Compile(nil, nil, o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
