@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 type celOptions struct {
@@ -64,13 +64,9 @@ func (o *celOptions) run(stdout io.Writer) error {
 		}
 	}
 	// The same catalog as check and serve without live data: a catalog file over the embedded one.
-	var catalog skus.Catalog = skus.Embedded()
-	if o.catalog != "" {
-		file, err := skus.LoadFile(o.catalog)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		catalog = skus.NewLayered(file, skus.Embedded())
+	catalog, err := skucatalog.Build(nil, o.catalog)
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	res, err := celpolicy.Compile(pol, catalog, celpolicy.Options{Namespace: o.namespace})
 	if err != nil {

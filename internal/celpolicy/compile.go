@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 const (
@@ -204,7 +204,7 @@ func universalDefault(p *policy.Policy) (*policy.Default, string) {
 // action is the rule's action as a binding enforces it: the policy's dryRun turns deny into warn.
 func (c *compiler) action(r policy.RuleID) policy.Action {
 	a := c.p.ActionFor(r)
-	if c.p.DryRun && a == policy.ActionDeny {
+	if c.p.WarnOnly && a == policy.ActionDeny {
 		return policy.ActionWarn
 	}
 	return a

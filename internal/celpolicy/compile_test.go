@@ -12,8 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/cel/environment"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 const (
@@ -58,7 +59,7 @@ func mustCompile(t testing.TB, p *policy.Policy, cat skus.Catalog) *Result {
 // compatibility version the policy kind exists at, at this library's default, and as a stored
 // expression (what runs).
 func TestExpressionsCompile(t *testing.T) {
-	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skucatalog.Embedded())
 	if len(res.ValidatingPolicies) == 0 || len(res.MutatingPolicies) == 0 {
 		t.Fatalf("nothing compiled: %d validating, %d mutating", len(res.ValidatingPolicies), len(res.MutatingPolicies))
 	}
@@ -79,7 +80,7 @@ func TestExpressionsCompile(t *testing.T) {
 // The versions above mean something: one minor earlier, the features the expressions rely on are
 // missing (optional types arrived in 1.28; two-variable comprehensions in 1.32).
 func TestExpressionsNeedTheirVersions(t *testing.T) {
-	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skucatalog.Embedded())
 	if _, err := buildVAP(res.ValidatingPolicies[0], version.MajorMinor(1, 27), environment.NewExpressions); err == nil {
 		t.Errorf("%s compiles at 1.27, which has no optional types", res.ValidatingPolicies[0].Name)
 	}
@@ -93,7 +94,7 @@ func TestExpressionsNeedTheirVersions(t *testing.T) {
 }
 
 func TestNamesLabelsAndOwnership(t *testing.T) {
-	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skucatalog.Embedded())
 	var names []string
 	for _, o := range res.Objects() {
 		names = append(names, o.GetObjectKind().GroupVersionKind().Kind+" "+o.GetNamespace()+"/"+o.GetName())
@@ -146,7 +147,7 @@ func TestNamesLabelsAndOwnership(t *testing.T) {
 func TestDeterministic(t *testing.T) {
 	render := func() string {
 		var b strings.Builder
-		res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.NewLayered(skus.Embedded()))
+		res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.NewLayered(skucatalog.Embedded()))
 		if err := res.WriteYAML(&b); err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +173,7 @@ func TestActionsOnBindings(t *testing.T) {
 		{fullPolicy + "rules:\n  des-id-malformed: warn\n  aks-target: audit\n", map[policy.RuleID]admissionregistrationv1.ValidationAction{policy.RuleDESIDMalformed: admissionregistrationv1.Warn, policy.RuleAKSTarget: admissionregistrationv1.Audit, policy.RuleADEExtension: admissionregistrationv1.Deny}},
 		{fullPolicy + "dryRun: true\nrules:\n  aks-target: audit\n", map[policy.RuleID]admissionregistrationv1.ValidationAction{policy.RuleDESIDMalformed: admissionregistrationv1.Warn, policy.RuleAKSTarget: admissionregistrationv1.Audit}},
 	} {
-		res := mustCompile(t, mustParse(t, "p.yaml", tc.doc), skus.Embedded())
+		res := mustCompile(t, mustParse(t, "p.yaml", tc.doc), skucatalog.Embedded())
 		for _, b := range res.ValidatingBindings {
 			rule := policy.RuleID(b.Labels[LabelRule])
 			if want, ok := tc.want[rule]; ok && !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{want}) {
@@ -185,7 +186,7 @@ func TestActionsOnBindings(t *testing.T) {
 // Every rule is accounted for: compiled, not compiled (with a reason), or off.
 func TestEveryRuleAccountedFor(t *testing.T) {
 	for _, doc := range []string{fullPolicy, paletteValues, desOnlyPolicy, "apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\n"} {
-		for _, cat := range []skus.Catalog{nil, skus.Embedded()} {
+		for _, cat := range []skus.Catalog{nil, skucatalog.Embedded()} {
 			res := mustCompile(t, mustParse(t, "p.yaml", doc), cat)
 			seen := map[policy.RuleID]bool{}
 			for _, c := range res.Compiled {
@@ -209,7 +210,7 @@ func TestEveryRuleAccountedFor(t *testing.T) {
 // A Palette-style policy (one default, no per-region data) compiles whole, except what needs live
 // Azure data or the Cluster; and of those, only the parts of rules that need the region.
 func TestPaletteCompilesWhole(t *testing.T) {
-	res := mustCompile(t, mustParse(t, "palette.yaml", paletteValues), skus.Embedded())
+	res := mustCompile(t, mustParse(t, "palette.yaml", paletteValues), skucatalog.Embedded())
 	needsData := map[policy.RuleID]bool{
 		policy.RuleDESLocationMismatch: true, policy.RuleDESNotFound: true, policy.RuleDESEncryptionType: true, policy.RuleDESKeyRotation: true,
 		policy.RuleSKUUnknown: true, policy.RuleDefaultNotApplied: true, policy.RuleRepave: true,
@@ -244,7 +245,7 @@ func TestRegionalDefaultsNotCompiled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := mustCompile(t, p, skus.Embedded())
+	res := mustCompile(t, p, skucatalog.Embedded())
 	if len(res.MutatingPolicies) != 0 {
 		t.Errorf("%d mutating policies for regional defaults", len(res.MutatingPolicies))
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/desid"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/desid"
 )
 
 // exportVectors is compiled into package desid's tests through `go test -overlay`, so that the

@@ -12,8 +12,8 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/cel/environment"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 const paletteValues = `cloud:
@@ -141,7 +141,7 @@ func mutate(t testing.TB, maps []compiledMAP, params runtime.Object, obj map[str
 }
 
 func TestMutationParity(t *testing.T) {
-	cat := skus.Embedded()
+	cat := skucatalog.Embedded()
 	for _, pc := range []struct{ name, doc string }{
 		{"full", fullPolicy}, {"palette", paletteValues}, {"des-only", desOnlyPolicy}, {"eah-only", eahOnlyPolicy},
 	} {

@@ -20,8 +20,9 @@ import (
 	"k8s.io/apiserver/pkg/cel/environment"
 	"sigs.k8s.io/yaml"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 // object builds a CAPZ object of kind k in namespace team-a whose machine settings (for the AKS
@@ -297,7 +298,7 @@ func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compil
 		goAction, findings := enforced(d, v.rule)
 		if c != nil {
 			action := p.ActionFor(v.rule)
-			if p.DryRun && action == policy.ActionDeny {
+			if p.WarnOnly && action == policy.ActionDeny {
 				action = policy.ActionWarn
 			}
 			var want policy.Action
@@ -364,7 +365,7 @@ rules:
 }
 
 func validationParity(t *testing.T, p *policy.Policy) {
-	cat := skus.Embedded()
+	cat := skucatalog.Embedded()
 	res := mustCompile(t, p, cat)
 	vaps := compiledVAPs(t, res)
 	params := paramsObject(t, res)

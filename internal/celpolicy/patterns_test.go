@@ -10,7 +10,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"k8s.io/apiserver/pkg/cel/environment"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
 
 var aksPatchRE = regexp.MustCompile(AKSPatchPattern)

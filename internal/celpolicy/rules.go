@@ -7,7 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
 
 // listVar is a list that findings iterate.
@@ -81,9 +81,9 @@ func (c *compiler) vap(g ruleGen) {
 	newSide, oldSide := side{path: rootPath}, side{old: true, path: rootPath}
 	action := c.action(g.rule)
 	prefix := ""
-	if c.p.DryRun && c.p.ActionFor(g.rule) == policy.ActionDeny {
-		// As policy.Evaluate words a denial that the policy's dryRun turned into a warning.
-		prefix = str("[dry-run: would deny] ") + " + "
+	if c.p.WarnOnly && c.p.ActionFor(g.rule) == policy.ActionDeny {
+		// As policy.Evaluate words a denial that the policy's warnOnly turned into a warning.
+		prefix = str("[warn-only: would deny] ") + " + "
 	}
 	head := "capz-encryption-webhook [" + string(g.rule) + "] "
 	vars := []admissionregistrationv1.Variable{{Name: "findings", Expression: g.findings(newSide)}}

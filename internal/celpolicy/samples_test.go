@@ -14,9 +14,9 @@ import (
 
 	"k8s.io/apiserver/pkg/admission"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/manifest"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/manifest"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 func samples(t *testing.T) map[string]map[string]any {
@@ -65,7 +65,7 @@ func TestSamplesValidationParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := skus.Embedded()
+	cat := skucatalog.Embedded()
 	res := mustCompile(t, p, cat)
 	vaps := compiledVAPs(t, res)
 	params := paramsObject(t, res)
@@ -86,7 +86,7 @@ func TestSamplesValidationParity(t *testing.T) {
 
 func TestSamplesMutationParity(t *testing.T) {
 	p := mustParse(t, "palette.yaml", paletteValues)
-	cat := skus.Embedded()
+	cat := skucatalog.Embedded()
 	res := mustCompile(t, p, cat)
 	maps := compiledMAPs(t, res)
 	vaps := compiledVAPs(t, res)

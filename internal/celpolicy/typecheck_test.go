@@ -25,7 +25,7 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	"sigs.k8s.io/yaml"
 
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/pkg/skus"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 // crdSchemas resolves the schemas of the CAPZ kinds in every served version.
@@ -122,7 +122,7 @@ func TestTypeCheckAgainstCAPZSchemas(t *testing.T) {
 	crds := loadCRDSchemas(t)
 	tc := &validating.TypeChecker{SchemaResolver: crds, RestMapper: crds.mapper}
 	res := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), nil)
-	withSizes := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skus.Embedded())
+	withSizes := mustCompile(t, mustParse(t, "full.yaml", fullPolicy), skucatalog.Embedded())
 	check := func(name string, p *admissionregistrationv1.ValidatingAdmissionPolicy, exprs map[string]string) {
 		p.Spec.MatchConstraints = crds.concrete(p.Spec.MatchConstraints)
 		ctx := tc.CreateContext(p)
