@@ -7,9 +7,9 @@ import (
 	"io"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/yaml"
 )
 
 // WriteYAML writes the objects as a multi-document YAML stream that kubectl applies, headed by
@@ -22,7 +22,7 @@ func (r *Result) WriteYAML(w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		y, err := yaml.Marshal(m)
+		y, err := marshalYAML(m)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
 		}
@@ -54,6 +54,40 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	}
 	_, err = w.Write(append(out, '\n'))
 	return err
+}
+
+// marshalYAML writes m with its keys in JSON's order (sorted bytewise). sigs.k8s.io/yaml sorts map
+// keys "naturally" (digits by value), an order that is not total for keys such as standard_b4ms,
+// standard_b12ms and standard_b1ls, so that the same ConfigMap came out in different orders.
+func marshalYAML(m map[string]any) ([]byte, error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	plain(&doc)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// plain drops the JSON styles (flow collections, double quotes) that parsing JSON left on the nodes,
+// so that the encoder writes block YAML and quotes only what needs it.
+func plain(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		plain(c)
+	}
 }
 
 // applied is o as it is applied: without the empty status the typed objects carry, which belongs
