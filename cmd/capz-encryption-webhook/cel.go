@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ type celOptions struct {
 	output     string
 	explain    bool
 	namespace  string
+	now        string
 }
 
 func newCELCmd() *cobra.Command {
@@ -33,6 +35,8 @@ app.kubernetes.io/managed-by=capz-encryption-webhook.
 
 What needs data the apiserver cannot see (the Cluster's region, live Disk Encryption Set facts) is
 left to the webhook; the YAML header lists it with the reasons, and --explain prints only that.
+The VM-size verdicts are what the webhook concludes wherever the machine is, with evidence more
+than 3 years old only warning, as of now (--now fixes the date for reproducible output).
 
 Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
 		Args: cobra.NoArgs,
@@ -46,6 +50,7 @@ Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
 	f.StringVarP(&o.output, "output", "o", "yaml", "output format: yaml or json (a v1 List)")
 	f.BoolVar(&o.explain, "explain", false, "print what is compiled and what is left to the webhook, and why, instead of the objects")
 	f.StringVar(&o.namespace, "namespace", celpolicy.DefaultNamespace, "namespace of the parameter ConfigMap (the webhook's)")
+	f.StringVar(&o.now, "now", "", "judge the age of catalog evidence as of this time (RFC 3339, or a date YYYY-MM-DD) instead of now, for reproducible output")
 	return cmd
 }
 
@@ -68,7 +73,13 @@ func (o *celOptions) run(stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	res, err := celpolicy.Compile(pol, catalog, celpolicy.Options{Namespace: o.namespace})
+	now := time.Now()
+	if o.now != "" {
+		if now, err = parseNow(o.now); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
+	res, err := celpolicy.Compile(pol, catalog, celpolicy.Options{Namespace: o.namespace, Now: now})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -84,4 +95,16 @@ func (o *celOptions) run(stdout io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	return nil
+}
+
+// parseNow reads --now: RFC 3339, or a date (midnight UTC).
+func parseNow(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--now %q: want RFC 3339 (2026-11-27T00:00:00Z) or a date (2026-11-27)", s)
+	}
+	return t, nil
 }

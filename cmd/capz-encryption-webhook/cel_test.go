@@ -15,6 +15,10 @@ import (
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/cel")
 
+// goldenNow fixes the date the goldens judge the age of catalog evidence at, so that they do not
+// change as captures age.
+const goldenNow = "2026-11-27"
+
 // The output of `cel` for the sample policy and the Palette pack values, byte for byte. After an
 // intended change (or a new embedded catalog): go test ./cmd/capz-encryption-webhook -run TestCELGolden -update
 func TestCELGolden(t *testing.T) {
@@ -22,9 +26,9 @@ func TestCELGolden(t *testing.T) {
 		golden string
 		args   []string
 	}{
-		{"sample-policy.yaml", []string{"cel", "--policy", "../../config/samples/policy.yaml"}},
-		{"palette-pack-values.yaml", []string{"cel", "--policy", "../../docs/examples/palette-pack-values.yaml"}},
-		{"palette-pack-values.explain.txt", []string{"cel", "--policy", "../../docs/examples/palette-pack-values.yaml", "--explain"}},
+		{"sample-policy.yaml", []string{"cel", "--policy", "../../config/samples/policy.yaml", "--now", goldenNow}},
+		{"palette-pack-values.yaml", []string{"cel", "--policy", "../../docs/examples/palette-pack-values.yaml", "--now", goldenNow}},
+		{"palette-pack-values.explain.txt", []string{"cel", "--policy", "../../docs/examples/palette-pack-values.yaml", "--explain", "--now", goldenNow}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			out, code := runCLI(t, "", tc.args...)
@@ -127,6 +131,7 @@ func TestCELBadInput(t *testing.T) {
 		{"missing policy file", []string{"cel", "--policy", filepath.Join(dir, "nope.yaml")}, "nope.yaml"},
 		{"unreadable catalog", []string{"cel", "--sku-catalog", write("c.json", "{")}, "c.json"},
 		{"bad output flag", []string{"cel", "-o", "xml"}, "--output"},
+		{"bad date", []string{"cel", "--now", "yesterday"}, "--now"},
 		{"bad namespace", []string{"cel", "--namespace", "Not_Valid"}, "Not_Valid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

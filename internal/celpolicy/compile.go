@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -42,19 +43,33 @@ const (
 	AnnotationCatalog = "capz-encryption-webhook.io/catalog"
 )
 
-// Values of the ConfigMap of VM-size verdicts, keyed by strings.ToLower of the size name. They are
-// judged as policy judges a size when the region is unknown: over every catalog region that offers
-// the size, with a subscription restriction counting as no support.
+// Values of the ConfigMap of VM-size verdicts, keyed by strings.ToLower of the size name: what the
+// webhook concludes about encryption at host on the size when the region is unknown, kept only as
+// far as it holds in every region the object may be in (policy.JudgeSizeAnywhere). A size the
+// catalog does not list has no key.
 const (
-	SizeSupported   = "supported"   // encryption at host in every region that offers it
-	SizeUnsupported = "unsupported" // in none of them
-	SizeMixed       = "mixed"       // in some: the verdict needs the region
+	// SizeSupported: every catalog region that lists the size supports encryption at host; a default
+	// injects it.
+	SizeSupported = "supported"
+	// SizeUnsupported: no catalog region supports it, and current evidence (captures less than
+	// policy.EvidenceMaxAgeYears old) says so wherever the object is: refused.
+	SizeUnsupported = "unsupported"
+	// SizeDoubtful: no catalog region supports it, but somewhere the only evidence is older than
+	// that (or a restriction that binds the subscription in some regions only): a warning; the
+	// webhook, which knows the region, may refuse it.
+	SizeDoubtful = "doubtful"
+	// SizeMixed: some region supports it and another does not: the region decides, so only the
+	// webhook judges it.
+	SizeMixed = "mixed"
 )
 
 // Options adjust what Compile makes.
 type Options struct {
 	// Namespace of the parameter ConfigMap (DefaultNamespace when empty).
 	Namespace string
+	// Now is the time against which the age of catalog evidence is judged, as the webhook judges it
+	// at every request (policy.Environment.Now); zero: no evidence is old. Compile reads no clock.
+	Now time.Time
 	// ExcludedNamespaces are left out by every binding, as the webhook configurations leave out
 	// kube-system and the webhook's own namespace. Empty means exactly those two (Namespace for the
 	// latter).
@@ -162,7 +177,7 @@ func Compile(p *policy.Policy, cat skus.Catalog, opts Options) (*Result, error) 
 
 	c := &compiler{p: p, cat: cat, opts: opts, res: &Result{PolicySource: p.Source}}
 	if cat != nil {
-		c.sizes = buildSizes(cat)
+		c.sizes = buildSizes(cat, opts.Now)
 		c.res.CatalogSource = c.sizes.desc
 	}
 	c.def, c.defReason = universalDefault(p)
@@ -199,6 +214,22 @@ func universalDefault(p *policy.Policy) (*policy.Default, string) {
 		return nil, fmt.Sprintf("default %q applies only to namespaces matching %q", d.Name, d.Selector.String())
 	}
 	return &d, ""
+}
+
+// warnOnlyPrefixed: the policy's warnOnly turns the rule's denials into warnings, which policy.Evaluate
+// prefixes.
+func (c *compiler) warnOnlyPrefixed(r policy.RuleID) bool {
+	return c.p.WarnOnly && c.p.ActionFor(r) == policy.ActionDeny
+}
+
+func severity(a policy.Action) int {
+	switch a {
+	case policy.ActionDeny:
+		return 2
+	case policy.ActionWarn:
+		return 1
+	}
+	return 0
 }
 
 // action is the rule's action as a binding enforces it: the policy's dryRun turns deny into warn.

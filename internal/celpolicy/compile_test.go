@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -46,9 +47,34 @@ func mustParse(t testing.TB, name, doc string) *policy.Policy {
 	return p
 }
 
+// testNow is when the tests judge the age of catalog evidence: the embedded eastus listing (2020) and
+// eastus2 selection (2022) are more than policy.EvidenceMaxAgeYears old then, the other captures are
+// not.
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// testCatalog is the embedded catalog under a current catalog file of the user's subscription for
+// two regions the embedded one lacks, with sizes whose verdicts the embedded data does not show:
+//   - Standard_Mixed_v1 supports encryption at host in testeast, not in testwest (mixed);
+//   - Standard_Restricted_v1 supports it, but the subscription may not use it in testwest, the only
+//     region that lists it: refused there and with the region unknown, allowed in a region no layer
+//     covers (mixed);
+//   - Standard_Fresh_v1 supports it in neither (unsupported, current evidence).
+func testCatalog() skus.Catalog {
+	eah := func(v string) map[string]string { return map[string]string{skus.CapabilityEncryptionAtHost: v} }
+	restricted := []skus.Restriction{{Type: skus.RestrictionTypeLocation, ReasonCode: skus.ReasonNotAvailableForSub}}
+	file := skus.NewStatic([]skus.SKU{
+		{Name: "Standard_Mixed_v1", Region: "testeast", Capabilities: eah("True")},
+		{Name: "Standard_Mixed_v1", Region: "testwest", Capabilities: eah("False")},
+		{Name: "Standard_Restricted_v1", Region: "testwest", Capabilities: eah("True"), Restrictions: restricted},
+		{Name: "Standard_Fresh_v1", Region: "testeast", Capabilities: eah("False")},
+		{Name: "Standard_Fresh_v1", Region: "testwest", Capabilities: eah("False")},
+	}, skus.SourceInfo{Name: "file", Detail: "site-skus.json", AsOf: testNow.AddDate(0, -1, 0)})
+	return skus.NewLayered(file, skucatalog.Embedded())
+}
+
 func mustCompile(t testing.TB, p *policy.Policy, cat skus.Catalog) *Result {
 	t.Helper()
-	res, err := Compile(p, cat, Options{})
+	res, err := Compile(p, cat, Options{Now: testNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +142,8 @@ func TestNamesLabelsAndOwnership(t *testing.T) {
 			"des-id-malformed.azuremachine", "des-id-malformed.azuremachinepool", "des-id-malformed.azuremachinetemplate",
 			"des-required.azuremachine", "des-required.azuremachinepool", "des-required.azuremachinetemplate",
 			"des-subscription-not-allowed.azuremachine", "des-subscription-not-allowed.azuremachinepool", "des-subscription-not-allowed.azuremachinetemplate",
-			"eah-sku-unsupported.azuremachine", "eah-sku-unsupported.azuremachinepool", "eah-sku-unsupported.azuremachinetemplate",
+			"eah-sku-unsupported.azuremachine", "eah-sku-unsupported.azuremachine.warn", "eah-sku-unsupported.azuremachinepool", "eah-sku-unsupported.azuremachinepool.warn",
+			"eah-sku-unsupported.azuremachinetemplate", "eah-sku-unsupported.azuremachinetemplate.warn",
 		} {
 			want = append(want, kind+" /capz-encryption-webhook."+n)
 		}
@@ -214,6 +241,7 @@ func TestPaletteCompilesWhole(t *testing.T) {
 	needsData := map[policy.RuleID]bool{
 		policy.RuleDESLocationMismatch: true, policy.RuleDESNotFound: true, policy.RuleDESEncryptionType: true, policy.RuleDESKeyRotation: true,
 		policy.RuleSKUUnknown: true, policy.RuleDefaultNotApplied: true, policy.RuleRepave: true,
+		policy.RuleCatalogRegionMissing: true, policy.RuleLocationAnnotationIgnored: true, policy.RuleLocationMismatch: true,
 	}
 	for _, o := range res.NotCompiled {
 		if !needsData[o.Rule] && o.Scope == "" {
@@ -224,7 +252,8 @@ func TestPaletteCompilesWhole(t *testing.T) {
 	for _, c := range res.Compiled {
 		compiled[c.Rule] = append(compiled[c.Rule], c.Kinds...)
 	}
-	for r, n := range map[policy.RuleID]int{"": 6, policy.RuleDESIDMalformed: 3, policy.RuleADEExtension: 3, policy.RuleEAHSKUUnsupported: 3, policy.RuleAKSTarget: 2} {
+	// eah-sku-unsupported: refused (unsupported) and warned (doubtful), for each machine kind.
+	for r, n := range map[policy.RuleID]int{"": 6, policy.RuleDESIDMalformed: 3, policy.RuleADEExtension: 3, policy.RuleEAHSKUUnsupported: 6, policy.RuleAKSTarget: 2} {
 		if len(compiled[r]) != n {
 			t.Errorf("%q compiled for %v, want %d kinds", r, compiled[r], n)
 		}

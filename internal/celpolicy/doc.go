@@ -36,23 +36,34 @@
 // nor whether it is an AKS cluster), and not Azure. Result.NotCompiled lists every rule, or part of a
 // rule, left to the webhook, with the reason; Result.Inactive lists rules the policy switches off.
 //
+// # VM sizes
+//
+// The ConfigMap maps each size the catalog lists to what the webhook concludes about encryption at
+// host on it without knowing the region, kept only as far as it holds in every region the machine
+// may be in (policy.JudgeSizeAnywhere): supported (a default injects it), unsupported (current
+// evidence says no everywhere: refused), doubtful (no region supports it, but somewhere the only
+// evidence is more than policy.EvidenceMaxAgeYears old: a warning, as the webhook gives there) or
+// mixed (the region decides: left to the webhook). Options.Now is the date the age is judged at;
+// the verdicts change as captures age, so a controller recompiles them.
+//
 // # Where the compiled policies differ from the webhook
 //
-// Narrower (the webhook still decides; see NotCompiled): VM sizes whose support for encryption at
-// host differs between catalog regions, and the region an object names itself (the location
-// annotation, AzureMachinePool's spec.location), which the webhook uses and the compiled policies
-// do not read yet; machines of AKS clusters; AzureManagedControlPlane patches whose key is written
-// with JSON escapes, or that are not valid JSON. The compiled policies record nothing for exempt
-// requests or ratcheted findings, which the webhook's audit trail records as audit.
+// Never stricter about VM sizes (a test checks every size in every region): a size the webhook
+// refuses in some regions and only warns about in others is warned about; one with mixed support is
+// left alone, and encryption at host is not injected on it. Narrower as well (the webhook still
+// decides; see NotCompiled): the region rules, sku-unknown, default-not-applied and the repave
+// warning; AzureManagedControlPlane patches whose key is written with JSON escapes, or that are not
+// valid JSON. The compiled policies record nothing for exempt requests or ratcheted findings, which
+// the webhook's audit trail records as audit.
 //
-// Stricter, where the webhook would know better from the Cluster: des-required judges machines of
-// AKS clusters like any other, and the mutating policies inject into them (the webhook reports
-// aks-target instead); encryption at host is injected on a size that supports it in every catalog
-// region also for a machine in a region the catalog lacks (the webhook reports sku-unknown); and a
-// size that supports it nowhere is denied as eah-sku-unsupported where the webhook, in a region
-// that does not offer the size, reports sku-unknown (which differs only if that rule is set to
-// warn or audit). Data disks that are exact duplicates share one index in messages and keys.
-// An object too large for the apiserver's CEL cost budget is refused (failurePolicy Fail).
+// Stricter, where the webhook would know better from the Cluster: machines of AKS clusters are
+// judged and defaulted like any other (the webhook injects nothing there, and reports aks-target for
+// what the user set); encryption at host is injected on a supported size also in a region whose
+// current complete listing lacks the size, where the webhook refuses the object as sku-unknown; and
+// a size that is refused everywhere is refused as eah-sku-unsupported where the webhook, in such a
+// region, says sku-unknown (which differs only if that rule is set to warn or audit). Data disks
+// that are exact duplicates share one index in messages and keys. An object too large for the
+// apiserver's CEL cost budget is refused (failurePolicy Fail).
 //
 // # Kubernetes versions
 //

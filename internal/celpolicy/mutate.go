@@ -159,7 +159,7 @@ func (c *compiler) mutating(what string, k kindSpec, defName string, vars []admi
 	})
 	note := fmt.Sprintf("default %q: Disk Encryption Sets; %s", defName, aksNote)
 	if what == "inject-eah" {
-		note = fmt.Sprintf("default %q: encryptionAtHost, on sizes that support it in every catalog region that offers them (also for a machine in a region the catalog lacks, where the webhook would not inject it and reports sku-unknown); %s", defName, aksNote)
+		note = fmt.Sprintf("default %q: encryptionAtHost, on sizes that support it in every catalog region that lists them (%s in the ConfigMap), as the webhook does wherever the machine is, except in a region whose current complete listing lacks the size (the webhook injects nothing there, and refuses the object as sku-unknown); %s", defName, SizeSupported, aksNote)
 	}
 	c.addCoverage(Coverage{Kinds: []string{k.kind}, Objects: []string{name}, Note: note})
 }

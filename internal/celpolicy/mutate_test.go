@@ -13,7 +13,6 @@ import (
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
 const paletteValues = `cloud:
@@ -60,7 +59,9 @@ var mapCases = []mapCase{
 	{name: "securityProfile without encryptionAtHost", settings: vmOK + osDES(desOS) + "securityProfile:\n  securityType: TrustedLaunch\n", injected: []string{"securityProfile.encryptionAtHost"}},
 	{name: "encryptionAtHost false", settings: vmOK + osDES(desOS) + "securityProfile:\n  encryptionAtHost: false\n"},
 	{name: "size without encryption at host", settings: "vmSize: Standard_A0\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
-	{name: "size with mixed support", settings: "vmSize: Standard_NC6s_v3\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
+	{name: "size with mixed support", settings: "vmSize: Standard_Mixed_v1\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
+	{name: "size without encryption at host, old evidence", settings: "vmSize: Standard_D4a_v4\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
+	{name: "size restricted in the embedded captures only", settings: "vmSize: Standard_M8-2ms\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
 	{name: "size the catalog lacks", settings: "vmSize: Standard_Nope\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
 	{name: "size spelt loosely", settings: "vmSize: \" standard_d4s_v3 \"\n" + osDES(desOS), injected: []string{"securityProfile.encryptionAtHost"}},
 	{name: "earlier record merged", settings: vmOK + plainOS, annotations: map[string]string{policy.AnnotationInjected: "zeta,dataDisks[9].managedDisk.diskEncryptionSet.id,osDisk.managedDisk.diskEncryptionSet.id", "other": "x"},
@@ -141,7 +142,7 @@ func mutate(t testing.TB, maps []compiledMAP, params runtime.Object, obj map[str
 }
 
 func TestMutationParity(t *testing.T) {
-	cat := skucatalog.Embedded()
+	cat := testCatalog()
 	for _, pc := range []struct{ name, doc string }{
 		{"full", fullPolicy}, {"palette", paletteValues}, {"des-only", desOnlyPolicy}, {"eah-only", eahOnlyPolicy},
 	} {

@@ -10,8 +10,8 @@ import (
 // Why the rules that need data outside the object are left to the webhook. An admission policy sees
 // the object, the stored object, the request, the namespace and one parameter object; not the CAPI
 // Cluster (hence neither the region nor whether it is AKS), and not Azure.
-const needsRegion = "the machine's region, which the webhook finds through the CAPI Cluster unless the object names it " +
-	"(location annotation, AzureMachinePool spec.location); admission policies cannot see the Cluster, and the compiled policies do not read the object's own region yet"
+const needsRegion = "the machine's region, which the webhook finds through its CAPI Cluster (AzureCluster.spec.location); admission policies cannot see the Cluster. " +
+	"An AzureMachinePool's spec.location and the location annotation are visible, but the compiled policies read neither: the ConfigMap holds what holds in every region"
 
 func needsAzure(what string) string {
 	return "needs live Azure data about the Disk Encryption Set (" + what + "), which admission policies cannot see"
@@ -29,10 +29,13 @@ func (c *compiler) omit() {
 	add(policy.RuleDESNotFound, "", needsAzure("whether it exists"))
 	add(policy.RuleDESEncryptionType, "", needsAzure("its encryption type"))
 	add(policy.RuleDESKeyRotation, "", needsAzure("its key rotation settings and status"))
-	add(policy.RuleSKUUnknown, "", "whether a VM size is offered depends on "+needsRegion+
-		"; a compiled catalog also knows fewer sizes than live Azure data, so CEL would refuse sizes the webhook accepts")
+	add(policy.RuleSKUUnknown, "", "it runs only when encryption at host is asked for or injected, and whether the size is offered depends on "+needsRegion+
+		" (a complete listing of the region that lacks the size denies; without a region it only warns, and in a region no catalog layer covers it does not run)")
+	add(policy.RuleCatalogRegionMissing, "", "whether a catalog layer covers the machine's region depends on "+needsRegion)
+	add(policy.RuleLocationAnnotationIgnored, "", "it compares the location annotation with the region of the machine's cluster (AzureCluster.spec.location), which admission policies cannot see")
+	add(policy.RuleLocationMismatch, "", "it compares an AzureMachinePool's spec.location with its cluster's AzureCluster.spec.location, which admission policies cannot see")
 	add(policy.RuleDefaultNotApplied, "", "it reports why the webhook's mutation left a default out; some reasons depend on the region (a size's support for encryption at host), and a MutatingAdmissionPolicy cannot return warnings")
-	add(policy.RuleRepave, "", "the design places this warning where a MachineDeployment, KubeadmControlPlane or MachinePool switches to a template with other encryption settings, which needs both templates; the in-object comparison the webhook makes today is expressible in CEL and can be added")
+	add(policy.RuleRepave, "", "a warning only, left to the webhook: the comparison of the object with the stored one that the webhook makes on UPDATE is expressible in CEL but not compiled; the design's binding-time check (a MachineDeployment, KubeadmControlPlane or MachinePool switched to a template with other encryption settings) needs both templates, which admission policies cannot see")
 	add(policy.RuleAKSTarget, "AzureMachineTemplate, AzureMachine and AzureMachinePool of an AKS cluster",
 		"whether a machine belongs to an AKS cluster depends on its CAPI Cluster's infrastructure and control-plane kinds, which admission policies cannot see")
 	add(policy.RuleAKSTarget, "AzureManagedControlPlane patches whose Disk Encryption Set key is written with JSON escapes, or that are not valid JSON",
@@ -52,11 +55,15 @@ func (c *compiler) omit() {
 		add(policy.RuleEAHSKUUnsupported, "", "no VM-size catalog was given")
 	} else {
 		if n := len(c.sizes.mixed); n > 0 {
-			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%d VM sizes that support encryption at host in some catalog regions and not in others (%s)", n, examples(c.sizes.mixed)),
+			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%s that support encryption at host in some catalog regions and not in others (%s)", sizesCount(n), examples(c.sizes.mixed)),
 				"the verdict depends on "+needsRegion)
 		}
+		if n := len(c.sizes.regionless); n > 0 {
+			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("the refusal of %s that no catalog region supports, compiled as a warning (%s)", sizesCount(n), examples(c.sizes.regionless)),
+				fmt.Sprintf("current evidence says no in some regions, but in another the only evidence is more than %d years old, which only warns there; which one applies depends on %s", policy.EvidenceMaxAgeYears, needsRegion))
+		}
 		if n := len(c.sizes.skipped); n > 0 {
-			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%d VM sizes whose names cannot be ConfigMap keys (%s)", n, examples(c.sizes.skipped)),
+			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%s whose names cannot be ConfigMap keys (%s)", sizesCount(n), examples(c.sizes.skipped)),
 				"the verdicts are looked up in a ConfigMap keyed by size name")
 		}
 	}
@@ -67,8 +74,8 @@ func (c *compiler) omit() {
 		add("", "injection of organisation defaults", c.defReason+": which default applies depends on the namespace's labels or on "+needsRegion)
 	case d.EncryptionAtHost && c.sizes == nil:
 		add("", fmt.Sprintf("encryptionAtHost of default %q", d.Name), "no VM-size catalog was given, so no size is known to support encryption at host")
-	case d.EncryptionAtHost:
-		add("", fmt.Sprintf("encryptionAtHost of default %q on VM sizes that not every catalog region supports, or that the catalog lacks", d.Name),
+	case d.EncryptionAtHost && len(c.sizes.mixed) > 0:
+		add("", fmt.Sprintf("encryptionAtHost of default %q on the %s with mixed support (%s)", d.Name, sizesCount(len(c.sizes.mixed)), examples(c.sizes.mixed)),
 			"whether the size supports encryption at host depends on "+needsRegion)
 	}
 }
@@ -80,4 +87,11 @@ func examples(items []string) string {
 		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:n], ", ") + ", ..."
+}
+
+func sizesCount(n int) string {
+	if n == 1 {
+		return "1 VM size"
+	}
+	return fmt.Sprintf("%d VM sizes", n)
 }

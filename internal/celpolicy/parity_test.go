@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
@@ -84,6 +83,8 @@ type vapCase struct {
 	// deny lists the rules that must hit (at the action the policy gives them); every other
 	// compiled rule must pass.
 	deny []policy.RuleID
+	// warn lists the rules that must hit at most at warn: old evidence only warns.
+	warn []policy.RuleID
 	// preexisting lists the rules whose findings the stored object already had: ratcheted, they
 	// pass, except where the rule's action is audit (policy.Evaluate ratchets only what it enforces).
 	preexisting []policy.RuleID
@@ -119,12 +120,25 @@ var machineCases = []vapCase{
 	{name: "ephemeral OS disk without DES", settings: vmOK + "osDisk:\n  osType: Linux\n  diffDiskSettings:\n    option: Local\n", deny: []policy.RuleID{policy.RuleDESRequired}},
 	{name: "EAH on a size without it in any region", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
 	{name: "EAH on such a size, spelt loosely", settings: "vmSize: \" standard_a0 \"\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on a size restricted for the subscription everywhere", settings: "vmSize: Standard_D2_v3\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on a size with mixed support", settings: "vmSize: Standard_NC6s_v3\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
+	{name: "EAH on another size without it, current evidence", settings: "vmSize: Standard_Fresh_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
+	{name: "EAH on a size without it, old evidence only", settings: "vmSize: Standard_D4a_v4\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
+	// Current evidence says no in southcentralus, the eastus listing of 2020 too: refused with the
+	// region unknown, but only a warning in eastus, so the compiled policies warn.
+	{name: "EAH on a size without it, old evidence in one region", settings: "vmSize: Standard_D2_v2\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
+		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionDeny}, warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
+	{name: "EAH on a size with mixed support", settings: "vmSize: Standard_Mixed_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
 		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionWarn}},
+	{name: "EAH on a size restricted for the subscription where it is listed", settings: "vmSize: Standard_Restricted_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
+		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionDeny}},
+	{name: "EAH on a size restricted in the embedded captures only", settings: "vmSize: Standard_M8-2ms\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
 	{name: "EAH on a size with it everywhere", settings: vmOK + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
 	{name: "EAH false on a size without it", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: false\n"},
 	{name: "EAH on a size the catalog lacks", settings: "vmSize: Standard_Nope\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
+	{name: "size without EAH, EAH not asked for", settings: "vmSize: Standard_Fresh_v1\n" + osDES(desOS)},
+	{name: "update changes the size under EAH, old size doubtful", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
+		old: "vmSize: Standard_D4a_v4\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", preexisting: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
+	{name: "update asks for EAH on a size without it", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
+		old: "vmSize: Standard_A0\n" + osDES(desOS), deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
 
 	// UPDATE: exemptions and ratcheting.
 	{name: "metadata-only update of a non-compliant object", settings: vmOK + osDES("bad") + "vmExtensions:\n  - name: AzureDiskEncryption\n    publisher: Microsoft.Azure.Security\n    version: \"1\"\n", metadataOnly: true},
@@ -208,7 +222,7 @@ func evaluate(t testing.TB, p *policy.Policy, cat skus.Catalog, r request, stage
 	d, err := policy.Evaluate(p, policy.Request{
 		Operation: policy.Operation(r.op), Stage: stage, Object: raw, OldObject: oldRaw,
 		Namespace: testNamespace.Name, NamespaceLabels: testNamespace.Labels, DryRun: r.dryRun,
-	}, policy.Environment{Catalog: cat})
+	}, policy.Environment{Catalog: cat, Now: testNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,69 +294,92 @@ func compiledVAPs(t testing.TB, res *Result) []compiledVAP {
 }
 
 // checkParity runs one request through the compiled policies of its kind and through the webhook's
-// policy, and compares them rule by rule; want (may be nil) is what the case expects.
+// policy, and compares them rule by rule (a rule may be compiled into several policies, e.g. one that
+// refuses and one that warns); c (may be nil) is what the case expects.
 func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compiledVAP, params runtime.Object, r request, c *vapCase) map[policy.RuleID]policy.Action {
 	t.Helper()
 	d := evaluate(t, p, cat, r, policy.StageValidate)
 	got := map[policy.RuleID]policy.Action{}
+	var rules []policy.RuleID
+	messages := map[policy.RuleID][]string{}
 	for _, v := range vaps {
 		if v.kind != r.obj["kind"] {
 			continue
 		}
-		out := runVAP(t, v.eval, v.policy.Name, r, params)
-		var celAction policy.Action
-		if out.denied {
-			celAction = bindingAction(v.binding)
-			got[v.rule] = celAction
+		if !slices.Contains(rules, v.rule) {
+			rules = append(rules, v.rule)
 		}
-		goAction, findings := enforced(d, v.rule)
+		out := runVAP(t, v.eval, v.policy.Name, r, params)
+		if out.denied {
+			if a := bindingAction(v.binding); rank[a] > rank[got[v.rule]] {
+				got[v.rule] = a
+			}
+			messages[v.rule] = append(messages[v.rule], out.message)
+		}
+	}
+	for _, rule := range rules {
+		celAction := got[rule]
+		message := strings.Join(messages[rule], "\n")
+		goAction, findings := enforced(d, rule)
 		if c != nil {
-			action := p.ActionFor(v.rule)
+			action := p.ActionFor(rule)
 			if p.WarnOnly && action == policy.ActionDeny {
 				action = policy.ActionWarn
 			}
+			capped := action
+			if rank[capped] > rank[policy.ActionWarn] {
+				capped = policy.ActionWarn
+			}
 			var want policy.Action
 			switch {
-			case slices.Contains(c.deny, v.rule):
+			case slices.Contains(c.deny, rule):
 				want = action
-			case slices.Contains(c.preexisting, v.rule) && action == policy.ActionAudit:
+			case slices.Contains(c.warn, rule):
+				want = capped
+			case slices.Contains(c.preexisting, rule) && action == policy.ActionAudit:
 				want = action
 			}
-			if limit, ok := c.diverge[v.rule]; ok {
+			if limit, ok := c.diverge[rule]; ok {
+				// Known divergence: the webhook enforces the rule at the action the case gives (capped
+				// by the rule's own), the compiled policies at want (nothing, unless the case says).
 				if rank[limit] < rank[action] {
 					action = limit
 				}
-				if goAction != action || celAction != "" {
-					t.Errorf("%s: known divergence: want webhook %q and CEL nothing, got webhook %q (%v) and CEL %q (%s)", v.policy.Name, action, goAction, findings, celAction, out.message)
+				if goAction != action || celAction != want {
+					t.Errorf("%s: known divergence: want webhook %q and CEL %q, got webhook %q (%v) and CEL %q (%s)", rule, action, want, goAction, findings, celAction, message)
 				}
 				continue
 			}
 			if celAction != want {
-				t.Errorf("%s: CEL %q, want %q: %s", v.policy.Name, celAction, want, out.message)
+				t.Errorf("%s: CEL %q, want %q: %s", rule, celAction, want, message)
 			}
 		}
 		if celAction != goAction {
-			t.Errorf("%s: CEL %q (%s), policy.Evaluate %q (%v)", v.policy.Name, celAction, out.message, goAction, findings)
+			t.Errorf("%s: CEL %q (%s), policy.Evaluate %q (%v)", rule, celAction, message, goAction, findings)
 			continue
 		}
-		if !out.denied {
+		if celAction == "" {
 			continue
 		}
 		var goFields []string
 		var b strings.Builder
-		b.WriteString("capz-encryption-webhook [" + string(v.rule) + "] ")
+		b.WriteString("capz-encryption-webhook [" + string(rule) + "] ")
 		for i, f := range findings {
 			goFields = append(goFields, f.Field)
 			if i > 0 {
-				b.WriteString("; [" + string(v.rule) + "] ")
+				b.WriteString("; [" + string(rule) + "] ")
 			}
 			b.WriteString(f.Field + ": " + f.Message)
 		}
-		if celFields := messageFields(v.rule, out.message); !slices.Equal(celFields, goFields) {
-			t.Errorf("%s: CEL fields %q, policy.Evaluate %q\n%s", v.policy.Name, celFields, goFields, out.message)
+		var celFields []string
+		for _, m := range messages[rule] {
+			celFields = append(celFields, messageFields(rule, m)...)
 		}
-		if slices.Contains(sameMessages, v.rule) && out.message != b.String() {
-			t.Errorf("%s: message\n CEL  %s\n want %s", v.policy.Name, out.message, b.String())
+		if !slices.Equal(celFields, goFields) {
+			t.Errorf("%s: CEL fields %q, policy.Evaluate %q\n%s", rule, celFields, goFields, message)
+		}
+		if slices.Contains(sameMessages, rule) && message != b.String() {
+			t.Errorf("%s: message\n CEL  %s\n want %s", rule, message, b.String())
 		}
 	}
 	return got
@@ -365,7 +402,7 @@ rules:
 }
 
 func validationParity(t *testing.T, p *policy.Policy) {
-	cat := skucatalog.Embedded()
+	cat := testCatalog()
 	res := mustCompile(t, p, cat)
 	vaps := compiledVAPs(t, res)
 	params := paramsObject(t, res)
@@ -376,10 +413,10 @@ func validationParity(t *testing.T, p *policy.Policy) {
 			for i := range cases {
 				c := &cases[i]
 				t.Run(k.kind+"/"+c.name, func(t *testing.T) {
-					got := checkParity(t, p, cat, vaps, params, c.request(t, k), c)
+					checkParity(t, p, cat, vaps, params, c.request(t, k), c)
 					for _, v := range vaps {
 						if v.kind == k.kind {
-							if _, hit := got[v.rule]; hit {
+							if runVAP(t, v.eval, v.policy.Name, c.request(t, k), params).denied {
 								denied[v.policy.Name] = true
 							} else {
 								passed[v.policy.Name] = true
@@ -396,6 +433,73 @@ func validationParity(t *testing.T, p *policy.Policy) {
 	for _, v := range vaps {
 		if !denied[v.policy.Name] || !passed[v.policy.Name] {
 			t.Errorf("%s: no case denied by it (%v) or none passed (%v)", v.policy.Name, denied[v.policy.Name], passed[v.policy.Name])
+		}
+	}
+}
+
+// The compiled policies cannot see the region, so they must never be stricter than the webhook
+// wherever the machine is: with its region unknown, in every catalog region, and in a region no
+// catalog layer covers. For every size of the catalog (and one it lacks), an object asking for
+// encryption at host is refused or warned by them at most as strongly as by the webhook (under
+// eah-sku-unsupported or sku-unknown), and encryption at host is injected by them only where the
+// webhook injects it too, or refuses the object; where the webhook injects it and they do not, the
+// size's support is mixed.
+func TestNeverStricterThanTheWebhookInAnyRegion(t *testing.T) {
+	p := mustParse(t, "full.yaml", fullPolicy)
+	cat := testCatalog()
+	res := mustCompile(t, p, cat)
+	vaps, maps := compiledVAPs(t, res), compiledMAPs(t, res)
+	params := paramsObject(t, res)
+	sizes := []string{"Standard_Nope_v9"}
+	for size := range res.Params[0].Data {
+		sizes = append(sizes, size)
+	}
+	slices.Sort(sizes)
+	regions := append([]string{"", "westeurope"}, cat.Regions()...)
+	webhook := func(r request, region string, stage policy.Stage) *policy.Decision {
+		raw, _ := json.Marshal(r.obj)
+		env := policy.Environment{Catalog: cat, Now: testNow}
+		if region != "" {
+			env.Locations = []policy.LocationCandidate{{Location: region, Source: "cluster", Cluster: true}}
+		}
+		d, err := policy.Evaluate(p, policy.Request{Operation: policy.OperationCreate, Stage: stage, Object: raw,
+			Namespace: testNamespace.Name, NamespaceLabels: testNamespace.Labels}, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	injectsEAH := func(d *policy.Decision) bool { return slices.Contains(d.Injected, "securityProfile.encryptionAtHost") }
+	for _, size := range sizes {
+		asks := request{op: admission.Create, obj: object(t, azureMachineTemplate, "t", "vmSize: "+quoted(size)+"\n"+osDES(desOS)+"securityProfile:\n  encryptionAtHost: true\n")}
+		var cel policy.Action
+		for _, v := range vaps {
+			if v.kind == azureMachineTemplate.kind && v.rule == policy.RuleEAHSKUUnsupported && runVAP(t, v.eval, v.policy.Name, asks, params).denied {
+				if a := bindingAction(v.binding); rank[a] > rank[cel] {
+					cel = a
+				}
+			}
+		}
+		plain := object(t, azureMachineTemplate, "t", "vmSize: "+quoted(size)+"\n"+plainOS)
+		celInjects, _ := lookupPath(mutate(t, maps, params, plain, false), "spec", "template", "spec", "securityProfile", "encryptionAtHost").(bool)
+		class := res.Params[0].Data[strings.ToLower(size)]
+		for _, region := range regions {
+			var hook policy.Action
+			for _, f := range webhook(asks, region, policy.StageValidate).Findings {
+				if (f.Rule == policy.RuleEAHSKUUnsupported || f.Rule == policy.RuleSKUUnknown) && rank[f.Action] > rank[hook] {
+					hook = f.Action
+				}
+			}
+			if rank[cel] > rank[hook] {
+				t.Errorf("%s (%s) in %q: the compiled policies %s, the webhook only %q", size, class, region, cel, hook)
+			}
+			d := webhook(request{op: admission.Create, obj: plain}, region, policy.StageAdmit)
+			switch {
+			case celInjects && !injectsEAH(d) && d.Allowed:
+				t.Errorf("%s (%s) in %q: the compiled policies inject encryption at host, the webhook does not and admits the object", size, class, region)
+			case !celInjects && injectsEAH(d) && class != SizeMixed:
+				t.Errorf("%s (%s) in %q: the webhook injects encryption at host, the compiled policies do not", size, class, region)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package celpolicy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -62,6 +63,12 @@ type ruleGen struct {
 	findings func(s side) string
 	static   string // the message when messageExpression yields none
 	note     string // where the compiled rule is narrower than the webhook's
+	// ceiling caps the rule's action (a verdict that only warns); suffix then tells the policy apart
+	// from the rule's uncapped one.
+	ceiling policy.Action
+	suffix  string
+	// ownPrefix: the findings' messages carry the warn-only prefix themselves, where it applies.
+	ownPrefix bool
 }
 
 // exemptions are the webhook's: policy.Evaluate records but never enforces findings on objects being
@@ -73,15 +80,18 @@ var exemptions = []admissionregistrationv1.MatchCondition{
 }
 
 func (c *compiler) vap(g ruleGen) {
-	name := Prefix + "." + string(g.rule) + "." + g.kind.lower()
+	name := Prefix + "." + string(g.rule) + "." + g.kind.lower() + g.suffix
 	rootPath := g.kind.machine
 	if rootPath == nil {
 		rootPath = []string{"spec"}
 	}
 	newSide, oldSide := side{path: rootPath}, side{old: true, path: rootPath}
 	action := c.action(g.rule)
+	if g.ceiling != "" && severity(g.ceiling) < severity(action) {
+		action = g.ceiling
+	}
 	prefix := ""
-	if c.p.WarnOnly && c.p.ActionFor(g.rule) == policy.ActionDeny {
+	if c.warnOnlyPrefixed(g.rule) && g.ceiling == "" && !g.ownPrefix {
 		// As policy.Evaluate words a denial that the policy's warnOnly turned into a warning.
 		prefix = str("[warn-only: would deny] ") + " + "
 	}
@@ -151,11 +161,23 @@ func (c *compiler) compileRules() {
 			c.vap(c.desRequired(k))
 		}
 		if c.sizes != nil {
-			c.vap(eahUnsupported(k))
+			c.compileEAH(k)
 		}
 	}
 	c.vap(aksManagedMachinePool())
 	c.vap(aksManagedControlPlane())
+}
+
+// compileEAH compiles eah-sku-unsupported for one kind: one policy at the rule's action, and where
+// that is deny, a second one that only warns for the doubtful sizes (policy.Evaluate caps old
+// evidence at warn).
+func (c *compiler) compileEAH(k kindSpec) {
+	if c.action(policy.RuleEAHSKUUnsupported) != policy.ActionDeny {
+		c.vap(c.eahUnsupported(k, []string{SizeUnsupported, SizeDoubtful}, "", ""))
+		return
+	}
+	c.vap(c.eahUnsupported(k, []string{SizeUnsupported}, "", ""))
+	c.vap(c.eahUnsupported(k, []string{SizeDoubtful}, policy.ActionWarn, "."+string(policy.ActionWarn)))
 }
 
 // --- CEL fragments -------------------------------------------------------------------------------
@@ -309,19 +331,44 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 // sizeKey renders the catalog key of the VM size under root.
 func sizeKey(root string) string { return lowered(opt(root, "vmSize") + `.orValue("")`) }
 
-func eahUnsupported(k kindSpec) ruleGen {
+// eahUnsupported finds encryption at host asked for on a size of one of the classes (ConfigMap
+// values), at most at ceiling. On UPDATE, the stored object's finding is there for any size the
+// webhook would have objected to without a region, whatever its class: ratcheting is by rule and
+// field, as in policy.Evaluate.
+func (c *compiler) eahUnsupported(k kindSpec, classes []string, ceiling policy.Action, suffix string) ruleGen {
 	field := k.dotted() + ".securityProfile.encryptionAtHost"
+	warnOnly := ""
+	if c.warnOnlyPrefixed(policy.RuleEAHSKUUnsupported) && ceiling == "" {
+		warnOnly = "[warn-only: would deny] "
+	}
+	note := "sizes that no catalog region supports, refused where current evidence says so everywhere (" + SizeUnsupported + " in the ConfigMap)"
+	switch {
+	case ceiling != "":
+		note = "sizes that no catalog region supports, but where some evidence is more than " + fmt.Sprint(policy.EvidenceMaxAgeYears) + " years old (" + SizeDoubtful + "): a warning"
+	case slices.Contains(classes, SizeDoubtful):
+		note = "sizes that no catalog region supports (" + SizeUnsupported + " and " + SizeDoubtful + " in the ConfigMap)"
+	}
 	return ruleGen{
-		rule: policy.RuleEAHSKUUnsupported, kind: k, params: true,
+		rule: policy.RuleEAHSKUUnsupported, kind: k, params: true, ceiling: ceiling, suffix: suffix, ownPrefix: true,
 		static: "encryptionAtHost is true on a VM size that supports it in no region of the VM-size catalog",
-		note:   "sizes unsupported in every catalog region that offers them; sizes with mixed support are left to the webhook",
+		note:   note + "; sizes with mixed support are left to the webhook",
 		findings: func(s side) string {
 			r := s.root()
-			return when(opt(r, "securityProfile", "encryptionAtHost")+".orValue(false) == true && params.?data[?"+sizeKey(r)+`].orValue("") == `+str(SizeUnsupported),
-				s.entry(str("eah"), str(field), join(str("VM size "), clipped(opt(r, "vmSize")+`.orValue("")`, 100),
-					str(" supports encryption at host in none of the regions that offer it (catalog: "),
-					"params.?metadata.?annotations[?"+str(AnnotationCatalog)+`].orValue("unknown")`,
-					str("); choose a size that supports it or remove "+field))))
+			verdict := "params.?data[?" + sizeKey(r) + `].orValue("")`
+			in := classes
+			if s.old {
+				in = []string{SizeUnsupported, SizeDoubtful, SizeMixed}
+			}
+			size := clipped(opt(r, "vmSize")+`.orValue("")`, 100)
+			catalog := "params.?metadata.?annotations[?" + str(AnnotationCatalog) + `].orValue("unknown")`
+			msg := "(" + verdict + " == " + str(SizeDoubtful) + " ? " +
+				join(str("VM size "), size, str(" supports encryption at host in none of the catalog regions that list it (catalog: "), catalog,
+					str(fmt.Sprintf("); but some of that evidence is more than %d years old, or binds only some regions, and Azure may have added the capability since, so this only warns: a current catalog (live Azure data, or --sku-catalog) decides; choose a size that supports it or remove %s", policy.EvidenceMaxAgeYears, field))) +
+				" : " +
+				join(str(warnOnly+"VM size "), size, str(" supports encryption at host in none of the catalog regions that list it (catalog: "), catalog,
+					str("); choose a size that supports it or remove "+field)) + ")"
+			return when(opt(r, "securityProfile", "encryptionAtHost")+".orValue(false) == true && "+verdict+" in "+strList(in),
+				s.entry(str("eah"), str(field), msg))
 		},
 	}
 }

@@ -1,35 +1,40 @@
 package celpolicy
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
-// sizeTable is what the catalog says about encryption at host, size by size, across its regions.
-// The list is a ConfigMap (the parameter object) rather than a literal in the expressions: a full
-// catalog holds hundreds of sizes, ConfigMap keys are looked up in constant time, and a controller
-// can refresh the verdicts with the catalog without touching the policies.
+// sizeTable is what the catalog says about encryption at host, size by size, for an object whose
+// region the apiserver cannot tell (policy.JudgeSizeAnywhere). The list is a ConfigMap (the parameter
+// object) rather than a literal in the expressions: a full catalog holds hundreds of sizes, ConfigMap
+// keys are looked up in constant time, and a controller can refresh the verdicts with the catalog
+// (and as captures age) without touching the policies.
 type sizeTable struct {
-	data map[string]string // lower-case size → SizeSupported, SizeUnsupported or SizeMixed
+	data map[string]string // lower-case size → SizeSupported, SizeUnsupported, SizeDoubtful or SizeMixed
 	// mixed lists the sizes whose verdict needs the region, as the catalog spells them.
 	mixed []string
+	// regionless lists the sizes the webhook refuses with the region unknown, but that some region's
+	// own evidence only warns about: compiled as doubtful.
+	regionless []string
 	// skipped lists sizes whose name cannot be a ConfigMap key (Azure's names always can).
 	skipped []string
 	desc    string
 }
 
-// buildSizes judges every size of every catalog region as policy does when the region is unknown
-// (judgeAnyRegion): supported where every region that offers it has EncryptionAtHostSupported=True
-// and no NotAvailableForSubscription restriction, unsupported where none has, mixed otherwise.
-func buildSizes(cat skus.Catalog) *sizeTable {
-	t := &sizeTable{data: map[string]string{}, desc: describeCatalog(cat)}
+// buildSizes judges every size of every catalog region as the webhook would wherever the object is.
+func buildSizes(cat skus.Catalog, now time.Time) *sizeTable {
+	t := &sizeTable{data: map[string]string{}, desc: describeCatalog(cat, now)}
 	names := map[string]string{}
 	for _, r := range cat.Regions() {
 		for _, s := range cat.SKUs(r) {
@@ -42,24 +47,21 @@ func buildSizes(cat skus.Catalog) *sizeTable {
 	for _, key := range slices.Sorted(maps.Keys(names)) {
 		// The catalog's own lookup decides which records the key reaches, so that the ConfigMap key
 		// means what the webhook's lookup of the same spelling means.
-		all := cat.LookupAll(key)
-		if len(all) == 0 || len(validation.IsConfigMapKey(key)) > 0 {
+		v := policy.JudgeSizeAnywhere(cat, now, key)
+		if !v.Listed || len(validation.IsConfigMapKey(key)) > 0 {
 			t.skipped = append(t.skipped, names[key])
 			continue
 		}
-		yes, no := 0, 0
-		for _, s := range all {
-			if _, restricted := s.SubscriptionRestriction(); s.EncryptionAtHostSupported() && !restricted {
-				yes++
-			} else {
-				no++
-			}
-		}
 		switch {
-		case no == 0:
+		case v.Inject:
 			t.data[key] = SizeSupported
-		case yes == 0:
+		case v.Everywhere == policy.ActionDeny:
 			t.data[key] = SizeUnsupported
+		case v.Everywhere == policy.ActionWarn:
+			t.data[key] = SizeDoubtful
+			if v.Regionless == policy.ActionDeny {
+				t.regionless = append(t.regionless, names[key])
+			}
 		default:
 			t.data[key] = SizeMixed
 			t.mixed = append(t.mixed, names[key])
@@ -68,7 +70,7 @@ func buildSizes(cat skus.Catalog) *sizeTable {
 	return t
 }
 
-func describeCatalog(cat skus.Catalog) string {
+func describeCatalog(cat skus.Catalog, now time.Time) string {
 	src := cat.Source("")
 	out := src.Name
 	if src.Detail != "" {
@@ -77,7 +79,11 @@ func describeCatalog(cat skus.Catalog) string {
 	if !src.AsOf.IsZero() {
 		out += " as of " + src.AsOf.UTC().Format("2006-01-02")
 	}
-	return out + "; regions " + strings.Join(cat.Regions(), ", ")
+	out += "; regions " + strings.Join(cat.Regions(), ", ")
+	if !now.IsZero() {
+		out += fmt.Sprintf("; evidence more than %d years older than %s only warns", policy.EvidenceMaxAgeYears, now.UTC().Format(time.DateOnly))
+	}
+	return out
 }
 
 func (c *compiler) paramsConfigMap() *corev1.ConfigMap {
