@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/cel/environment"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
@@ -47,7 +48,7 @@ func FuzzAKSPatchPattern(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	m := webhookMatcher(f)
+	m := webhookMatcher(f, WebhookScope{})
 	f.Fuzz(func(t *testing.T, s string) {
 		if !utf8.ValidString(s) {
 			return // CEL strings and JSON-decoded objects are UTF-8
@@ -63,7 +64,7 @@ func FuzzAKSPatchPattern(f *testing.F) {
 		// What WebhookMatchCondition keeps from the webhook, the compiled rule decides as it does.
 		obj := object(t, azureManagedControlPlane, "cp", "version: v1.33.0\n")
 		obj["spec"].(map[string]any)["asoManagedClusterPatches"] = []any{s}
-		if !sentToWebhook(t, m, obj) && matched != denied {
+		if !sentToWebhook(t, m, request{op: admission.Create, obj: obj}) && matched != denied {
 			t.Fatalf("%q: not sent to the webhook, but the compiled rule says %v and the webhook %v", s, matched, denied)
 		}
 	})
