@@ -74,6 +74,9 @@ type Options struct {
 	// kube-system and the webhook's own namespace. Empty means exactly those two (Namespace for the
 	// latter).
 	ExcludedNamespaces []string
+	// NamespaceSelector narrows every binding further, as the webhook configurations' namespaceSelector
+	// narrows the webhooks (the chart's webhook.namespaceSelector.matchLabels and matchExpressions).
+	NamespaceSelector *metav1.LabelSelector
 }
 
 // Object is what every generated object is: a Kubernetes object with metadata.
@@ -174,6 +177,11 @@ func Compile(p *policy.Policy, cat skus.Catalog, opts Options) (*Result, error) 
 		}
 	}
 	opts.ExcludedNamespaces = slices.Compact(slices.Sorted(slices.Values(opts.ExcludedNamespaces)))
+	if opts.NamespaceSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(opts.NamespaceSelector); err != nil {
+			return nil, fmt.Errorf("namespace selector: %w", err)
+		}
+	}
 
 	c := &compiler{p: p, cat: cat, opts: opts, res: &Result{PolicySource: p.Source}}
 	if cat != nil {
@@ -256,13 +264,17 @@ func (c *compiler) labels(rule string, k kindSpec) map[string]string {
 	return map[string]string{LabelManagedBy: ManagedBy, LabelRule: rule, LabelKind: k.kind}
 }
 
-// matchResources leaves out the excluded namespaces, as the webhook configurations do.
+// matchResources leaves out the excluded namespaces and keeps to the namespace selector, as the
+// webhook configurations do.
 func (c *compiler) matchResources() *admissionregistrationv1.MatchResources {
-	return &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-		MatchExpressions: []metav1.LabelSelectorRequirement{{
-			Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(c.opts.ExcludedNamespaces),
-		}},
-	}}
+	sel := &metav1.LabelSelector{}
+	if c.opts.NamespaceSelector != nil {
+		sel = c.opts.NamespaceSelector.DeepCopy()
+	}
+	sel.MatchExpressions = append([]metav1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: slices.Clone(c.opts.ExcludedNamespaces),
+	}}, sel.MatchExpressions...)
+	return &admissionregistrationv1.MatchResources{NamespaceSelector: sel}
 }
 
 func constraints(k kindSpec, ops ...admissionregistrationv1.OperationType) *admissionregistrationv1.MatchResources {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -314,9 +316,54 @@ func TestWithoutCatalog(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	for _, o := range []Options{{Namespace: "Not_A_Namespace"}, {ExcludedNamespaces: []string{"a/b"}}} {
+	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "env", Operator: "Near"}}}
+	for _, o := range []Options{{Namespace: "Not_A_Namespace"}, {ExcludedNamespaces: []string{"a/b"}}, {NamespaceSelector: bad}} {
 		if _, err := Compile(nil, nil, o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
 	}
+}
+
+// The bindings keep to the namespaces the webhook configurations keep to.
+func TestNamespaceSelector(t *testing.T) {
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"capz": "on"},
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpExists}}}
+	res, err := Compile(mustParse(t, "full.yaml", fullPolicy), testCatalog(), Options{Now: testNow, Namespace: "platform", ExcludedNamespaces: []string{"legacy", "kube-system", "platform"}, NamespaceSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{corev1.LabelMetadataName: "team-a", "capz": "on", "team": "a"}, true},
+		{map[string]string{corev1.LabelMetadataName: "team-a", "capz": "on"}, false},
+		{map[string]string{corev1.LabelMetadataName: "team-a", "team": "a"}, false},
+		{map[string]string{corev1.LabelMetadataName: "legacy", "capz": "on", "team": "a"}, false},
+		{map[string]string{corev1.LabelMetadataName: "platform", "capz": "on", "team": "a"}, false},
+	} {
+		for _, mr := range bindingSelectors(res) {
+			s, err := metav1.LabelSelectorAsSelector(mr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Matches(labels.Set(ns.labels)); got != ns.want {
+				t.Errorf("%v: %s matches %v, want %v", ns.labels, s, got, ns.want)
+			}
+		}
+	}
+	if sel.MatchExpressions[0].Key != "team" || len(sel.MatchExpressions) != 1 {
+		t.Errorf("the caller's selector was changed: %v", sel)
+	}
+}
+
+func bindingSelectors(res *Result) []*metav1.LabelSelector {
+	var out []*metav1.LabelSelector
+	for _, b := range res.ValidatingBindings {
+		out = append(out, b.Spec.MatchResources.NamespaceSelector)
+	}
+	for _, b := range res.MutatingBindings {
+		out = append(out, b.Spec.MatchResources.NamespaceSelector)
+	}
+	return out
 }
