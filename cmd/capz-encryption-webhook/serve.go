@@ -51,6 +51,7 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
 	azure           azureOptions
+	cel             celSyncOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -80,6 +81,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, time the webhook keeps serving (readiness failing) before it stops accepting connections")
 	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 20*time.Second, "after --shutdown-delay, time in-flight requests get to finish")
 	o.azure.addFlags(f)
+	o.cel.addFlags(f)
 	return cmd
 }
 
@@ -156,10 +158,20 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	celOpts, err := o.cel.compileOptions()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	shutdown := o.shutdownTimeout
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme: scheme,
-		Logger: log.WithName("manager"),
+		// Leader election only for the runnables that need it (the CEL sync): the webhook server,
+		// the caches and the probes run on every replica.
+		LeaderElection:                o.cel.enabled,
+		LeaderElectionID:              o.cel.leaderElectionID,
+		LeaderElectionNamespace:       o.cel.leaderElectionNamespace(),
+		LeaderElectionReleaseOnCancel: true,
+		Scheme:                        scheme,
+		Logger:                        log.WithName("manager"),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
 		}),
@@ -244,6 +256,11 @@ func (o *serveOptions) run(signal context.Context) error {
 		return nil
 	})); err != nil {
 		return err
+	}
+	if o.cel.enabled {
+		if err := mgr.Add(o.cel.syncer(mgr, policies, catalog, celOpts, log.WithName("cel"))); err != nil {
+			return err
+		}
 	}
 	log.Info("serving", "webhookPort", o.webhookPort, "certDir", o.certDir, "policy", policies.Get().Source, "catalog", catalog.Source("").Name)
 	return mgr.Start(ctx)

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celsync"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// celSyncOptions are serve's flags for the compiled admission policies (package celsync).
+type celSyncOptions struct {
+	enabled           bool
+	namespace         string
+	excludeNamespaces []string
+	namespaceSelector string
+	interval          time.Duration
+	resync            time.Duration
+	leaderElectionID  string
+	leaderElectionNS  string
+}
+
+func (o *celSyncOptions) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&o.enabled, "cel-sync", false, "keep the admission policies that `cel` compiles from the policy in force in the cluster (server-side apply; leader-elected; the webhook serves on every replica)")
+	f.StringVar(&o.namespace, "cel-namespace", "", "namespace of the compiled policies' ConfigMap of VM-size verdicts (default: $POD_NAMESPACE, else "+celpolicy.DefaultNamespace+")")
+	f.StringSliceVar(&o.excludeNamespaces, "cel-exclude-namespaces", nil, "namespaces the compiled policies leave out, besides kube-system and --cel-namespace (as the webhook configurations do)")
+	f.StringVar(&o.namespaceSelector, "cel-namespace-selector", "", "label selector (JSON: matchLabels, matchExpressions) that narrows the compiled policies' namespaces, as the webhook configurations' namespaceSelector does")
+	f.DurationVar(&o.interval, "cel-sync-interval", 10*time.Second, "how often the policy in force and the catalog are compiled and compared with what was applied")
+	f.DurationVar(&o.resync, "cel-resync-interval", 10*time.Minute, "how often everything is applied again even if unchanged, repairing compiled objects that someone edited or deleted")
+	f.StringVar(&o.leaderElectionID, "leader-election-id", "capz-encryption-webhook", "name of the Lease that elects the replica that writes (with --cel-sync)")
+	f.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of that Lease (default: --cel-namespace)")
+}
+
+func (o *celSyncOptions) celNamespace() string {
+	switch {
+	case o.namespace != "":
+		return o.namespace
+	case os.Getenv("POD_NAMESPACE") != "":
+		return os.Getenv("POD_NAMESPACE")
+	}
+	return celpolicy.DefaultNamespace
+}
+
+func (o *celSyncOptions) leaderElectionNamespace() string {
+	if !o.enabled {
+		return ""
+	}
+	if o.leaderElectionNS != "" {
+		return o.leaderElectionNS
+	}
+	return o.celNamespace()
+}
+
+// compileOptions checks the flags even when the sync is off, so that a typo fails the start.
+func (o *celSyncOptions) compileOptions() (celpolicy.Options, error) {
+	opts := celpolicy.Options{Namespace: o.celNamespace()}
+	if len(o.excludeNamespaces) > 0 {
+		opts.ExcludedNamespaces = append([]string{"kube-system", opts.Namespace}, o.excludeNamespaces...)
+	}
+	if o.namespaceSelector != "" {
+		sel := &metav1.LabelSelector{}
+		dec := json.NewDecoder(strings.NewReader(o.namespaceSelector))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(sel); err != nil {
+			return opts, fmt.Errorf("--cel-namespace-selector: %w", err)
+		}
+		opts.NamespaceSelector = sel
+	}
+	if o.interval <= 0 || o.resync <= 0 {
+		return opts, fmt.Errorf("--cel-sync-interval and --cel-resync-interval must be positive")
+	}
+	// Compile checks the namespaces and the selector.
+	if _, err := celpolicy.Compile(nil, nil, opts); err != nil {
+		return opts, fmt.Errorf("--cel-*: %w", err)
+	}
+	return opts, nil
+}
+
+func (o *celSyncOptions) syncer(mgr manager.Manager, policies *policyfile.Store, catalog skus.Catalog, opts celpolicy.Options, log logr.Logger) *celsync.Syncer {
+	return &celsync.Syncer{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+		Policy: policies.Get, Catalog: catalog, Options: opts,
+		Interval: o.interval, Resync: o.resync, Clock: time.Now,
+		Log: log, Metrics: celsync.NewMetrics(metrics.Registry),
+	}
+}
