@@ -229,16 +229,27 @@ func (s *Syncer) apply(ctx context.Context, u *unstructured.Unstructured) error 
 }
 
 // prune deletes the owned objects of one kind that are not in keep, and returns how many it deleted
-// and how many owned objects remain.
+// and how many owned objects remain. The cluster-scoped kinds are listed by label; of ConfigMaps,
+// only the one celpolicy makes is looked at, by name, so that the syncer needs no access to the
+// other ConfigMaps of its namespace.
 func (s *Syncer) prune(ctx context.Context, gvk schema.GroupVersionKind, namespaced bool, keep map[string]bool) (deleted, remaining int, _ error) {
 	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	opts := []client.ListOption{client.MatchingLabelsSelector{Selector: celpolicy.OwnedSelector()}}
 	if namespaced {
-		opts = append(opts, client.InNamespace(s.namespace()))
-	}
-	if err := s.Reader.List(ctx, list, opts...); err != nil {
-		return 0, 0, err
+		o := &unstructured.Unstructured{}
+		o.SetGroupVersionKind(gvk)
+		err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.namespace(), Name: celpolicy.ParamsName}, o)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return 0, 0, err
+		case celpolicy.OwnedSelector().Matches(labels.Set(o.GetLabels())):
+			list.Items = append(list.Items, *o)
+		}
+	} else {
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := s.Reader.List(ctx, list, client.MatchingLabelsSelector{Selector: celpolicy.OwnedSelector()}); err != nil {
+			return 0, 0, err
+		}
 	}
 	var errs []error
 	for i := range list.Items {

@@ -83,6 +83,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"resources typo", []string{"--set", "resources.limit.cpu=1"}, []string{"/resources", "'limit'"}},
 		{"excluded namespace not a name", []string{"--set-json", `webhook.namespaceSelector.excludeNamespaces=["Kube_System"]`}, []string{"/webhook/namespaceSelector/excludeNamespaces/0"}},
 		{"matchCondition without expression", []string{"--set-json", `webhook.matchConditions=[{"name":"x"}]`}, []string{"/webhook/matchConditions/0", "expression"}},
+		{"cel mode not an enum value", []string{"--set", "cel.mode=cel-only"}, []string{"/cel/mode", "webhook-only", "cel-and-data-webhook"}},
+		{"cel unknown key", []string{"--set", "cel.enabled=true"}, []string{"/cel", "'enabled'"}},
 		// The policy, in the policy file's own schema.
 		{"policy unknown key", []string{"--set", "policy.requireCMK=true"}, []string{"/policy", "'requireCMK'"}},
 		{"policy wrong kind", []string{"--set", "policy.kind=Policy"}, []string{"/policy/kind"}},
@@ -139,6 +141,8 @@ func TestTemplateRejects(t *testing.T) {
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},
 		{"service account not created and not named", []string{"--set", "serviceAccount.create=false"}, []string{"serviceAccount.name"}},
+		{"webhook matchConditions with a cel mode", []string{"--set", "cel.mode=cel-and-webhook",
+			"--set-json", `webhook.matchConditions=[{"name":"x","expression":"true"}]`}, []string{"webhook.matchConditions", "compiled admission policies", "webhook.namespaceSelector"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
