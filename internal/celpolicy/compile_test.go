@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,30 +14,19 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/cel/environment"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy/paritycases"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 const (
-	sub      = "6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90"
-	otherSub = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
-	desOS    = "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des-os"
-	desData  = "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des-data"
+	sub        = paritycases.Sub
+	otherSub   = paritycases.OtherSub
+	desOS      = paritycases.DESOS
+	desData    = paritycases.DESData
+	fullPolicy = paritycases.FullPolicy
 )
-
-// fullPolicy turns on every rule that can be compiled: customer-managed keys required, an allow
-// list of subscriptions, and one default for every region and namespace.
-const fullPolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
-kind: EncryptionPolicy
-requireCustomerManagedKeys: true
-allowedDESSubscriptions: [` + sub + `]
-defaults:
-  - name: everywhere
-    diskEncryptionSetID: ` + desOS + `
-    dataDiskEncryptionSetID: ` + desData + `
-    encryptionAtHost: true
-`
 
 func mustParse(t testing.TB, name, doc string) *policy.Policy {
 	t.Helper()
@@ -49,30 +37,10 @@ func mustParse(t testing.TB, name, doc string) *policy.Policy {
 	return p
 }
 
-// testNow is when the tests judge the age of catalog evidence: the embedded eastus listing (2020) and
-// eastus2 selection (2022) are more than policy.EvidenceMaxAgeYears old then, the other captures are
-// not.
-var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+// testNow and testCatalog: see paritycases.Now and paritycases.Catalog.
+var testNow = paritycases.Now
 
-// testCatalog is the embedded catalog under a current catalog file of the user's subscription for
-// two regions the embedded one lacks, with sizes whose verdicts the embedded data does not show:
-//   - Standard_Mixed_v1 supports encryption at host in testeast, not in testwest (mixed);
-//   - Standard_Restricted_v1 supports it, but the subscription may not use it in testwest, the only
-//     region that lists it: refused there and with the region unknown, allowed in a region no layer
-//     covers (mixed);
-//   - Standard_Fresh_v1 supports it in neither (unsupported, current evidence).
-func testCatalog() skus.Catalog {
-	eah := func(v string) map[string]string { return map[string]string{skus.CapabilityEncryptionAtHost: v} }
-	restricted := []skus.Restriction{{Type: skus.RestrictionTypeLocation, ReasonCode: skus.ReasonNotAvailableForSub}}
-	file := skus.NewStatic([]skus.SKU{
-		{Name: "Standard_Mixed_v1", Region: "testeast", Capabilities: eah("True")},
-		{Name: "Standard_Mixed_v1", Region: "testwest", Capabilities: eah("False")},
-		{Name: "Standard_Restricted_v1", Region: "testwest", Capabilities: eah("True"), Restrictions: restricted},
-		{Name: "Standard_Fresh_v1", Region: "testeast", Capabilities: eah("False")},
-		{Name: "Standard_Fresh_v1", Region: "testwest", Capabilities: eah("False")},
-	}, skus.SourceInfo{Name: "file", Detail: "site-skus.json", AsOf: testNow.AddDate(0, -1, 0)})
-	return skus.NewLayered(file, skucatalog.Embedded())
-}
+func testCatalog() skus.Catalog { return paritycases.Catalog() }
 
 func mustCompile(t testing.TB, p *policy.Policy, cat skus.Catalog) *Result {
 	t.Helper()

@@ -12,64 +12,18 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/cel/environment"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy/paritycases"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
 
-const paletteValues = `cloud:
-  azure:
-    diskEncryptionSetID: ` + desOS + `
-    encryptionAtHost: true
-`
+const (
+	paletteValues = paritycases.PaletteValues
+	desOnlyPolicy = paritycases.DESOnlyPolicy
+	eahOnlyPolicy = paritycases.EAHOnlyPolicy
+	plainOS       = paritycases.PlainOS
+)
 
-const desOnlyPolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
-kind: EncryptionPolicy
-defaults:
-  - name: des-only
-    namespaceSelector: {}
-    diskEncryptionSetID: ` + desOS + `
-`
-
-const eahOnlyPolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
-kind: EncryptionPolicy
-defaults:
-  - name: eah-only
-    encryptionAtHost: true
-`
-
-type mapCase struct {
-	name        string
-	settings    string
-	annotations map[string]string
-	// injected is what fullPolicy's default fills (policy.Decision.Injected), so that a case means
-	// what its name says.
-	injected []string
-}
-
-const plainOS = "osDisk:\n  osType: Linux\n  managedDisk:\n    storageAccountType: Premium_LRS\n"
-
-var mapCases = []mapCase{
-	{name: "nothing set", settings: vmOK + plainOS + "dataDisks:\n  - nameSuffix: a\n    diskSizeGB: 64\n    managedDisk:\n      storageAccountType: Premium_LRS\n  - nameSuffix: b\n    diskSizeGB: 64\n  - nameSuffix: c\n    diskSizeGB: 64\n    managedDisk:\n      diskEncryptionSet:\n        id: \"\"\n  - nameSuffix: d\n    diskSizeGB: 64\n    managedDisk:\n      diskEncryptionSet: {}\n",
-		injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "dataDisks[0].managedDisk.diskEncryptionSet.id", "dataDisks[2].managedDisk.diskEncryptionSet.id", "dataDisks[3].managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "OS disk without managedDisk", settings: vmOK + "osDisk:\n  osType: Linux\n", injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "empty DES placeholder", settings: vmOK + osDES(""), injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "diskEncryptionSet without id", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    diskEncryptionSet: {}\n", injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "ephemeral OS disk", settings: vmOK + "osDisk:\n  osType: Linux\n  diffDiskSettings:\n    option: Local\n", injected: []string{"securityProfile.encryptionAtHost"}},
-	{name: "confidential OS disk", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    securityProfile:\n      securityEncryptionType: VMGuestStateOnly\n", injected: []string{"securityProfile.encryptionAtHost"}},
-	{name: "confidential OS disk with the VM guest state", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    securityProfile:\n      securityEncryptionType: DiskWithVMGuestState\n"},
-	{name: "securityProfile without encryptionAtHost", settings: vmOK + osDES(desOS) + "securityProfile:\n  securityType: TrustedLaunch\n", injected: []string{"securityProfile.encryptionAtHost"}},
-	{name: "encryptionAtHost false", settings: vmOK + osDES(desOS) + "securityProfile:\n  encryptionAtHost: false\n"},
-	{name: "size without encryption at host", settings: "vmSize: Standard_A0\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
-	{name: "size with mixed support", settings: "vmSize: Standard_Mixed_v1\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
-	{name: "size without encryption at host, old evidence", settings: "vmSize: Standard_D4a_v4\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
-	{name: "size restricted in the embedded captures only", settings: "vmSize: Standard_M8-2ms\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "size the catalog lacks", settings: "vmSize: Standard_Nope\n" + plainOS, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id"}},
-	{name: "size spelt loosely", settings: "vmSize: \" standard_d4s_v3 \"\n" + osDES(desOS), injected: []string{"securityProfile.encryptionAtHost"}},
-	{name: "earlier record merged", settings: vmOK + plainOS, annotations: map[string]string{policy.AnnotationInjected: "zeta,dataDisks[9].managedDisk.diskEncryptionSet.id,osDisk.managedDisk.diskEncryptionSet.id", "other": "x"},
-		injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "empty earlier record", settings: vmOK + plainOS, annotations: map[string]string{policy.AnnotationInjected: ""}, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "other annotations only", settings: vmOK + plainOS, annotations: map[string]string{"other": "x"}, injected: []string{"osDisk.managedDisk.diskEncryptionSet.id", "securityProfile.encryptionAtHost"}},
-	{name: "everything set", settings: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("a", 0, desData) + "securityProfile:\n  encryptionAtHost: true\n"},
-}
+var mapCases = paritycases.Mutation
 
 func normalize(t testing.TB, v any) any {
 	t.Helper()
@@ -156,19 +110,19 @@ func TestMutationParity(t *testing.T) {
 		}
 		for _, k := range machineKinds {
 			for _, c := range mapCases {
-				t.Run(pc.name+"/"+k.kind+"/"+c.name, func(t *testing.T) {
-					obj := object(t, k, "obj", c.settings)
-					if c.annotations != nil {
+				t.Run(pc.name+"/"+k.kind+"/"+c.Name, func(t *testing.T) {
+					obj := object(t, k, "obj", c.Settings)
+					if c.Annotations != nil {
 						ann := map[string]any{}
-						for k, v := range c.annotations {
+						for k, v := range c.Annotations {
 							ann[k] = v
 						}
 						metadata(obj)["annotations"] = ann
 					}
 					r := request{op: admission.Create, obj: obj}
 					d := evaluate(t, p, cat, r, policy.StageAdmit)
-					if pc.name == "full" && !slices.Equal(d.Injected, c.injected) {
-						t.Errorf("the webhook injects %q, the case says %q", d.Injected, c.injected)
+					if pc.name == "full" && !slices.Equal(d.Injected, c.Injected) {
+						t.Errorf("the webhook injects %q, the case says %q", d.Injected, c.Injected)
 					}
 					want := normalize(t, goPatched(t, d, obj))
 					got := normalize(t, mutate(t, maps, params, obj, false))

@@ -18,189 +18,61 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/cel/environment"
-	"sigs.k8s.io/yaml"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy/paritycases"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
+)
+
+// The cases and their helpers are shared with the e2e suite (package paritycases).
+type vapCase = paritycases.Case
+
+var (
+	machineCases             = paritycases.Machine
+	managedMachinePoolCases  = paritycases.ManagedMachinePool
+	managedControlPlaneCases = paritycases.ManagedControlPlane
+	osDES                    = paritycases.OSDES
+	dataDisk                 = paritycases.DataDisk
+	quoted                   = paritycases.Quoted
+)
+
+const (
+	vmOK     = paritycases.VMOK
+	desPatch = paritycases.DESPatch
 )
 
 // object builds a CAPZ object of kind k in namespace team-a whose machine settings (for the AKS
 // kinds: spec) are the YAML settings.
 func object(t testing.TB, k kindSpec, name, settings string) map[string]any {
 	t.Helper()
-	var s map[string]any
-	if err := yaml.Unmarshal([]byte(settings), &s); err != nil {
-		t.Fatalf("%s: %v", name, err)
+	obj, err := paritycases.Object(paritycases.Kind{Kind: k.kind, Machine: k.machine}, name, testNamespace.Name, settings)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s == nil {
-		s = map[string]any{}
-	}
-	path := k.machine
-	if path == nil {
-		path = []string{"spec"}
-	}
-	var v any = s
-	for i := len(path) - 1; i >= 0; i-- {
-		v = map[string]any{path[i]: v}
-	}
-	obj := v.(map[string]any)
-	obj["apiVersion"] = policy.Group + "/v1beta1"
-	obj["kind"] = k.kind
-	obj["metadata"] = map[string]any{"name": name, "namespace": testNamespace.Name}
 	return obj
 }
 
 func metadata(obj map[string]any) map[string]any { return obj["metadata"].(map[string]any) }
 
-// quoted renders s as a YAML (JSON) string.
-func quoted(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
-
-func osDES(id string) string {
-	return "osDisk:\n  osType: Linux\n  managedDisk:\n    storageAccountType: Premium_LRS\n    diskEncryptionSet:\n      id: " + quoted(id) + "\n"
-}
-
-func dataDisk(nameSuffix string, lun int, id string) string {
-	return "  - nameSuffix: " + quoted(nameSuffix) + "\n    lun: " + itoa(lun) + "\n    diskSizeGB: 64\n    managedDisk:\n      storageAccountType: Premium_LRS\n      diskEncryptionSet:\n        id: " + quoted(id) + "\n"
-}
-
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
-
-const vmOK = "vmSize: Standard_D4s_v3\n"
-
-type vapCase struct {
-	name     string
-	settings string
-	// old makes the request an UPDATE of a stored object with these settings; metadataOnly makes it
-	// an UPDATE whose only change is a label.
-	old          string
-	metadataOnly bool
-	deleting     bool
-	annotations  map[string]string
-	dryRun       bool
-	// deny lists the rules that must hit (at the action the policy gives them); every other
-	// compiled rule must pass.
-	deny []policy.RuleID
-	// warn lists the rules that must hit at most at warn: old evidence only warns.
-	warn []policy.RuleID
-	// preexisting lists the rules whose findings the stored object already had: ratcheted, they
-	// pass, except where the rule's action is audit (policy.Evaluate ratchets only what it enforces).
-	preexisting []policy.RuleID
-	// diverge lists rules where, knowingly, the compiled policy enforces nothing and policy.Evaluate
-	// enforces the rule's action, capped at the given one (see Result.NotCompiled).
-	diverge map[policy.RuleID]policy.Action
-}
-
-var machineCases = []vapCase{
-	{name: "compliant", settings: vmOK + osDES(desOS)},
-	{name: "keywords in other cases, upper-case GUID", settings: vmOK + osDES("/SUBSCRIPTIONS/"+strings.ToUpper(sub)+"/resourcegroups/keys/PROVIDERS/microsoft.compute/DISKENCRYPTIONSETS/des-os")},
-	{name: "keyword with a Kelvin sign, which EqualFold folds to k", settings: vmOK + osDES("/subscriptions/"+sub+"/resourceGroups/keys/providers/Microsoft.Compute/dis\u212AEncryptionSets/des")},
-	{name: "empty DES ID (Palette preset)", settings: vmOK + osDES(""), deny: []policy.RuleID{policy.RuleDESIDMalformed, policy.RuleDESRequired}},
-	{name: "diskEncryptionSet without id", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    diskEncryptionSet: {}\n", deny: []policy.RuleID{policy.RuleDESIDMalformed, policy.RuleDESRequired}},
-	{name: "documentation placeholder", settings: vmOK + osDES("/subscriptions/subscriptionId/resourceGroups/resourceGroup/providers/Microsoft.Compute/diskEncryptionSets/diskEncryptionSet"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "Key Vault key URL", settings: vmOK + osDES("https://kv.vault.azure.net/keys/disk-key/4f8b2c1d9e7a4b3c8d2e1f0a9b8c7d6e"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "trailing slash", settings: vmOK + osDES(desOS+"/"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "resource group ending in a dot", settings: vmOK + osDES("/subscriptions/"+sub+"/resourceGroups/keys./providers/Microsoft.Compute/diskEncryptionSets/d"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "line break in the ID", settings: vmOK + osDES(desOS+"\nx"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "malformed confidential OS disk DES", settings: vmOK + osDES(desOS) + "    securityProfile:\n      securityEncryptionType: VMGuestStateOnly\n      diskEncryptionSet:\n        id: des-name-only\n", deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "malformed data disk DES", settings: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("a", 0, desData) + dataDisk("b", 1, "des-name-only"), deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "data disk without managedDisk", settings: vmOK + osDES(desOS) + "dataDisks:\n  - nameSuffix: c\n    diskSizeGB: 64\n", deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "data disk without DES", settings: vmOK + osDES(desOS) + "dataDisks:\n  - nameSuffix: c\n    diskSizeGB: 64\n    managedDisk:\n      storageAccountType: Premium_LRS\n", deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "OS DES in another subscription", settings: vmOK + osDES(strings.Replace(desOS, sub, otherSub, 1)), deny: []policy.RuleID{policy.RuleDESSubscriptionNotAllowed}},
-	{name: "data DES in another subscription", settings: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("a", 0, strings.Replace(desData, sub, strings.ToUpper(otherSub), 1)), deny: []policy.RuleID{policy.RuleDESSubscriptionNotAllowed}},
-	{name: "confidential DES only, in another subscription", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    securityProfile:\n      securityEncryptionType: VMGuestStateOnly\n      diskEncryptionSet:\n        id: " + strings.Replace(desOS, sub, otherSub, 1) + "\n", deny: []policy.RuleID{policy.RuleDESSubscriptionNotAllowed}},
-	{name: "confidential DES only", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    securityProfile:\n      securityEncryptionType: VMGuestStateOnly\n      diskEncryptionSet:\n        id: " + desOS + "\n"},
-	{name: "ADE extension", settings: vmOK + osDES(desOS) + "vmExtensions:\n  - name: AzureDiskEncryptionForLinux\n    publisher: Microsoft.Azure.Security\n    version: \"1.1\"\n", deny: []policy.RuleID{policy.RuleADEExtension}},
-	{name: "ADE extension in other cases, Kelvin sign in the name", settings: vmOK + osDES(desOS) + "vmExtensions:\n  - name: CustomScript\n    publisher: Microsoft.Azure.Extensions\n    version: \"2.1\"\n  - name: \"azuredis\u212Aencryption\"\n    publisher: MICROSOFT.AZURE.SECURITY\n    version: \"2.2\"\n", deny: []policy.RuleID{policy.RuleADEExtension}},
-	{name: "extensions that are not ADE", settings: vmOK + osDES(desOS) + "vmExtensions:\n  - name: CustomScript\n    publisher: Microsoft.Azure.Extensions\n    version: \"2.1\"\n  - name: AzureSecurityLinuxAgent\n    publisher: Microsoft.Azure.Security\n    version: \"2.0\"\n  - name: Not-AzureDiskEncryption\n    publisher: Microsoft.Azure.Security\n    version: \"1.0\"\n"},
-	{name: "no DES anywhere", settings: vmOK + "osDisk:\n  osType: Linux\n  managedDisk:\n    storageAccountType: Premium_LRS\n", deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "no osDisk", settings: vmOK, deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "ephemeral OS disk without DES", settings: vmOK + "osDisk:\n  osType: Linux\n  diffDiskSettings:\n    option: Local\n", deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "EAH on a size without it in any region", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on such a size, spelt loosely", settings: "vmSize: \" standard_a0 \"\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on another size without it, current evidence", settings: "vmSize: Standard_Fresh_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on a size without it, old evidence only", settings: "vmSize: Standard_D4a_v4\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	// Current evidence says no in southcentralus, the eastus listing of 2020 too: refused with the
-	// region unknown, but only a warning in eastus, so the compiled policies warn.
-	{name: "EAH on a size without it, old evidence in one region", settings: "vmSize: Standard_D2_v2\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
-		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionDeny}, warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "EAH on a size with mixed support", settings: "vmSize: Standard_Mixed_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
-		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionWarn}},
-	{name: "EAH on a size restricted for the subscription where it is listed", settings: "vmSize: Standard_Restricted_v1\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
-		diverge: map[policy.RuleID]policy.Action{policy.RuleEAHSKUUnsupported: policy.ActionDeny}},
-	{name: "EAH on a size restricted in the embedded captures only", settings: "vmSize: Standard_M8-2ms\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
-	{name: "EAH on a size with it everywhere", settings: vmOK + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
-	{name: "EAH false on a size without it", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: false\n"},
-	{name: "EAH on a size the catalog lacks", settings: "vmSize: Standard_Nope\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n"},
-	{name: "size without EAH, EAH not asked for", settings: "vmSize: Standard_Fresh_v1\n" + osDES(desOS)},
-	{name: "update changes the size under EAH, old size doubtful", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
-		old: "vmSize: Standard_D4a_v4\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n", preexisting: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	{name: "update asks for EAH on a size without it", settings: "vmSize: Standard_A0\n" + osDES(desOS) + "securityProfile:\n  encryptionAtHost: true\n",
-		old: "vmSize: Standard_A0\n" + osDES(desOS), deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-
-	// UPDATE: exemptions and ratcheting.
-	{name: "metadata-only update of a non-compliant object", settings: vmOK + osDES("bad") + "vmExtensions:\n  - name: AzureDiskEncryption\n    publisher: Microsoft.Azure.Security\n    version: \"1\"\n", metadataOnly: true},
-	{name: "unrelated change of an object with a malformed DES", settings: "vmSize: Standard_D2s_v3\n" + osDES("bad"), old: vmOK + osDES("bad"), preexisting: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "malformed DES replaced by another malformed one", settings: vmOK + osDES("worse"), old: vmOK + osDES("bad"), preexisting: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "update adds a malformed data disk to an object with a malformed OS DES", settings: vmOK + osDES("bad") + "dataDisks:\n" + dataDisk("new", 0, "bad"), old: vmOK + osDES("bad"),
-		deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "data disks reordered, identity by nameSuffix", settings: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("b", 1, desData) + dataDisk("a", 0, "bad"), old: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("a", 0, "bad") + dataDisk("b", 1, desData), preexisting: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "data disk identified by lun after an insertion", settings: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("x", 0, desData) + dataDisk("", 2, "bad"), old: vmOK + osDES(desOS) + "dataDisks:\n" + dataDisk("", 2, "bad"), preexisting: []policy.RuleID{policy.RuleDESIDMalformed}},
-	{name: "update adds an ADE extension next to an old one", settings: vmOK + osDES(desOS) + "vmExtensions:\n  - name: AzureDiskEncryption\n    publisher: Microsoft.Azure.Security\n    version: \"1\"\n  - name: AzureDiskEncryptionForLinux\n    publisher: Microsoft.Azure.Security\n    version: \"1\"\n",
-		old: vmOK + osDES(desOS) + "vmExtensions:\n  - name: AzureDiskEncryption\n    publisher: Microsoft.Azure.Security\n    version: \"1\"\n", deny: []policy.RuleID{policy.RuleADEExtension}},
-	{name: "update removes the required DES", settings: vmOK + "osDisk:\n  osType: Linux\n", old: vmOK + osDES(desOS), deny: []policy.RuleID{policy.RuleDESRequired}},
-	{name: "update fixes a malformed DES", settings: vmOK + osDES(desOS), old: vmOK + osDES("bad")},
-	{name: "update of an object being deleted", settings: "vmSize: Standard_D2s_v3\n" + osDES("bad"), old: vmOK + osDES(desOS), deleting: true},
-	{name: "CAPI topology dry-run", settings: vmOK + osDES("bad"), annotations: map[string]string{policy.AnnotationTopologyDryRun: ""}, dryRun: true},
-	{name: "topology annotation on a real request", settings: vmOK + osDES("bad"), annotations: map[string]string{policy.AnnotationTopologyDryRun: ""}, deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-}
-
-const desPatch = `{"spec":{"diskEncryptionSetReference":{"armId":"` + desOS + `"}}}`
-
-var managedMachinePoolCases = []vapCase{
-	{name: "encryption at host on AKS", settings: "mode: User\nenableEncryptionAtHost: true\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "encryption at host off", settings: "mode: User\nenableEncryptionAtHost: false\n"},
-	{name: "encryption at host unset", settings: "mode: System\n"},
-	{name: "old pool with it, other change", settings: "mode: System\nenableEncryptionAtHost: true\n", old: "mode: User\nenableEncryptionAtHost: true\n", preexisting: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "update turns it on", settings: "mode: User\nenableEncryptionAtHost: true\n", old: "mode: User\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-}
-
-var managedControlPlaneCases = []vapCase{
-	{name: "DES patch", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(desPatch) + "\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "second patch sets it, other spelling and spacing", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`{"spec":{"networkProfile":{"podCidr":"10.0.0.0/16"}}}`) + "\n  - " + quoted(`{ "spec" : { "DiskEncryptionSetID" : "x" } }`) + "\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "Kelvin sign in the key", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted("{\"spec\":{\"dis\u212AEncryptionSetReference\":{\"armId\":\"x\"}}}") + "\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "patch removes it (null)", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`{"spec":{"diskEncryptionSetReference":null}}`) + "\n"},
-	{name: "the word in a value", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`{"spec":{"tags":{"note":"no diskEncryptionSet here"}}}`) + "\n"},
-	{name: "unrelated patch", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`{"spec":{"networkProfile":{"podCidr":"10.0.0.0/16"}}}`) + "\n"},
-	{name: "key written with a JSON escape", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`{"spec":{"disk\u0045ncryptionSetReference":{"armId":"x"}}}`) + "\n",
-		diverge: map[policy.RuleID]policy.Action{policy.RuleAKSTarget: policy.ActionDeny}},
-	{name: "not JSON, mentions it", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(`spec.diskEncryptionSetReference = x`) + "\n",
-		diverge: map[policy.RuleID]policy.Action{policy.RuleAKSTarget: policy.ActionDeny}},
-	{name: "old DES patch kept, another added", settings: "version: v1.34.0\nasoManagedClusterPatches:\n  - " + quoted(desPatch) + "\n  - " + quoted(`{"spec":{"networkProfile":{"podCidr":"10.0.0.0/16"}}}`) + "\n", old: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(desPatch) + "\n", preexisting: []policy.RuleID{policy.RuleAKSTarget}},
-	{name: "old DES patch rewritten", settings: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(strings.Replace(desPatch, "des-os", "des-2", 1)) + "\n", old: "version: v1.33.0\nasoManagedClusterPatches:\n  - " + quoted(desPatch) + "\n", deny: []policy.RuleID{policy.RuleAKSTarget}},
-}
-
 // build makes the admission request of a case.
-func (c vapCase) request(t testing.TB, k kindSpec) request {
+func caseRequest(t testing.TB, c vapCase, k kindSpec) request {
 	t.Helper()
-	r := request{op: admission.Create, obj: object(t, k, "obj", c.settings), dryRun: c.dryRun}
-	if len(c.annotations) > 0 {
+	r := request{op: admission.Create, obj: object(t, k, "obj", c.Settings), dryRun: c.DryRun}
+	if len(c.Annotations) > 0 {
 		ann := map[string]any{}
-		for k, v := range c.annotations {
+		for k, v := range c.Annotations {
 			ann[k] = v
 		}
 		metadata(r.obj)["annotations"] = ann
 	}
 	switch {
-	case c.metadataOnly:
-		r.op, r.old = admission.Update, object(t, k, "obj", c.settings)
+	case c.MetadataOnly:
+		r.op, r.old = admission.Update, object(t, k, "obj", c.Settings)
 		metadata(r.obj)["labels"] = map[string]any{"team": "a"}
-	case c.old != "":
-		r.op, r.old = admission.Update, object(t, k, "obj", c.old)
+	case c.Old != "":
+		r.op, r.old = admission.Update, object(t, k, "obj", c.Old)
 	}
-	if c.deleting {
+	if c.Deleting {
 		metadata(r.obj)["deletionTimestamp"] = "2026-01-02T03:04:05Z"
 		metadata(r.obj)["finalizers"] = []any{"azuremachine.infrastructure.cluster.x-k8s.io"}
 	}
@@ -332,14 +204,14 @@ func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compil
 			}
 			var want policy.Action
 			switch {
-			case slices.Contains(c.deny, rule):
+			case slices.Contains(c.Deny, rule):
 				want = action
-			case slices.Contains(c.warn, rule):
+			case slices.Contains(c.Warn, rule):
 				want = capped
-			case slices.Contains(c.preexisting, rule) && action == policy.ActionAudit:
+			case slices.Contains(c.Preexisting, rule) && action == policy.ActionAudit:
 				want = action
 			}
-			if limit, ok := c.diverge[rule]; ok {
+			if limit, ok := c.Diverge[rule]; ok {
 				// Known divergence: the webhook enforces the rule at the action the case gives (capped
 				// by the rule's own), the compiled policies at want (nothing, unless the case says).
 				if rank[limit] < rank[action] {
@@ -412,11 +284,11 @@ func validationParity(t *testing.T, p *policy.Policy) {
 		for _, k := range kinds {
 			for i := range cases {
 				c := &cases[i]
-				t.Run(k.kind+"/"+c.name, func(t *testing.T) {
-					checkParity(t, p, cat, vaps, params, c.request(t, k), c)
+				t.Run(k.kind+"/"+c.Name, func(t *testing.T) {
+					checkParity(t, p, cat, vaps, params, caseRequest(t, *c, k), c)
 					for _, v := range vaps {
 						if v.kind == k.kind {
-							if runVAP(t, v.eval, v.policy.Name, c.request(t, k), params).denied {
+							if runVAP(t, v.eval, v.policy.Name, caseRequest(t, *c, k), params).denied {
 								denied[v.policy.Name] = true
 							} else {
 								passed[v.policy.Name] = true

@@ -43,13 +43,13 @@ func samples(t *testing.T) map[string]map[string]any {
 var sampleCases = map[string]vapCase{
 	"payments-control-plane": {},
 	"payments-md-0":          {},
-	"with-ade":               {deny: []policy.RuleID{policy.RuleADEExtension}},
-	"aks-pool0":              {deny: []policy.RuleID{policy.RuleAKSTarget}},
-	"aks-control-plane":      {deny: []policy.RuleID{policy.RuleAKSTarget}},
-	"copied-from-docs":       {deny: []policy.RuleID{policy.RuleDESIDMalformed}},
-	"analytics-eastus":       {warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}}, // eastus, 2020: old evidence
-	"legacy-size":            {deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
-	"worker-kv-url":          {deny: []policy.RuleID{policy.RuleDESIDMalformed}},
+	"with-ade":               {Deny: []policy.RuleID{policy.RuleADEExtension}},
+	"aks-pool0":              {Deny: []policy.RuleID{policy.RuleAKSTarget}},
+	"aks-control-plane":      {Deny: []policy.RuleID{policy.RuleAKSTarget}},
+	"copied-from-docs":       {Deny: []policy.RuleID{policy.RuleDESIDMalformed}},
+	"analytics-eastus":       {Warn: []policy.RuleID{policy.RuleEAHSKUUnsupported}}, // eastus, 2020: old evidence
+	"legacy-size":            {Deny: []policy.RuleID{policy.RuleEAHSKUUnsupported}},
+	"worker-kv-url":          {Deny: []policy.RuleID{policy.RuleDESIDMalformed}},
 	"analytics-mp-0":         {},
 }
 

@@ -152,11 +152,11 @@ func TestWhatTheWebhookDoesNotSeeIsDecidedAlike(t *testing.T) {
 	}
 	var settings []string
 	for _, c := range mapCases {
-		settings = append(settings, c.settings)
+		settings = append(settings, c.Settings)
 	}
 	for _, c := range machineCases {
-		if c.old == "" && !c.metadataOnly && !c.deleting && c.annotations == nil {
-			settings = append(settings, c.settings)
+		if c.Old == "" && !c.MetadataOnly && !c.Deleting && c.Annotations == nil {
+			settings = append(settings, c.Settings)
 		}
 	}
 	skipped := 0
