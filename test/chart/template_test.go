@@ -625,9 +625,9 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 }
 
-// checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds
-// cluster-wide, and in the release namespace only the ConfigMap of VM-size verdicts and the Lease
-// (by name; create cannot be narrowed), plus events.
+// checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds and
+// get ConfigMaps cluster-wide, and in the release namespace write only the ConfigMap of VM-size
+// verdicts and the Lease (by name; create cannot be narrowed), plus events.
 func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	sa := dep.Spec.Template.Spec.ServiceAccountName
@@ -646,7 +646,9 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	}
 	want := []rbacv1.PolicyRule{{APIGroups: []string{"admissionregistration.k8s.io"},
 		Resources: []string{"validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"},
-		Verbs:     []string{"get", "list", "create", "patch", "delete"}}}
+		Verbs:     []string{"get", "list", "create", "patch", "delete"}},
+		// A policy with paramKind ConfigMap may only be created by whoever may get every ConfigMap.
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}
 	if !reflect.DeepEqual(cr.Rules, want) {
 		t.Errorf("ClusterRole %s: %+v", cr.Name, cr.Rules)
 	}

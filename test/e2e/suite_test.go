@@ -262,8 +262,11 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 	if err != nil {
 		return err
 	}
+	// The namespaces of the CEL parity test (cel_test.go) are labelled with their side, and are
+	// not this webhook's either.
 	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM,
-		"--set-json", "webhook.namespaceSelector.excludeNamespaces="+string(exclude))
+		"--set-json", "webhook.namespaceSelector.excludeNamespaces="+string(exclude),
+		"--set-json", `webhook.namespaceSelector.matchExpressions=[{"key":"`+labelSide+`","operator":"DoesNotExist"}]`)
 	if err != nil {
 		return err
 	}
