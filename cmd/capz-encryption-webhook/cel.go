@@ -29,8 +29,8 @@ func newCELCmd() *cobra.Command {
 		Short: "Print the admission policies that enforce the CEL-expressible part of the policy in the apiserver",
 		Long: `Compiles what the policy can decide from the object alone into ValidatingAdmissionPolicies
 (Kubernetes 1.30+) and, for a single default that applies to every region and namespace,
-MutatingAdmissionPolicies (1.36+), with their bindings and a ConfigMap of VM-size verdicts as
-their parameter object. kubectl apply --server-side -f - installs them; they are labelled
+MutatingAdmissionPolicies (1.36+), with their bindings; the VM-size verdicts are constants in
+the policies that need them. kubectl apply --server-side -f - installs them; they are labelled
 app.kubernetes.io/managed-by=capz-encryption-webhook.
 
 What needs data the apiserver cannot see (the Cluster's region, live Disk Encryption Set facts) is
@@ -49,7 +49,7 @@ Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
 	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
 	f.StringVarP(&o.output, "output", "o", "yaml", "output format: yaml or json (a v1 List)")
 	f.BoolVar(&o.explain, "explain", false, "print what is compiled and what is left to the webhook, and why, instead of the objects")
-	f.StringVar(&o.namespace, "namespace", celpolicy.DefaultNamespace, "namespace of the parameter ConfigMap (the webhook's)")
+	f.StringVar(&o.namespace, "namespace", celpolicy.DefaultNamespace, "the webhook's namespace, which the bindings leave out (as they leave out kube-system)")
 	f.StringVar(&o.now, "now", "", "judge the age of catalog evidence as of this time (RFC 3339, or a date YYYY-MM-DD) instead of now, for reproducible output")
 	return cmd
 }

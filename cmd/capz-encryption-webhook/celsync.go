@@ -33,7 +33,7 @@ type celSyncOptions struct {
 
 func (o *celSyncOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.enabled, "cel-sync", false, "keep the admission policies that `cel` compiles from the policy in force in the cluster (server-side apply; leader-elected; the webhook serves on every replica)")
-	f.StringVar(&o.namespace, "cel-namespace", "", "namespace of the compiled policies' ConfigMap of VM-size verdicts (default: $POD_NAMESPACE, else "+celpolicy.DefaultNamespace+")")
+	f.StringVar(&o.namespace, "cel-namespace", "", "the webhook's namespace, which the compiled policies leave out (default: $POD_NAMESPACE, else "+celpolicy.DefaultNamespace+")")
 	f.StringSliceVar(&o.excludeNamespaces, "cel-exclude-namespaces", nil, "namespaces the compiled policies leave out, besides kube-system and --cel-namespace (as the webhook configurations do)")
 	f.StringVar(&o.namespaceSelector, "cel-namespace-selector", "", "label selector (JSON: matchLabels, matchExpressions) that narrows the compiled policies' namespaces, as the webhook configurations' namespaceSelector does")
 	f.DurationVar(&o.interval, "cel-sync-interval", 10*time.Second, "how often the policy in force and the catalog are compiled and compared with what was applied")

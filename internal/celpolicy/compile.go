@@ -20,12 +20,10 @@ import (
 
 const (
 	// Prefix starts the name of every object Compile makes. Names are Prefix.<rule>.<kind> for the
-	// validating policies and their bindings, Prefix.inject-des.<kind> and Prefix.inject-eah.<kind>
-	// for the mutating ones, and ParamsName for the parameter ConfigMap.
+	// validating policies and their bindings (Prefix.<rule>.<kind>.warn for the part of a rule that
+	// only warns), Prefix.inject-des.<kind> and Prefix.inject-eah.<kind> for the mutating ones.
 	Prefix = "capz-encryption-webhook"
-	// ParamsName is the name of the ConfigMap of VM-size verdicts.
-	ParamsName = Prefix + ".vm-sizes"
-	// DefaultNamespace holds the ConfigMap when Options.Namespace is empty: the chart's namespace.
+	// DefaultNamespace is the webhook's namespace when Options.Namespace is empty: the chart's.
 	DefaultNamespace = "capz-encryption-webhook-system"
 
 	// LabelManagedBy and ManagedBy mark every object Compile makes, so that a controller can list,
@@ -38,13 +36,13 @@ const (
 	LabelKind = "capz-encryption-webhook.io/kind"
 	// InjectDefault is LabelRule's value on the mutating policies.
 	InjectDefault = "inject-default"
-	// AnnotationCatalog on the ConfigMap describes the catalog its verdicts come from; the messages
-	// quote it.
+	// AnnotationCatalog on the policies that hold VM-size verdicts describes the catalog they come
+	// from; the messages quote it.
 	AnnotationCatalog = "capz-encryption-webhook.io/catalog"
 )
 
-// Values of the ConfigMap of VM-size verdicts, keyed by strings.ToLower of the size name: what the
-// webhook concludes about encryption at host on the size when the region is unknown, kept only as
+// VM-size verdicts, keyed by strings.ToLower of the size name in the expressions: what the webhook
+// concludes about encryption at host on the size when the region is unknown, kept only as
 // far as it holds in every region the object may be in (policy.JudgeSizeAnywhere). A size the
 // catalog does not list has no key.
 const (
@@ -65,7 +63,7 @@ const (
 
 // Options adjust what Compile makes.
 type Options struct {
-	// Namespace of the parameter ConfigMap (DefaultNamespace when empty).
+	// Namespace is the webhook's (DefaultNamespace when empty); the bindings leave it out.
 	Namespace string
 	// Now is the time against which the age of catalog evidence is judged, as the webhook judges it
 	// at every request (policy.Environment.Now); zero: no evidence is old. Compile reads no clock.
@@ -91,8 +89,9 @@ type Result struct {
 	ValidatingBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	MutatingPolicies   []*admissionregistrationv1.MutatingAdmissionPolicy
 	MutatingBindings   []*admissionregistrationv1.MutatingAdmissionPolicyBinding
-	// Params holds the ConfigMap of VM-size verdicts when a policy reads it.
-	Params []*corev1.ConfigMap
+	// Sizes are the VM-size verdicts the policies hold (lower-case size → SizeSupported, ...), nil
+	// without a catalog.
+	Sizes map[string]string
 
 	// Compiled says what the objects enforce, rule by rule (Rule is empty for the injection of the
 	// organisation default).
@@ -133,13 +132,10 @@ func OwnedSelector() labels.Selector {
 	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy})
 }
 
-// Objects returns every generated object in an order that applies cleanly: the parameter ConfigMap,
-// the validating policies and their bindings, the mutating policies and their bindings.
+// Objects returns every generated object in an order that applies cleanly: the validating policies
+// and their bindings, the mutating policies and their bindings.
 func (r *Result) Objects() []Object {
-	out := make([]Object, 0, len(r.Params)+len(r.ValidatingPolicies)+len(r.ValidatingBindings)+len(r.MutatingPolicies)+len(r.MutatingBindings))
-	for _, o := range r.Params {
-		out = append(out, o)
-	}
+	out := make([]Object, 0, len(r.ValidatingPolicies)+len(r.ValidatingBindings)+len(r.MutatingPolicies)+len(r.MutatingBindings))
 	for _, o := range r.ValidatingPolicies {
 		out = append(out, o)
 	}
@@ -187,6 +183,7 @@ func Compile(p *policy.Policy, cat skus.Catalog, opts Options) (*Result, error) 
 	if cat != nil {
 		c.sizes = buildSizes(cat, opts.Now)
 		c.res.CatalogSource = c.sizes.desc
+		c.res.Sizes = c.sizes.data
 	}
 	c.def, c.defReason = universalDefault(p)
 	c.compileRules()
@@ -295,17 +292,6 @@ func constraints(k kindSpec, ops ...admissionregistrationv1.OperationType) *admi
 		MatchPolicy: &equivalent,
 	}
 }
-
-func (c *compiler) paramRef() *admissionregistrationv1.ParamRef {
-	// Allow, not Deny, when the ConfigMap is missing: parameters are resolved before matchConditions,
-	// so Deny would refuse deletions' finalizer updates and metadata-only updates too, which the
-	// policy never blocks. A missing ConfigMap turns the encryption-at-host checks off in CEL only;
-	// the webhook still makes them.
-	allow := admissionregistrationv1.AllowAction
-	return &admissionregistrationv1.ParamRef{Name: ParamsName, Namespace: c.opts.Namespace, ParameterNotFoundAction: &allow}
-}
-
-var configMapParamKind = &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
 
 func (c *compiler) addCoverage(cv Coverage) {
 	for i := range c.res.Compiled {

@@ -104,7 +104,7 @@ func TestNamesLabelsAndOwnership(t *testing.T) {
 			t.Errorf("%s has no apiVersion and kind", o.GetName())
 		}
 	}
-	want := []string{"ConfigMap capz-encryption-webhook-system/capz-encryption-webhook.vm-sizes"}
+	var want []string
 	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		for _, n := range []string{
 			"ade-extension.azuremachine", "ade-extension.azuremachinepool", "ade-extension.azuremachinetemplate",
@@ -133,8 +133,16 @@ func TestNamesLabelsAndOwnership(t *testing.T) {
 		if len(sel.MatchExpressions) != 1 || !slices.Equal(sel.MatchExpressions[0].Values, []string{"capz-encryption-webhook-system", "kube-system"}) {
 			t.Errorf("%s: namespaces left out: %v", b.Name, sel)
 		}
-		if (b.Spec.ParamRef != nil) != strings.Contains(b.Name, "eah-sku-unsupported") {
+		if b.Spec.ParamRef != nil {
 			t.Errorf("%s: paramRef %v", b.Name, b.Spec.ParamRef)
+		}
+	}
+	// The VM-size verdicts are constants of the policies that use them, which say where they come
+	// from; no policy has a parameter object.
+	for _, p := range res.ValidatingPolicies {
+		holds := strings.Contains(p.Name, "eah-sku-unsupported")
+		if (p.Annotations[AnnotationCatalog] != "") != holds || p.Spec.ParamKind != nil || holds != strings.Contains(p.Spec.Variables[0].Expression, `"standard_a0": "unsupported"`) {
+			t.Errorf("%s: catalog %q, paramKind %v, verdicts %.80s", p.Name, p.Annotations[AnnotationCatalog], p.Spec.ParamKind, p.Spec.Variables[0].Expression)
 		}
 	}
 }
@@ -268,8 +276,8 @@ func TestRegionalDefaultsNotCompiled(t *testing.T) {
 
 func TestWithoutCatalog(t *testing.T) {
 	res := mustCompile(t, mustParse(t, "palette.yaml", paletteValues), nil)
-	if len(res.Params) != 0 {
-		t.Error("a ConfigMap without a catalog")
+	if res.Sizes != nil {
+		t.Error("VM-size verdicts without a catalog")
 	}
 	for _, p := range res.MutatingPolicies {
 		if strings.Contains(p.Name, "inject-eah") || p.Spec.ParamKind != nil {

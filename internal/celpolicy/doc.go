@@ -2,7 +2,7 @@
 // data into Kubernetes admission policies, so that the kube-apiserver enforces it in-process with CEL:
 // ValidatingAdmissionPolicies (admissionregistration.k8s.io/v1, Kubernetes 1.30+) for the rules,
 // MutatingAdmissionPolicies (v1, Kubernetes 1.36+) for a single region-independent organisation
-// default, their bindings, and one ConfigMap of VM-size verdicts as the parameter object.
+// default, and their bindings. The VM-size verdicts are constants in the policies that need them.
 //
 // It is pure, like package policy: no I/O, no clock, and the same policy and catalog always give the
 // same objects with the same names, so that a controller can server-side-apply them and own exactly
@@ -32,19 +32,20 @@
 // # What CEL cannot see
 //
 // The apiserver gives an admission policy the object, the old object, the request, the namespace
-// object and one parameter object; not the CAPI Cluster the object belongs to (hence not its region,
+// object and a parameter object; not the CAPI Cluster the object belongs to (hence not its region,
 // nor whether it is an AKS cluster), and not Azure. Result.NotCompiled lists every rule, or part of a
 // rule, left to the webhook, with the reason; Result.Inactive lists rules the policy switches off.
 //
 // # VM sizes
 //
-// The ConfigMap maps each size the catalog lists to what the webhook concludes about encryption at
-// host on it without knowing the region, kept only as far as it holds in every region the machine
+// The policies that need them hold a map from each size the catalog lists to what the webhook
+// concludes about encryption at host on it without knowing the region, kept only as far as it holds in every region the machine
 // may be in (policy.JudgeSizeAnywhere): supported (a default injects it), unsupported (current
 // evidence says no everywhere: refused), doubtful (no region supports it, but somewhere the only
 // evidence is more than policy.EvidenceMaxAgeYears old: a warning, as the webhook gives there) or
 // mixed (the region decides: left to the webhook). Options.Now is the date the age is judged at;
-// the verdicts change as captures age, so a controller recompiles them.
+// the verdicts change as captures age, so a controller recompiles them. They are constants rather
+// than a parameter object: see sizeTable.
 //
 // # Where the compiled policies differ from the webhook
 //

@@ -5,8 +5,8 @@ package celpolicy
 // matchConditions matcher, validator and JSON patcher. What it writes by hand is only the glue that
 // validating.compilePolicy and mutating.compilePolicy (unexported) perform: compile the variables,
 // the conditions and the mutations with one CompositedCompiler, then hand them to NewValidator and
-// NewJSONPatcher. The dispatchers (matchConstraints, bindings, parameter lookup) are not run; the
-// tests pass the ConfigMap in as the parameter and turn a denial into the binding's action.
+// NewJSONPatcher. The dispatchers (matchConstraints, bindings) are not run; the tests turn a denial
+// into the binding's action.
 
 import (
 	"context"
@@ -190,10 +190,10 @@ type outcome struct {
 	message string
 }
 
-func runVAP(t testing.TB, v validating.Validator, name string, r request, params runtime.Object) outcome {
+func runVAP(t testing.TB, v validating.Validator, name string, r request) outcome {
 	t.Helper()
 	va, gvr := r.attributes(t)
-	res := v.Validate(context.Background(), gvr, va, params, testNamespace, celconfig.RuntimeCELCostBudget, nil)
+	res := v.Validate(context.Background(), gvr, va, nil, testNamespace, celconfig.RuntimeCELCostBudget, nil)
 	var out outcome
 	for _, d := range res.Decisions {
 		switch d.Evaluation {
@@ -207,31 +207,17 @@ func runVAP(t testing.TB, v validating.Validator, name string, r request, params
 	return out
 }
 
-func runMAP(t testing.TB, m mapEvaluator, name string, r request, params runtime.Object) map[string]any {
+func runMAP(t testing.TB, m mapEvaluator, name string, r request) map[string]any {
 	t.Helper()
 	va, gvr := r.attributes(t)
 	out, err := m.patcher.Patch(m.compiler.CreateContext(context.Background()), patch.Request{
 		MatchedResource:     gvr,
 		VersionedAttributes: va,
 		ObjectInterfaces:    admission.NewObjectInterfacesFromScheme(runtime.NewScheme()),
-		OptionalVariables:   plugincel.OptionalVariableBindings{VersionedParams: params},
 		Namespace:           testNamespace,
 	}, celconfig.RuntimeCELCostBudget)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	return out.(*unstructured.Unstructured).Object
-}
-
-// paramsObject is the ConfigMap as a parameter, unstructured as the apiserver's informer gives it.
-func paramsObject(t testing.TB, res *Result) runtime.Object {
-	t.Helper()
-	if len(res.Params) == 0 {
-		return nil
-	}
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(res.Params[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &unstructured.Unstructured{Object: m}
 }

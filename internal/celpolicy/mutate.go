@@ -14,7 +14,7 @@ import (
 // does: only what is missing or the empty placeholder, as JSON patch operations at the encryption
 // paths, plus the record in the capz-encryption-webhook.io/injected annotation (merged, sorted,
 // without duplicates). One policy injects the Disk Encryption Sets and another encryption at host,
-// because only the latter reads the VM-size verdicts: a missing ConfigMap must not stop the former.
+// which holds the VM-size verdicts and changes with the catalog.
 //
 // The expressions first compute, in variables, a list of operations as string maps {op, path, shape,
 // injected}; the mutation only turns them into JSONPatch values. Variables can be type-checked
@@ -100,7 +100,7 @@ func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
 		`o.shape == "os-diskEncryptionSet" ? dyn({"id": ` + str(osDES) + `}) : ` +
 		`o.shape == "os-id" ? dyn(` + str(osDES) + `) : ` +
 		`o.shape == "data-diskEncryptionSet" ? dyn({"id": ` + str(dataDES) + `}) : dyn(` + str(dataDES) + `)`
-	c.mutating("inject-des", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, false)
+	c.mutating("inject-des", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, nil)
 }
 
 func (c *compiler) injectEAH(k kindSpec, defName string) {
@@ -111,21 +111,23 @@ func (c *compiler) injectEAH(k kindSpec, defName string) {
 	// (CAPZ refuses both together), and the size supports encryption at host wherever the catalog
 	// offers it: the region is unknown here.
 	vars := slices.Concat([]admissionregistrationv1.Variable{
+		// Only the sizes a default may get encryption at host on.
+		{Name: "verdicts", Expression: c.sizes.verdicts(SizeSupported)},
 		{Name: "sizeKey", Expression: sizeKey(m)},
 		{Name: "ops", Expression: present("object", k.machine...) + " && !" + opt(m, "securityProfile", "encryptionAtHost") + ".hasValue() && " +
 			opt(m, "osDisk", "managedDisk", "securityProfile", "securityEncryptionType") + `.orValue("") != "DiskWithVMGuestState" && ` +
-			`params.?data[?variables.sizeKey].orValue("") == ` + str(SizeSupported) + " ? [" +
+			`variables.verdicts[?variables.sizeKey].orValue("") == ` + str(SizeSupported) + " ? [" +
 			opt(m, "securityProfile") + ".hasValue() ? " + op("add", str(base+"/securityProfile/encryptionAtHost"), "encryptionAtHost", injected) +
 			" : " + op("add", str(base+"/securityProfile"), "securityProfile", injected) + "] : []"},
 	}, annotationVars)
 	value := `o.shape == "securityProfile" ? dyn({"encryptionAtHost": true}) : dyn(true)`
-	c.mutating("inject-eah", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, true)
+	c.mutating("inject-eah", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, map[string]string{AnnotationCatalog: c.sizes.desc})
 }
 
 // aksNote is where the injection differs from the webhook's: it cannot see the Cluster.
 const aksNote = "machines of an AKS cluster get it too (the webhook injects nothing there, and then reports aks-target)"
 
-func (c *compiler) mutating(what string, k kindSpec, defName string, vars []admissionregistrationv1.Variable, mutation string, params bool) {
+func (c *compiler) mutating(what string, k kindSpec, defName string, vars []admissionregistrationv1.Variable, mutation string, annotations map[string]string) {
 	name := Prefix + "." + what + "." + k.lower()
 	fail := admissionregistrationv1.Fail
 	spec := admissionregistrationv1.MutatingAdmissionPolicySpec{
@@ -141,15 +143,10 @@ func (c *compiler) mutating(what string, k kindSpec, defName string, vars []admi
 		ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
 	}
 	binding := admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name, MatchResources: c.matchResources()}
-	if params {
-		spec.ParamKind = configMapParamKind
-		binding.ParamRef = c.paramRef()
-		c.ensureParams()
-	}
 	gv := admissionregistrationv1.SchemeGroupVersion.String()
 	c.res.MutatingPolicies = append(c.res.MutatingPolicies, &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: gv, Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: c.labels(InjectDefault, k)},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: c.labels(InjectDefault, k), Annotations: annotations},
 		Spec:       spec,
 	})
 	c.res.MutatingBindings = append(c.res.MutatingBindings, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
@@ -159,7 +156,7 @@ func (c *compiler) mutating(what string, k kindSpec, defName string, vars []admi
 	})
 	note := fmt.Sprintf("default %q: Disk Encryption Sets; %s", defName, aksNote)
 	if what == "inject-eah" {
-		note = fmt.Sprintf("default %q: encryptionAtHost, on sizes that support it in every catalog region that lists them (%s in the ConfigMap), as the webhook does wherever the machine is, except in a region whose current complete listing lacks the size (the webhook injects nothing there, and refuses the object as sku-unknown); %s", defName, SizeSupported, aksNote)
+		note = fmt.Sprintf("default %q: encryptionAtHost, on sizes that support it in every catalog region that lists them (%s), as the webhook does wherever the machine is, except in a region whose current complete listing lacks the size (the webhook injects nothing there, and refuses the object as sku-unknown); %s", defName, SizeSupported, aksNote)
 	}
 	c.addCoverage(Coverage{Kinds: []string{k.kind}, Objects: []string{name}, Note: note})
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/cel/environment"
 
@@ -81,7 +80,7 @@ func compiledMAPs(t testing.TB, res *Result) []compiledMAP {
 
 // mutate runs the mutating policies of the object's kind in the given order, each on the output of
 // the one before, as the apiserver chains them.
-func mutate(t testing.TB, maps []compiledMAP, params runtime.Object, obj map[string]any, reverse bool) map[string]any {
+func mutate(t testing.TB, maps []compiledMAP, obj map[string]any, reverse bool) map[string]any {
 	t.Helper()
 	ordered := slices.Clone(maps)
 	if reverse {
@@ -89,7 +88,7 @@ func mutate(t testing.TB, maps []compiledMAP, params runtime.Object, obj map[str
 	}
 	for _, m := range ordered {
 		if m.kind == obj["kind"] {
-			obj = runMAP(t, m.eval, m.name, request{op: admission.Create, obj: obj}, params)
+			obj = runMAP(t, m.eval, m.name, request{op: admission.Create, obj: obj})
 		}
 	}
 	return obj
@@ -104,7 +103,6 @@ func TestMutationParity(t *testing.T) {
 		res := mustCompile(t, p, cat)
 		maps := compiledMAPs(t, res)
 		vaps := compiledVAPs(t, res)
-		params := paramsObject(t, res)
 		if len(maps) == 0 {
 			t.Fatalf("%s: no mutating policy", pc.name)
 		}
@@ -125,22 +123,22 @@ func TestMutationParity(t *testing.T) {
 						t.Errorf("the webhook injects %q, the case says %q", d.Injected, c.Injected)
 					}
 					want := normalize(t, goPatched(t, d, obj))
-					got := normalize(t, mutate(t, maps, params, obj, false))
+					got := normalize(t, mutate(t, maps, obj, false))
 					if !reflect.DeepEqual(got, want) {
 						g, _ := json.MarshalIndent(got, "", " ")
 						w, _ := json.MarshalIndent(want, "", " ")
 						t.Fatalf("CEL mutation differs from the webhook's patch (%s)\nCEL:\n%s\nwebhook:\n%s", patchString(d), g, w)
 					}
-					if other := normalize(t, mutate(t, maps, params, obj, true)); !reflect.DeepEqual(other, want) {
+					if other := normalize(t, mutate(t, maps, obj, true)); !reflect.DeepEqual(other, want) {
 						t.Errorf("the result depends on the order of the mutating policies: %v", other)
 					}
 					// Reinvocation finds nothing left to do.
-					if again := normalize(t, mutate(t, maps, params, got.(map[string]any), false)); !reflect.DeepEqual(again, got) {
+					if again := normalize(t, mutate(t, maps, got.(map[string]any), false)); !reflect.DeepEqual(again, got) {
 						t.Errorf("a second pass changed the object: %v", again)
 					}
 					// Defaulting followed by validation: the compiled rules judge the patched object as the
 					// webhook's validating stage does.
-					checkParity(t, p, cat, vaps, params, request{op: admission.Create, obj: got.(map[string]any)}, nil)
+					checkParity(t, p, cat, vaps, request{op: admission.Create, obj: got.(map[string]any)}, nil)
 				})
 			}
 		}

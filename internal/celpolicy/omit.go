@@ -11,7 +11,7 @@ import (
 // the object, the stored object, the request, the namespace and one parameter object; not the CAPI
 // Cluster (hence neither the region nor whether it is AKS), and not Azure.
 const needsRegion = "the machine's region, which the webhook finds through its CAPI Cluster (AzureCluster.spec.location); admission policies cannot see the Cluster. " +
-	"An AzureMachinePool's spec.location and the location annotation are visible, but the compiled policies read neither: the ConfigMap holds what holds in every region"
+	"An AzureMachinePool's spec.location and the location annotation are visible, but the compiled policies read neither: their VM-size verdicts are what holds in every region"
 
 func needsAzure(what string) string {
 	return "needs live Azure data about the Disk Encryption Set (" + what + "), which admission policies cannot see"
@@ -61,10 +61,6 @@ func (c *compiler) omit() {
 		if n := len(c.sizes.regionless); n > 0 {
 			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("the refusal of %s that no catalog region supports, compiled as a warning (%s)", sizesCount(n), examples(c.sizes.regionless)),
 				fmt.Sprintf("current evidence says no in some regions, but in another the only evidence is more than %d years old, which only warns there; which one applies depends on %s", policy.EvidenceMaxAgeYears, needsRegion))
-		}
-		if n := len(c.sizes.skipped); n > 0 {
-			add(policy.RuleEAHSKUUnsupported, fmt.Sprintf("%s whose names cannot be ConfigMap keys (%s)", sizesCount(n), examples(c.sizes.skipped)),
-				"the verdicts are looked up in a ConfigMap keyed by size name")
 		}
 	}
 

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/cel/environment"
@@ -168,7 +167,7 @@ func compiledVAPs(t testing.TB, res *Result) []compiledVAP {
 // checkParity runs one request through the compiled policies of its kind and through the webhook's
 // policy, and compares them rule by rule (a rule may be compiled into several policies, e.g. one that
 // refuses and one that warns); c (may be nil) is what the case expects.
-func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compiledVAP, params runtime.Object, r request, c *vapCase) map[policy.RuleID]policy.Action {
+func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compiledVAP, r request, c *vapCase) map[policy.RuleID]policy.Action {
 	t.Helper()
 	d := evaluate(t, p, cat, r, policy.StageValidate)
 	got := map[policy.RuleID]policy.Action{}
@@ -181,7 +180,7 @@ func checkParity(t *testing.T, p *policy.Policy, cat skus.Catalog, vaps []compil
 		if !slices.Contains(rules, v.rule) {
 			rules = append(rules, v.rule)
 		}
-		out := runVAP(t, v.eval, v.policy.Name, r, params)
+		out := runVAP(t, v.eval, v.policy.Name, r)
 		if out.denied {
 			if a := bindingAction(v.binding); rank[a] > rank[got[v.rule]] {
 				got[v.rule] = a
@@ -277,7 +276,6 @@ func validationParity(t *testing.T, p *policy.Policy) {
 	cat := testCatalog()
 	res := mustCompile(t, p, cat)
 	vaps := compiledVAPs(t, res)
-	params := paramsObject(t, res)
 	// Every compiled rule of every kind has a case it denies and a case it passes.
 	denied, passed := map[string]bool{}, map[string]bool{}
 	run := func(kinds []kindSpec, cases []vapCase) {
@@ -285,10 +283,10 @@ func validationParity(t *testing.T, p *policy.Policy) {
 			for i := range cases {
 				c := &cases[i]
 				t.Run(k.kind+"/"+c.Name, func(t *testing.T) {
-					checkParity(t, p, cat, vaps, params, caseRequest(t, *c, k), c)
+					checkParity(t, p, cat, vaps, caseRequest(t, *c, k), c)
 					for _, v := range vaps {
 						if v.kind == k.kind {
-							if runVAP(t, v.eval, v.policy.Name, caseRequest(t, *c, k), params).denied {
+							if runVAP(t, v.eval, v.policy.Name, caseRequest(t, *c, k)).denied {
 								denied[v.policy.Name] = true
 							} else {
 								passed[v.policy.Name] = true
@@ -321,9 +319,8 @@ func TestNeverStricterThanTheWebhookInAnyRegion(t *testing.T) {
 	cat := testCatalog()
 	res := mustCompile(t, p, cat)
 	vaps, maps := compiledVAPs(t, res), compiledMAPs(t, res)
-	params := paramsObject(t, res)
 	sizes := []string{"Standard_Nope_v9"}
-	for size := range res.Params[0].Data {
+	for size := range res.Sizes {
 		sizes = append(sizes, size)
 	}
 	slices.Sort(sizes)
@@ -346,15 +343,15 @@ func TestNeverStricterThanTheWebhookInAnyRegion(t *testing.T) {
 		asks := request{op: admission.Create, obj: object(t, azureMachineTemplate, "t", "vmSize: "+quoted(size)+"\n"+osDES(desOS)+"securityProfile:\n  encryptionAtHost: true\n")}
 		var cel policy.Action
 		for _, v := range vaps {
-			if v.kind == azureMachineTemplate.kind && v.rule == policy.RuleEAHSKUUnsupported && runVAP(t, v.eval, v.policy.Name, asks, params).denied {
+			if v.kind == azureMachineTemplate.kind && v.rule == policy.RuleEAHSKUUnsupported && runVAP(t, v.eval, v.policy.Name, asks).denied {
 				if a := bindingAction(v.binding); rank[a] > rank[cel] {
 					cel = a
 				}
 			}
 		}
 		plain := object(t, azureMachineTemplate, "t", "vmSize: "+quoted(size)+"\n"+plainOS)
-		celInjects, _ := lookupPath(mutate(t, maps, params, plain, false), "spec", "template", "spec", "securityProfile", "encryptionAtHost").(bool)
-		class := res.Params[0].Data[strings.ToLower(size)]
+		celInjects, _ := lookupPath(mutate(t, maps, plain, false), "spec", "template", "spec", "securityProfile", "encryptionAtHost").(bool)
+		class := res.Sizes[strings.ToLower(size)]
 		for _, region := range regions {
 			var hook policy.Action
 			for _, f := range webhook(asks, region, policy.StageValidate).Findings {

@@ -58,7 +58,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 
 // marshalYAML writes m with its keys in JSON's order (sorted bytewise). sigs.k8s.io/yaml sorts map
 // keys "naturally" (digits by value), an order that is not total for keys such as standard_b4ms,
-// standard_b12ms and standard_b1ls, so that the same ConfigMap came out in different orders.
+// standard_b12ms and standard_b1ls, so that the same map came out in different orders.
 func marshalYAML(m map[string]any) ([]byte, error) {
 	raw, err := json.Marshal(m)
 	if err != nil {

@@ -56,9 +56,12 @@ func (s side) list(l listVar) string { return opt(s.root(), l.path...) + ".orVal
 
 // ruleGen is one rule compiled for one kind.
 type ruleGen struct {
-	rule   policy.RuleID
-	kind   kindSpec
-	params bool
+	rule policy.RuleID
+	kind kindSpec
+	// vars come before the findings, which may read them.
+	vars []admissionregistrationv1.Variable
+	// annotations of the policy.
+	annotations map[string]string
 	// findings renders, for one side, a CEL list of the rule's findings (see side.entry).
 	findings func(s side) string
 	static   string // the message when messageExpression yields none
@@ -96,7 +99,7 @@ func (c *compiler) vap(g ruleGen) {
 		prefix = str("[warn-only: would deny] ") + " + "
 	}
 	head := "capz-encryption-webhook [" + string(g.rule) + "] "
-	vars := []admissionregistrationv1.Variable{{Name: "findings", Expression: g.findings(newSide)}}
+	vars := append(slices.Clone(g.vars), admissionregistrationv1.Variable{Name: "findings", Expression: g.findings(newSide)})
 	if action == policy.ActionAudit {
 		// An audit finding is recorded whether or not the stored object had it: policy.Evaluate
 		// ratchets only what it would enforce.
@@ -132,17 +135,12 @@ func (c *compiler) vap(g ruleGen) {
 	binding := admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 		PolicyName: name, ValidationActions: validationActions(action), MatchResources: c.matchResources(),
 	}
-	if g.params {
-		spec.ParamKind = configMapParamKind
-		binding.ParamRef = c.paramRef()
-		c.ensureParams()
-	}
-	meta := metav1.ObjectMeta{Name: name, Labels: c.labels(string(g.rule), g.kind)}
+	meta := metav1.ObjectMeta{Name: name, Labels: c.labels(string(g.rule), g.kind), Annotations: g.annotations}
 	c.res.ValidatingPolicies = append(c.res.ValidatingPolicies, &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: meta, Spec: spec,
 	})
-	meta.Labels = c.labels(string(g.rule), g.kind)
+	meta = metav1.ObjectMeta{Name: name, Labels: c.labels(string(g.rule), g.kind)}
 	c.res.ValidatingBindings = append(c.res.ValidatingBindings, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: meta, Spec: binding,
@@ -331,36 +329,40 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 // sizeKey renders the catalog key of the VM size under root.
 func sizeKey(root string) string { return lowered(opt(root, "vmSize") + `.orValue("")`) }
 
-// eahUnsupported finds encryption at host asked for on a size of one of the classes (ConfigMap
-// values), at most at ceiling. On UPDATE, the stored object's finding is there for any size the
-// webhook would have objected to without a region, whatever its class: ratcheting is by rule and
-// field, as in policy.Evaluate.
+// eahUnsupported finds encryption at host asked for on a size of one of the classes (verdicts), at
+// most at ceiling. On UPDATE, the stored object's finding is there for any size the webhook would
+// have objected to without a region, whatever its class: ratcheting is by rule and field, as in
+// policy.Evaluate.
 func (c *compiler) eahUnsupported(k kindSpec, classes []string, ceiling policy.Action, suffix string) ruleGen {
 	field := k.dotted() + ".securityProfile.encryptionAtHost"
 	warnOnly := ""
 	if c.warnOnlyPrefixed(policy.RuleEAHSKUUnsupported) && ceiling == "" {
 		warnOnly = "[warn-only: would deny] "
 	}
-	note := "sizes that no catalog region supports, refused where current evidence says so everywhere (" + SizeUnsupported + " in the ConfigMap)"
+	note := "sizes that no catalog region supports, refused where current evidence says so everywhere (" + SizeUnsupported + ")"
 	switch {
 	case ceiling != "":
 		note = "sizes that no catalog region supports, but where some evidence is more than " + fmt.Sprint(policy.EvidenceMaxAgeYears) + " years old (" + SizeDoubtful + "): a warning"
 	case slices.Contains(classes, SizeDoubtful):
-		note = "sizes that no catalog region supports (" + SizeUnsupported + " and " + SizeDoubtful + " in the ConfigMap)"
+		note = "sizes that no catalog region supports (" + SizeUnsupported + " and " + SizeDoubtful + ")"
 	}
 	return ruleGen{
-		rule: policy.RuleEAHSKUUnsupported, kind: k, params: true, ceiling: ceiling, suffix: suffix, ownPrefix: true,
-		static: "encryptionAtHost is true on a VM size that supports it in no region of the VM-size catalog",
-		note:   note + "; sizes with mixed support are left to the webhook",
+		rule: policy.RuleEAHSKUUnsupported, kind: k, ceiling: ceiling, suffix: suffix, ownPrefix: true,
+		// The verdicts that matter here: the classes this policy enforces, and on UPDATE any the
+		// stored object may have had.
+		vars:        []admissionregistrationv1.Variable{{Name: "verdicts", Expression: c.sizes.verdicts(SizeUnsupported, SizeDoubtful, SizeMixed)}},
+		annotations: map[string]string{AnnotationCatalog: c.sizes.desc},
+		static:      "encryptionAtHost is true on a VM size that supports it in no region of the VM-size catalog",
+		note:        note + "; sizes with mixed support are left to the webhook",
 		findings: func(s side) string {
 			r := s.root()
-			verdict := "params.?data[?" + sizeKey(r) + `].orValue("")`
+			verdict := "variables.verdicts[?" + sizeKey(r) + `].orValue("")`
 			in := classes
 			if s.old {
 				in = []string{SizeUnsupported, SizeDoubtful, SizeMixed}
 			}
 			size := clipped(opt(r, "vmSize")+`.orValue("")`, 100)
-			catalog := "params.?metadata.?annotations[?" + str(AnnotationCatalog) + `].orValue("unknown")`
+			catalog := str(c.sizes.desc)
 			msg := "(" + verdict + " == " + str(SizeDoubtful) + " ? " +
 				join(str("VM size "), size, str(" supports encryption at host in none of the catalog regions that list it (catalog: "), catalog,
 					str(fmt.Sprintf("); but some of that evidence is more than %d years old, or binds only some regions, and Azure may have added the capability since, so this only warns: a current catalog (live Azure data, or --sku-catalog) decides; choose a size that supports it or remove %s", policy.EvidenceMaxAgeYears, field))) +

@@ -65,7 +65,6 @@ func TestSamplesValidationParity(t *testing.T) {
 	cat := skucatalog.Embedded()
 	res := mustCompile(t, p, cat)
 	vaps := compiledVAPs(t, res)
-	params := paramsObject(t, res)
 	objs := samples(t)
 	if len(objs) != len(sampleCases) {
 		t.Fatalf("%d samples, %d cases: a sample was added or removed", len(objs), len(sampleCases))
@@ -76,7 +75,7 @@ func TestSamplesValidationParity(t *testing.T) {
 			t.Fatalf("no case for sample %s", name)
 		}
 		t.Run(name, func(t *testing.T) {
-			checkParity(t, p, cat, vaps, params, request{op: admission.Create, obj: obj}, &c)
+			checkParity(t, p, cat, vaps, request{op: admission.Create, obj: obj}, &c)
 		})
 	}
 }
@@ -87,19 +86,18 @@ func TestSamplesMutationParity(t *testing.T) {
 	res := mustCompile(t, p, cat)
 	maps := compiledMAPs(t, res)
 	vaps := compiledVAPs(t, res)
-	params := paramsObject(t, res)
 	for name, obj := range samples(t) {
 		t.Run(name, func(t *testing.T) {
 			r := request{op: admission.Create, obj: obj}
 			want := normalize(t, goPatched(t, evaluate(t, p, cat, r, policy.StageAdmit), obj)).(map[string]any)
-			got := normalize(t, mutate(t, maps, params, obj, false)).(map[string]any)
+			got := normalize(t, mutate(t, maps, obj, false)).(map[string]any)
 			if !reflect.DeepEqual(got, want) {
 				g, _ := json.MarshalIndent(got, "", " ")
 				w, _ := json.MarshalIndent(want, "", " ")
 				t.Fatalf("CEL:\n%s\nwebhook:\n%s", g, w)
 			}
 			c := sampleCases[name]
-			checkParity(t, p, cat, vaps, params, request{op: admission.Create, obj: got}, &c)
+			checkParity(t, p, cat, vaps, request{op: admission.Create, obj: got}, &c)
 		})
 	}
 }

@@ -7,19 +7,18 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
 // sizeTable is what the catalog says about encryption at host, size by size, for an object whose
-// region the apiserver cannot tell (policy.JudgeSizeAnywhere). The list is a ConfigMap (the parameter
-// object) rather than a literal in the expressions: a full catalog holds hundreds of sizes, ConfigMap
-// keys are looked up in constant time, and a controller can refresh the verdicts with the catalog
-// (and as captures age) without touching the policies.
+// region the apiserver cannot tell (policy.JudgeSizeAnywhere). The verdicts are constants in the
+// expressions that need them (a map literal each), not a parameter object: the apiserver converts a
+// parameter object into a CEL value on every request (about a millisecond per policy for a ConfigMap
+// of 400 sizes, measured with the apiserver's own evaluator), while a constant literal is built once;
+// a missing parameter object would switch the checks off; and a policy with a ConfigMap paramKind may
+// only be created by whoever may get every ConfigMap in the cluster. A controller refreshes the
+// verdicts by applying the policies again.
 type sizeTable struct {
 	data map[string]string // lower-case size → SizeSupported, SizeUnsupported, SizeDoubtful or SizeMixed
 	// mixed lists the sizes whose verdict needs the region, as the catalog spells them.
@@ -27,9 +26,7 @@ type sizeTable struct {
 	// regionless lists the sizes the webhook refuses with the region unknown, but that some region's
 	// own evidence only warns about: compiled as doubtful.
 	regionless []string
-	// skipped lists sizes whose name cannot be a ConfigMap key (Azure's names always can).
-	skipped []string
-	desc    string
+	desc       string
 }
 
 // buildSizes judges every size of every catalog region as the webhook would wherever the object is.
@@ -45,11 +42,10 @@ func buildSizes(cat skus.Catalog, now time.Time) *sizeTable {
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(names)) {
-		// The catalog's own lookup decides which records the key reaches, so that the ConfigMap key
-		// means what the webhook's lookup of the same spelling means.
+		// The catalog's own lookup decides which records the key reaches, so that the key means what
+		// the webhook's lookup of the same spelling means.
 		v := policy.JudgeSizeAnywhere(cat, now, key)
-		if !v.Listed || len(validation.IsConfigMapKey(key)) > 0 {
-			t.skipped = append(t.skipped, names[key])
+		if !v.Listed {
 			continue
 		}
 		switch {
@@ -86,22 +82,23 @@ func describeCatalog(cat skus.Catalog, now time.Time) string {
 	return out
 }
 
-func (c *compiler) paramsConfigMap() *corev1.ConfigMap {
-	return &corev1.ConfigMap{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        ParamsName,
-			Namespace:   c.opts.Namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedBy},
-			Annotations: map[string]string{AnnotationCatalog: c.sizes.desc},
-		},
-		Data: c.sizes.data,
+// verdicts renders, as a CEL map literal from lower-case size to verdict, the sizes whose verdict is
+// one of classes. The literal is a constant: the apiserver builds it once, when it compiles the
+// policy (cel.OptOptimize), and looks sizes up by hash.
+func (t *sizeTable) verdicts(classes ...string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	first := true
+	for _, key := range slices.Sorted(maps.Keys(t.data)) {
+		if !slices.Contains(classes, t.data[key]) {
+			continue
+		}
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		b.WriteString(str(key) + ": " + str(t.data[key]))
 	}
-}
-
-// ensureParams adds the ConfigMap once.
-func (c *compiler) ensureParams() {
-	if len(c.res.Params) == 0 {
-		c.res.Params = append(c.res.Params, c.paramsConfigMap())
-	}
+	b.WriteString("}")
+	return b.String()
 }

@@ -164,20 +164,19 @@ func TestWhatTheWebhookDoesNotSeeIsDecidedAlike(t *testing.T) {
 		p := mustParse(t, name+".yaml", doc)
 		res := mustCompile(t, p, cat)
 		vaps, maps := compiledVAPs(t, res), compiledMAPs(t, res)
-		params := paramsObject(t, res)
 		for _, live := range []bool{false, true} {
 			m := webhookMatcher(t, ScopeFor(p, live))
 			for _, k := range machineKinds {
 				for i, s := range settings {
 					obj := object(t, k, "obj", s)
-					mutated := mutate(t, maps, params, obj, false)
+					mutated := mutate(t, maps, obj, false)
 					if sentToWebhook(t, m, request{op: admission.Create, obj: mutated}) {
 						continue
 					}
 					skipped++
 					celDenied := false
 					for _, v := range vaps {
-						if v.kind == k.kind && bindingAction(v.binding) == policy.ActionDeny && runVAP(t, v.eval, v.policy.Name, request{op: admission.Create, obj: mutated}, params).denied {
+						if v.kind == k.kind && bindingAction(v.binding) == policy.ActionDeny && runVAP(t, v.eval, v.policy.Name, request{op: admission.Create, obj: mutated}).denied {
 							celDenied = true
 						}
 					}

@@ -36,17 +36,12 @@ import (
 const FieldManager = "capz-encryption-webhook"
 
 // Kinds are the kinds the syncer writes, in the order it deletes them (bindings before their
-// policies, the parameter ConfigMap last); it applies in the reverse order. Namespaced says which
-// live in Options.Namespace.
-var Kinds = []struct {
-	GVK        schema.GroupVersionKind
-	Namespaced bool
-}{
-	{schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingAdmissionPolicyBinding"}, false},
-	{schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingAdmissionPolicy"}, false},
-	{schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicyBinding"}, false},
-	{schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicy"}, false},
-	{schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, true},
+// policies); it applies in the reverse order. All are cluster-scoped.
+var Kinds = []schema.GroupVersionKind{
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingAdmissionPolicyBinding"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingAdmissionPolicy"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicyBinding"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingAdmissionPolicy"},
 }
 
 // Metrics are the syncer's Prometheus metrics.
@@ -184,19 +179,19 @@ func (s *Syncer) write(ctx context.Context, objs []*unstructured.Unstructured) (
 		}
 		applied++
 	}
-	for _, k := range Kinds {
-		if s.absent[k.GVK] {
+	for _, gvk := range Kinds {
+		if s.absent[gvk] {
 			continue
 		}
-		n, count, err := s.prune(ctx, k.GVK, k.Namespaced, want[k.GVK])
+		n, count, err := s.prune(ctx, gvk, want[gvk])
 		pruned += n
 		switch {
 		case meta.IsNoMatchError(err):
-			s.markAbsent(k.GVK)
+			s.markAbsent(gvk)
 		case err != nil:
 			errs = append(errs, err)
 		default:
-			s.Metrics.objects.WithLabelValues(k.GVK.Kind).Set(float64(count))
+			s.Metrics.objects.WithLabelValues(gvk.Kind).Set(float64(count))
 		}
 	}
 	return applied, pruned, errors.Join(errs...)
@@ -229,27 +224,12 @@ func (s *Syncer) apply(ctx context.Context, u *unstructured.Unstructured) error 
 }
 
 // prune deletes the owned objects of one kind that are not in keep, and returns how many it deleted
-// and how many owned objects remain. The cluster-scoped kinds are listed by label; of ConfigMaps,
-// only the one celpolicy makes is looked at, by name, so that the syncer needs no access to the
-// other ConfigMaps of its namespace.
-func (s *Syncer) prune(ctx context.Context, gvk schema.GroupVersionKind, namespaced bool, keep map[string]bool) (deleted, remaining int, _ error) {
+// and how many owned objects remain.
+func (s *Syncer) prune(ctx context.Context, gvk schema.GroupVersionKind, keep map[string]bool) (deleted, remaining int, _ error) {
 	list := &unstructured.UnstructuredList{}
-	if namespaced {
-		o := &unstructured.Unstructured{}
-		o.SetGroupVersionKind(gvk)
-		err := s.Reader.Get(ctx, client.ObjectKey{Namespace: s.namespace(), Name: celpolicy.ParamsName}, o)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return 0, 0, err
-		case celpolicy.OwnedSelector().Matches(labels.Set(o.GetLabels())):
-			list.Items = append(list.Items, *o)
-		}
-	} else {
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := s.Reader.List(ctx, list, client.MatchingLabelsSelector{Selector: celpolicy.OwnedSelector()}); err != nil {
-			return 0, 0, err
-		}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err := s.Reader.List(ctx, list, client.MatchingLabelsSelector{Selector: celpolicy.OwnedSelector()}); err != nil {
+		return 0, 0, err
 	}
 	var errs []error
 	for i := range list.Items {
@@ -271,13 +251,6 @@ func (s *Syncer) prune(ctx context.Context, gvk schema.GroupVersionKind, namespa
 		}
 	}
 	return deleted, remaining, errors.Join(errs...)
-}
-
-func (s *Syncer) namespace() string {
-	if s.Options.Namespace == "" {
-		return celpolicy.DefaultNamespace
-	}
-	return s.Options.Namespace
 }
 
 func toUnstructured(o celpolicy.Object) (*unstructured.Unstructured, error) {

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,15 +67,11 @@ func newClient(t *testing.T, objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).WithReturnManagedFields().Build()
 }
 
-// names lists the objects of one kind in the fake cluster, as kind/name (with the namespace for the
-// ConfigMaps).
+// names lists the objects of one kind in the fake cluster.
 func names(t *testing.T, c client.Client, kind string) []string {
 	t.Helper()
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(admissionregistrationv1.SchemeGroupVersion.WithKind(kind + "List"))
-	if kind == "ConfigMap" {
-		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
-	}
 	if err := c.List(context.Background(), list); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +81,11 @@ func names(t *testing.T, c client.Client, kind string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// ours leaves out the objects the tests made as someone else's.
+func ours(names []string) []string {
+	return slices.DeleteFunc(names, func(n string) bool { return n == "someone-elses" || strings.HasSuffix(n, "-copy") })
 }
 
 func expected(t *testing.T, h *harness, kind string) []string {
@@ -109,15 +109,13 @@ func syncs(h *harness, result string) float64 {
 }
 
 // Applied, kept, and pruned: a policy change deletes what the new compilation no longer makes, and
-// only that; objects without the label, and labelled ConfigMaps of other namespaces, are left alone.
+// only that; objects without the label are left alone.
 func TestSyncAppliesAndPrunesOnlyItsOwn(t *testing.T) {
 	foreignVAP := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "someone-elses"}}
 	strayVAP := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "capz-encryption-webhook.retired-rule.azuremachine",
 		Labels: map[string]string{celpolicy.LabelManagedBy: celpolicy.ManagedBy}}}
-	otherCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: celpolicy.ParamsName, Namespace: "elsewhere",
-		Labels: map[string]string{celpolicy.LabelManagedBy: celpolicy.ManagedBy}}}
-	plainCM := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "capz-encryption-webhook-policy", Namespace: ns}}
-	c := newClient(t, foreignVAP, strayVAP, otherCM, plainCM)
+	foreignMAPB := &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "capz-encryption-webhook.inject-eah.azuremachine-copy"}}
+	c := newClient(t, foreignVAP, strayVAP, foreignMAPB)
 	h := newHarness(t, c, palette)
 	ctx := context.Background()
 
@@ -125,28 +123,18 @@ func TestSyncAppliesAndPrunesOnlyItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"} {
-		want := expected(t, h, kind)
-		if kind == "ValidatingAdmissionPolicy" {
-			want = append(want, "someone-elses")
-			slices.Sort(want)
-		}
-		if got := names(t, c, kind); !slices.Equal(got, want) {
+		if got, want := ours(names(t, c, kind)), expected(t, h, kind); !slices.Equal(got, want) {
 			t.Errorf("%s after the first sync:\n%v\nwant\n%v", kind, got, want)
 		}
 	}
-	allCMs := []string{ns + "/" + celpolicy.ParamsName, ns + "/capz-encryption-webhook-policy", "elsewhere/" + celpolicy.ParamsName}
-	slices.Sort(allCMs)
-	if got := names(t, c, "ConfigMap"); !slices.Equal(got, allCMs) {
-		t.Errorf("ConfigMaps: %v", got)
-	}
-	var cm corev1.ConfigMap
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: celpolicy.ParamsName}, &cm); err != nil {
+	var vap admissionregistrationv1.ValidatingAdmissionPolicy
+	if err := c.Get(ctx, client.ObjectKey{Name: "capz-encryption-webhook.eah-sku-unsupported.azuremachine"}, &vap); err != nil {
 		t.Fatal(err)
 	}
-	if cm.Data["standard_d4s_v3"] != celpolicy.SizeSupported || !slices.ContainsFunc(cm.ManagedFields, func(f metav1.ManagedFieldsEntry) bool {
+	if !strings.Contains(vap.Spec.Variables[0].Expression, `"standard_d4a_v4": "doubtful"`) || !slices.ContainsFunc(vap.ManagedFields, func(f metav1.ManagedFieldsEntry) bool {
 		return f.Manager == FieldManager && f.Operation == metav1.ManagedFieldsOperationApply
 	}) {
-		t.Errorf("the ConfigMap was not server-side applied by %s: %v, %v", FieldManager, cm.Data["standard_d4s_v3"], cm.ManagedFields)
+		t.Errorf("the VM-size verdicts were not server-side applied by %s: %.100s, %v", FieldManager, vap.Spec.Variables[0].Expression, vap.ManagedFields)
 	}
 
 	// The same policy and catalog: nothing to write.
@@ -157,16 +145,16 @@ func TestSyncAppliesAndPrunesOnlyItsOwn(t *testing.T) {
 		t.Errorf("applied %v, unchanged %v", syncs(h, "applied"), syncs(h, "unchanged"))
 	}
 
-	// encryptionAtHost leaves the policy: its mutating policies and the ConfigMap go, nothing else.
+	// encryptionAtHost leaves the policy: its mutating policies go, nothing else.
 	h.policy = mustPolicy(t, desOnly)
 	if err := h.s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, kind := range []string{"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"} {
-		if got, want := names(t, c, kind), expected(t, h, kind); !slices.Equal(got, want) {
+		if got, want := ours(names(t, c, kind)), expected(t, h, kind); !slices.Equal(got, want) {
 			t.Errorf("%s after the policy changed:\n%v\nwant\n%v", kind, got, want)
 		}
-		for _, n := range names(t, c, kind) {
+		for _, n := range ours(names(t, c, kind)) {
 			if strings.Contains(n, "inject-eah") {
 				t.Errorf("%s %s is still there", kind, n)
 			}
@@ -175,20 +163,28 @@ func TestSyncAppliesAndPrunesOnlyItsOwn(t *testing.T) {
 	if got := names(t, c, "ValidatingAdmissionPolicy"); slices.Contains(got, strayVAP.Name) || !slices.Contains(got, foreignVAP.Name) {
 		t.Errorf("validating policies: %v (the stray owned one must go, the foreign one stay)", got)
 	}
-	if got := names(t, c, "ConfigMap"); !slices.Equal(got, allCMs) {
-		t.Errorf("ConfigMaps after the policy changed: %v", got)
+	if got := names(t, c, "MutatingAdmissionPolicyBinding"); !slices.Contains(got, foreignMAPB.Name) {
+		t.Errorf("the unlabelled binding was deleted: %v", got)
 	}
 	if got := testutil.ToFloat64(h.s.Metrics.objects.WithLabelValues("MutatingAdmissionPolicy")); got != 3 {
 		t.Errorf("%v mutating policies counted, want 3", got)
 	}
 
-	// Without a catalog nothing reads VM sizes: the ConfigMap goes too.
-	h.s.Catalog = nil
+	// Time passes: evidence ages and a verdict changes. The policies holding it are applied again.
+	h.policy = mustPolicy(t, palette)
 	if err := h.s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := names(t, c, "ConfigMap"); slices.Contains(got, ns+"/"+celpolicy.ParamsName) || !slices.Contains(got, "elsewhere/"+celpolicy.ParamsName) {
-		t.Errorf("ConfigMaps without a catalog: %v", got)
+	h.now = h.now.AddDate(2, 0, 0)
+	before := syncs(h, "applied")
+	if err := h.s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "capz-encryption-webhook.eah-sku-unsupported.azuremachine"}, &vap); err != nil {
+		t.Fatal(err)
+	}
+	if syncs(h, "applied") != before+1 || strings.Contains(vap.Spec.Variables[0].Expression, `"standard_a0": "unsupported"`) {
+		t.Errorf("two years on, Standard_A0's 2025 evidence is old, but the verdicts were not reapplied: %.200s", vap.Spec.Variables[0].Expression)
 	}
 }
 
@@ -251,8 +247,7 @@ func TestResyncRepairs(t *testing.T) {
 }
 
 // An apiserver without MutatingAdmissionPolicy (before 1.36) answers "no matches for kind": the
-// validating policies and the ConfigMap are applied, the mutating ones left out, and the sync
-// succeeds.
+// validating policies are applied, the mutating ones left out, and the sync succeeds.
 func TestSyncWithoutMutatingAdmissionPolicy(t *testing.T) {
 	noMatch := func(gvk schema.GroupVersionKind) error {
 		if strings.HasPrefix(gvk.Kind, "MutatingAdmissionPolicy") {

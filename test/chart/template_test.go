@@ -625,9 +625,8 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 }
 
-// checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds and
-// get ConfigMaps cluster-wide, and in the release namespace write only the ConfigMap of VM-size
-// verdicts and the Lease (by name; create cannot be narrowed), plus events.
+// checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds, and
+// in the release namespace only its Lease (by name; create cannot be narrowed), plus events.
 func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	sa := dep.Spec.Template.Spec.ServiceAccountName
@@ -646,9 +645,7 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	}
 	want := []rbacv1.PolicyRule{{APIGroups: []string{"admissionregistration.k8s.io"},
 		Resources: []string{"validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"},
-		Verbs:     []string{"get", "list", "create", "patch", "delete"}},
-		// A policy with paramKind ConfigMap may only be created by whoever may get every ConfigMap.
-		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}
+		Verbs:     []string{"get", "list", "create", "patch", "delete"}}}
 	if !reflect.DeepEqual(cr.Rules, want) {
 		t.Errorf("ClusterRole %s: %+v", cr.Name, cr.Rules)
 	}
@@ -658,11 +655,9 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	for _, r := range role.Rules {
 		for _, res := range r.Resources {
 			switch {
-			case res == "configmaps" && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"capz-encryption-webhook.vm-sizes"}):
-				t.Errorf("ConfigMap rule not narrowed to the VM-size verdicts: %+v", r)
 			case res == "leases" && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"capz-encryption-webhook"}):
 				t.Errorf("Lease rule not narrowed to the webhook's Lease: %+v", r)
-			case res != "configmaps" && res != "leases" && res != "events":
+			case res != "leases" && res != "events":
 				t.Errorf("Role grants %s", res)
 			}
 		}

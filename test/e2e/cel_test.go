@@ -271,9 +271,7 @@ func (cp *celParity) waitInForce(t *testing.T, p *policy.Policy) {
 	want := map[string][]string{}
 	for _, o := range res.Objects() {
 		kind := o.GetObjectKind().GroupVersionKind().Kind
-		if kind != "ConfigMap" {
-			want[kind] = append(want[kind], o.GetName())
-		}
+		want[kind] = append(want[kind], o.GetName())
 	}
 	injects := len(res.MutatingPolicies) > 0
 	subs := len(p.AllowedDESSubscriptions) > 0
@@ -678,8 +676,7 @@ func toJSON(t *testing.T, v any) string {
 
 // The chart's RBAC for cel.mode is enough: a webhook whose user holds exactly the roles the chart
 // renders (bound to a user instead of the service account) wins the election and applies every
-// compiled object, the bindings that name the ConfigMap included (creating one needs get on it), and
-// writes nothing it may not.
+// compiled object, and writes nothing it may not.
 func TestCELSyncWithTheChartsRBAC(t *testing.T) {
 	const name = "rbac-check"
 	objs, err := chart.Render(chart.Options{Helm: mustEnv(t, "HELM"), Namespace: releaseNamespace,
@@ -743,12 +740,14 @@ func TestCELSyncWithTheChartsRBAC(t *testing.T) {
 		}
 		return fmt.Errorf("not in sync yet")
 	})
-	cm := &corev1.ConfigMap{}
-	if err := k8s.Get(ctx(t), client.ObjectKey{Namespace: releaseNamespace, Name: celpolicy.ParamsName}, cm); err != nil {
+	m := &unstructured.Unstructured{}
+	m.SetAPIVersion("admissionregistration.k8s.io/v1")
+	m.SetKind("MutatingAdmissionPolicyBinding")
+	if err := k8s.Get(ctx(t), client.ObjectKey{Name: "capz-encryption-webhook.inject-eah.azuremachine"}, m); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(cm.ManagedFields, func(f metav1.ManagedFieldsEntry) bool { return f.Manager == "capz-encryption-webhook" }) {
-		t.Errorf("the ConfigMap is not the syncer's: %v", cm.ManagedFields)
+	if !slices.ContainsFunc(m.GetManagedFields(), func(f metav1.ManagedFieldsEntry) bool { return f.Manager == "capz-encryption-webhook" }) {
+		t.Errorf("the binding is not the syncer's: %v", m.GetManagedFields())
 	}
 }
 
