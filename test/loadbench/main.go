@@ -330,11 +330,12 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		return nil, fmt.Errorf("unknown mode %q", mode)
 	}
 	defer func() {
-		e.removeAdmission(context.Background())
+		// The process first: with --cel-sync it would put back the admission policies removed next.
 		if proc != nil {
 			_ = proc.Process.Signal(os.Interrupt)
 			_ = proc.Wait()
 		}
+		e.removeAdmission(context.Background())
 	}()
 	// Warm up (connections, caches) and wait until the registrations are in force.
 	if err := e.warm(ctx, mode, round); err != nil {
@@ -391,8 +392,9 @@ func template(name string) *unstructured.Unstructured {
 
 func (e *env) warm(ctx context.Context, mode string, round int) error {
 	// The registrations are in force once creates go through them: a malformed DES ID is refused
-	// in every mode but none and noop, and the default is injected by the webhook, or by the
-	// compiled policies when the policy has one for every region (then they compile its injection).
+	// in every mode but none and noop (in the cel modes by a compiled policy), and the default is
+	// injected by the webhook, or by the compiled policies when the policy has one for every region
+	// (then they compile its injection).
 	enforcing := mode != "none" && mode != "noop"
 	wantInjected := mode == "webhook" || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
 	deadline := time.Now().Add(60 * time.Second)
@@ -411,7 +413,12 @@ func (e *env) warm(ctx context.Context, mode string, round int) error {
 		if err := unstructured.SetNestedField(bad.Object, "des-name-only", "spec", "template", "spec", "osDisk", "managedDisk", "diskEncryptionSet", "id"); err != nil {
 			return err
 		}
-		refused := e.k8s.Create(ctx, bad, client.DryRunAll) != nil
+		err = e.k8s.Create(ctx, bad, client.DryRunAll)
+		refused := err != nil
+		// In the cel modes the compiled policies refuse it, before any webhook is asked.
+		if strings.HasPrefix(mode, "cel") && (err == nil || !strings.Contains(err.Error(), "ValidatingAdmissionPolicy")) {
+			refused = false
+		}
 		if injected == wantInjected && refused == enforcing && i >= 20 {
 			return nil
 		}
