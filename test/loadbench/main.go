@@ -9,6 +9,8 @@
 //   - webhook: capz-encryption-webhook `serve`, same registrations;
 //   - cel:     the admission policies that `capz-encryption-webhook cel` compiles from the same
 //     policy, no webhook (when the binary has the `cel` subcommand);
+//   - cel-validating: only the ValidatingAdmissionPolicies of cel (what the injection costs is the
+//     difference);
 //   - cel+webhook: chart value cel.mode=cel-and-data-webhook: `serve --cel-sync` keeps the compiled
 //     policies, and the webhook configurations send it only the objects that need data.
 //
@@ -90,7 +92,7 @@ func main() {
 	flag.IntVar(&o.creates, "creates", 400, "creates per mode and round")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; every round measures every mode once, in turn")
-	flag.StringVar(&o.modes, "modes", "none,noop,webhook,cel", "modes to measure, comma-separated (none, noop, webhook, cel, cel+webhook)")
+	flag.StringVar(&o.modes, "modes", "none,noop,webhook,cel", "modes to measure, comma-separated (none, noop, webhook, cel, cel-validating, cel+webhook)")
 	flag.StringVar(&o.policy, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: a default per region, customer-managed keys required")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -229,7 +231,7 @@ func run(o options) error {
 		return err
 	}
 	modes := strings.Split(o.modes, ",")
-	if slices.Contains(modes, "cel") || slices.Contains(modes, "cel+webhook") {
+	if slices.ContainsFunc(modes, func(m string) bool { return strings.HasPrefix(m, "cel") }) {
 		out, err := exec.Command(e.bin, "cel", "--policy", e.policy).Output()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "loadbench: skipping mode cel: `%s cel` failed: %v\n", filepath.Base(e.bin), err)
@@ -311,8 +313,8 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", port)); err != nil {
 			return nil, err
 		}
-	case "cel":
-		if err := e.applyYAML(ctx, e.celYAML); err != nil {
+	case "cel", "cel-validating":
+		if err := e.applyYAML(ctx, e.celYAML, mode == "cel-validating"); err != nil {
 			return nil, err
 		}
 	case "cel+webhook":
@@ -397,6 +399,13 @@ func (e *env) warm(ctx context.Context, mode string, round int) error {
 	// (then they compile its injection).
 	enforcing := mode != "none" && mode != "noop"
 	wantInjected := mode == "webhook" || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
+	if mode == "cel+webhook" {
+		// The webhook injects too, so only the syncer's objects say that the compiled injection is
+		// there: wait for all of them, then for the apiserver to load them.
+		if err := e.waitCompiled(ctx); err != nil {
+			return err
+		}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; ; i++ {
 		u := template(fmt.Sprintf("warm-%s-r%d-%d", objName(mode), round, i))
@@ -425,6 +434,42 @@ func (e *env) warm(ctx context.Context, mode string, round int) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("mode %s not in force after 60s (injected=%v, malformed DES refused=%v)", mode, injected, refused)
 		}
+	}
+}
+
+// waitCompiled waits until the cluster holds every object `cel` compiled (the syncer applies the
+// same), and a moment for the apiserver's informers to pick them up.
+func (e *env) waitCompiled(ctx context.Context) error {
+	objs, err := chart.Decode(e.celYAML)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{}
+	for _, o := range objs {
+		want[o.GetKind()]++
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing := ""
+		for kind, n := range want {
+			list := &unstructured.UnstructuredList{}
+			list.SetAPIVersion(objs[0].GetAPIVersion())
+			list.SetKind(kind + "List")
+			if err := e.k8s.List(ctx, list, client.MatchingLabels{"app.kubernetes.io/managed-by": "capz-encryption-webhook"}); err != nil {
+				return err
+			}
+			if len(list.Items) != n {
+				missing = fmt.Sprintf("%d of %d %s", len(list.Items), n, kind)
+			}
+		}
+		if missing == "" {
+			time.Sleep(2 * time.Second)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the compiled policies are not all applied after 60s: %s", missing)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -528,13 +573,17 @@ func (e *env) installWebhooks(ctx context.Context, baseURL string, helmArgs ...s
 	return e.k8s.Create(ctx, v)
 }
 
-// applyYAML creates every document of a multi-document YAML stream.
-func (e *env) applyYAML(ctx context.Context, data []byte) error {
+// applyYAML creates every document of a multi-document YAML stream (only the validating admission
+// policies and their bindings, with validatingOnly).
+func (e *env) applyYAML(ctx context.Context, data []byte, validatingOnly bool) error {
 	objs, err := chart.Decode(data)
 	if err != nil {
 		return err
 	}
 	for _, o := range objs {
+		if validatingOnly && !strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") {
+			continue
+		}
 		if err := e.k8s.Create(ctx, o); err != nil {
 			return fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
 		}
