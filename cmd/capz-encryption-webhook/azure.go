@@ -60,9 +60,9 @@ func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store
 		return nil, nil, err
 	}
 	runnables := []manager.Runnable{
-		manager.RunnableFunc(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
-		manager.RunnableFunc(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
-		manager.RunnableFunc(func(ctx context.Context) error {
+		onEveryReplica(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
+		onEveryReplica(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
+		onEveryReplica(func(ctx context.Context) error {
 			if mgr.GetCache().WaitForCacheSync(ctx) {
 				warm(ctx, mgr.GetCache(), policies, skuCache, desCache, log)
 			}

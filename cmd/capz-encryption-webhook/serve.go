@@ -125,6 +125,16 @@ func drainOnSignal(signal context.Context, delay time.Duration, draining *atomic
 	return ctx
 }
 
+// onEveryReplica is a runnable that runs on every replica. With leader election on (--cel-sync),
+// controller-runtime starts a plain manager.RunnableFunc on the leader only: the policy reload and
+// the Azure caches must not stop on the other replicas, which serve the webhook too.
+type onEveryReplica func(context.Context) error
+
+func (f onEveryReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection is false: see onEveryReplica.
+func (onEveryReplica) NeedLeaderElection() bool { return false }
+
 func (o *serveOptions) run(signal context.Context) error {
 	zl, err := newLogger(o.logLevel)
 	if err != nil {
@@ -251,7 +261,7 @@ func (o *serveOptions) run(signal context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(onEveryReplica(func(ctx context.Context) error {
 		policies.Watch(ctx, o.policyInterval)
 		return nil
 	})); err != nil {

@@ -752,3 +752,45 @@ func TestCELSyncWithTheChartsRBAC(t *testing.T) {
 }
 
 func envtestUser(name string) envtest.User { return envtest.User{Name: name} }
+
+// With --cel-sync, leader election is on; only the syncer needs it. A second replica that is not the
+// leader still serves the webhook (it becomes ready) and still reloads its policy file.
+func TestCELSyncFollowerServesAndReloads(t *testing.T) {
+	const id = "follower-check"
+	args := []string{"--cel-sync", "--cel-namespace", releaseNamespace, "--cel-namespace-selector", `{"matchLabels":{"` + labelSide + `":"none"}}`,
+		"--leader-election-namespace", releaseNamespace, "--leader-election-id", id}
+	var replicas []*webhookProcess
+	for i := range 2 {
+		policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(policyFile, []byte(paritycases.PaletteValues), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w, err := newWebhookProcess(hook.bin, hook.kubeconfig, hook.certDir, policyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.start(args...); err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+		t.Cleanup(w.stop)
+		replicas = append(replicas, w)
+		if i == 0 {
+			eventually(t, 30*time.Second, func() error { return logged(w, "Successfully acquired lease") })
+		}
+	}
+	follower := replicas[1]
+	if logged(follower, "Successfully acquired lease") == nil {
+		t.Fatal("both replicas lead")
+	}
+	writeAtomically(t, follower.policy, paritycases.FullPolicy)
+	eventually(t, 20*time.Second, func() error { return logged(follower, "policy reloaded") })
+}
+
+func logged(w *webhookProcess, msg string) error {
+	for _, l := range w.logLines() {
+		if strings.Contains(l, msg) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no %q in the log", msg)
+}
