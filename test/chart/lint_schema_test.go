@@ -236,6 +236,13 @@ data:
 	if one := get("--set", "replicaCount=1", "--set", "webhook.failurePolicy=Ignore"); !strings.Contains(one, "WARNING: replicaCount is 1") || !strings.Contains(one, "ADMITTED UNCHECKED") {
 		t.Errorf("NOTES for one replica, failurePolicy Ignore:\n%s", one)
 	}
+	if strings.Contains(def, "CEL LAYER") {
+		t.Error("NOTES describe the CEL layer without a cel.mode")
+	}
+	if cel := get(scenarioArgs(t, "cel")...); !strings.Contains(cel, "CEL LAYER (cel.mode=cel-and-data-webhook)") || strings.Contains(cel, "{{") || !strings.Contains(cel, "also while no replica answers:") ||
+		!strings.Contains(cel, "kubectl delete validatingadmissionpolicybindings,validatingadmissionpolicies,mutatingadmissionpolicybindings,mutatingadmissionpolicies \\\n       -l app.kubernetes.io/managed-by=capz-encryption-webhook") {
+		t.Errorf("NOTES for cel.mode:\n%s", cel)
+	}
 	if wi := get(scenarioArgs(t, "palette")...); !strings.Contains(wi, "Palette pack values") {
 		t.Errorf("NOTES do not say the policy comes from the Palette values:\n%s", wi)
 	}
