@@ -311,7 +311,7 @@ func (e *evaluation) whyNotDefaulted(f fieldPath) string {
 		return fmt.Sprintf("default %q fills it on CREATE, but the object was stored without it (see %s)", e.decision.DefaultName, RuleCreatedBeforeDefault)
 	case e.wouldInject[relative(f, e.spec.machine)]:
 		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.decision.DefaultName)
-	case e.req.Operation == OperationUpdate:
+	case e.req.Operation == OperationUpdate && !e.stored:
 		return "organisation defaults are injected on CREATE only"
 	case e.def == nil:
 		return "no organisation default applies to this object"
