@@ -109,9 +109,11 @@ type Scanner struct {
 	Machines            MachineReader
 	DefaultSubscription string
 	Warm                Warmer
-	Now                 func() time.Time
-	PageSize            int64
-	Log                 logr.Logger
+	// Namespace limits the scan to one namespace; empty scans all.
+	Namespace string
+	Now       func() time.Time
+	PageSize  int64
+	Log       logr.Logger
 }
 
 // Run judges every guarded object and hands each result to emit, in list order (kind by kind, then
@@ -165,7 +167,7 @@ func (s *Scanner) pageSize() int64 {
 func (s *Scanner) list(ctx context.Context, k policy.KindInfo, each func(*unstructured.Unstructured) error) (bool, error) {
 	for _, v := range k.Versions {
 		gvk := schema.GroupVersionKind{Group: k.Group, Version: v, Kind: k.Kind + "List"}
-		err := pages(ctx, s.Reader, gvk, "", s.pageSize(), each)
+		err := pages(ctx, s.Reader, gvk, s.Namespace, s.pageSize(), each)
 		if isNotServed(err) {
 			continue
 		}

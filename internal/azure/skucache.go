@@ -69,6 +69,9 @@ func (c *SKUCache) Ensure(ctx context.Context, regions ...string) bool {
 	return c.store.Ensure(ctx, keys...)
 }
 
+// Subscription is the subscription the cache reads.
+func (c *SKUCache) Subscription() string { return c.subscription }
+
 // data returns the region's snapshot, or false (queuing a fetch) when it has none yet.
 func (c *SKUCache) data(region string) (entry[*skus.Static], bool) {
 	e := c.get(skus.NormalizeRegion(region))
