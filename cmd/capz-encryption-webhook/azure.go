@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,30 +40,66 @@ func (a *azureOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&a.timeout, "azure-timeout", 15*time.Second, "bound on one refresh call to Azure, retries included")
 }
 
-// liveAzure starts the live caches when a subscription is configured and returns the catalog layer to
-// put first and the DES catalog; both nil without a subscription.
-func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store, log logr.Logger) (skus.Catalog, policy.DESCatalog, error) {
+// liveData is what a configured subscription gives: the VM-size and Disk Encryption Set caches and
+// the reader of what Azure built for machines (the audit's).
+type liveData struct {
+	skus     *azure.SKUCache
+	des      *azure.DESCache
+	machines *azure.Machines
+}
+
+// catalogs returns the VM-size layer to put first and the DES catalog; both nil without live data.
+func (l *liveData) catalogs() (skus.Catalog, policy.DESCatalog) {
+	if l == nil {
+		return nil, nil
+	}
+	return l.skus, l.des
+}
+
+// newLiveData builds the caches (not started) when a subscription is configured; nil otherwise. reg
+// may be nil (the one-shot audit exports no metrics).
+func (a *azureOptions) newLiveData(reg prometheus.Registerer, log logr.Logger) (*liveData, error) {
 	if a.subscription == "" {
-		log.Info("no Azure subscription configured; VM-size data comes from the catalog file and the embedded catalog, and the Disk Encryption Set rules that need Azure are skipped")
-		return nil, nil, nil
+		return nil, nil
+	}
+	var m *azure.Metrics
+	if reg != nil {
+		m = azure.NewMetrics(reg)
 	}
 	clients, err := azure.NewClients(azure.Config{
 		SubscriptionID: a.subscription, Cloud: a.cloud, ARMEndpoint: a.armEndpoint,
 		AuthorityHost: a.authorityHost, DisableInstanceDiscovery: a.disableInstanceDiscovery, Timeout: a.timeout,
-		CredentialKind: a.credential, Metrics: azure.NewMetrics(metrics.Registry),
+		CredentialKind: a.credential, Metrics: m,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	skuCache := azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus"))
-	desCache := azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des"))
-	if err := metrics.Registry.Register(skuCache); err != nil {
-		return nil, nil, err
+	return &liveData{
+		skus:     azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus")),
+		des:      azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des")),
+		machines: azure.NewMachines(clients),
+	}, nil
+}
+
+// liveAzure starts the live caches when a subscription is configured; nil without one.
+func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store, log logr.Logger) (*liveData, error) {
+	live, err := a.newLiveData(metrics.Registry, log)
+	if live == nil || err != nil {
+		if err == nil {
+			log.Info("no Azure subscription configured; VM-size data comes from the catalog file and the embedded catalog, and the Disk Encryption Set rules that need Azure are skipped")
+		}
+		return nil, err
+	}
+	skuCache, desCache := live.skus, live.des
+	for _, c := range []prometheus.Collector{skuCache, desCache} {
+		if err := metrics.Registry.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	runnables := []manager.Runnable{
-		manager.RunnableFunc(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
-		manager.RunnableFunc(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
-		manager.RunnableFunc(func(ctx context.Context) error {
+		everyReplica(func(ctx context.Context) error { skuCache.Run(ctx); return nil }),
+		everyReplica(func(ctx context.Context) error { desCache.Run(ctx); return nil }),
+		everyReplica(func(ctx context.Context) error {
 			if mgr.GetCache().WaitForCacheSync(ctx) {
 				warm(ctx, mgr.GetCache(), policies, skuCache, desCache, log)
 			}
@@ -71,11 +108,28 @@ func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store
 	}
 	for _, r := range runnables {
 		if err := mgr.Add(r); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return skuCache, desCache, nil
+	return live, nil
 }
+
+// Warm loads, for the one-shot audit, the regions and Disk Encryption Sets (with their keys) not
+// loaded yet; the background loops of `serve` do this by themselves.
+func (l *liveData) Warm(ctx context.Context, regions, desIDs []string) bool {
+	a := l.skus.Ensure(ctx, regions...)
+	b := l.des.Ensure(ctx, desIDs...)
+	return a || b
+}
+
+// everyReplica is a runnable that runs on every replica. With leader election on (for the
+// background audit), controller-runtime starts a plain RunnableFunc only on the leader; the caches
+// and the policy reload must run wherever admission is served.
+type everyReplica func(ctx context.Context) error
+
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 // warm queues, every minute, the regions and Disk Encryption Sets the policy names and the regions of
 // the AzureClusters in the cluster, so that the first request for them finds live data. It runs after

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
+	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -51,6 +52,7 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
 	azure           azureOptions
+	audit           backgroundAuditOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -80,6 +82,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, time the webhook keeps serving (readiness failing) before it stops accepting connections")
 	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 20*time.Second, "after --shutdown-delay, time in-flight requests get to finish")
 	o.azure.addFlags(f)
+	o.audit.addFlags(f)
 	return cmd
 }
 
@@ -156,8 +159,11 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := openreportsv1alpha1.Install(scheme); err != nil {
+		return err
+	}
 	shutdown := o.shutdownTimeout
-	mgr, err := ctrl.NewManager(cfg, manager.Options{
+	mgrOpts := manager.Options{
 		Scheme: scheme,
 		Logger: log.WithName("manager"),
 		WebhookServer: webhook.NewServer(webhook.Options{
@@ -170,7 +176,9 @@ func (o *serveOptions) run(signal context.Context) error {
 			// Only metadata and spec matter; managed fields are most of an object's size.
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
-	})
+	}
+	o.audit.managerOptions(&mgrOpts)
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return err
 	}
@@ -192,11 +200,12 @@ func (o *serveOptions) run(signal context.Context) error {
 		}
 	}
 
-	live, des, err := o.azure.liveAzure(mgr, policies, log.WithName("azure"))
+	live, err := o.azure.liveAzure(mgr, policies, log.WithName("azure"))
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	catalog, err := skucatalog.Build(live, o.skuCatalog)
+	liveSKUs, des := live.catalogs()
+	catalog, err := skucatalog.Build(liveSKUs, o.skuCatalog)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -239,11 +248,14 @@ func (o *serveOptions) run(signal context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		policies.Watch(ctx, o.policyInterval)
 		return nil
 	})); err != nil {
 		return err
+	}
+	if err := o.audit.start(mgr, scheme, clusterGVK, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	log.Info("serving", "webhookPort", o.webhookPort, "certDir", o.certDir, "policy", policies.Get().Source, "catalog", catalog.Source("").Name)
 	return mgr.Start(ctx)

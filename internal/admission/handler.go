@@ -100,7 +100,7 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 		stage = policy.StageValidate
 	}
 	env := info.Environment(d.cfg.Catalog, d.cfg.DES)
-	env.Now = d.cfg.Now() // the age of catalog evidence is judged against it
+	env.Now = d.cfg.Now() // catalog evidence ages and Key Vault key expiry (des-key-expiry) are judged against it
 	dec, err := policy.Evaluate(d.cfg.Policies.Get(), policy.Request{
 		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,

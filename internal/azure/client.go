@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -15,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -69,11 +71,14 @@ func (c Config) CloudConfig() (cloud.Configuration, error) {
 	return cc, nil
 }
 
-// Clients builds the SDK clients both caches use.
+// Clients builds the SDK clients the caches and the audit use.
 type Clients struct {
 	cfg  Config
 	cred azcore.TokenCredential
 	opts *arm.ClientOptions
+
+	mu     sync.Mutex
+	vaults map[string]*azkeys.Client // by vault URL
 }
 
 // NewClients resolves credentials: workload identity, managed identity or environment variables,
@@ -126,6 +131,40 @@ func (c *Clients) diskEncryptionSets(subscription string) (*armcompute.DiskEncry
 	return armcompute.NewDiskEncryptionSetsClient(subscription, c.cred, c.opts)
 }
 
+func (c *Clients) virtualMachines(subscription string) (*armcompute.VirtualMachinesClient, error) {
+	return armcompute.NewVirtualMachinesClient(subscription, c.cred, c.opts)
+}
+
+func (c *Clients) disks(subscription string) (*armcompute.DisksClient, error) {
+	return armcompute.NewDisksClient(subscription, c.cred, c.opts)
+}
+
+func (c *Clients) scaleSets(subscription string) (*armcompute.VirtualMachineScaleSetsClient, error) {
+	return armcompute.NewVirtualMachineScaleSetsClient(subscription, c.cred, c.opts)
+}
+
+// keyVault returns the data-plane client of one vault (https://NAME.vault.azure.net), made once. Key
+// Vault names the token audience in its authentication challenge, and the client checks that the
+// audience belongs to the vault's own domain, so a Disk Encryption Set cannot point the webhook's
+// token at another service.
+func (c *Clients) keyVault(vaultURL string) (*azkeys.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.vaults[vaultURL]; ok {
+		return cl, nil
+	}
+	opts := &azkeys.ClientOptions{ClientOptions: c.opts.ClientOptions}
+	cl, err := azkeys.NewClient(vaultURL, c.cred, opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.vaults == nil {
+		c.vaults = map[string]*azkeys.Client{}
+	}
+	c.vaults[vaultURL] = cl
+	return cl, nil
+}
+
 // Metrics are the Azure calls' Prometheus metrics (see admission.NewMetrics for the style).
 type Metrics struct {
 	calls   *prometheus.CounterVec
@@ -137,7 +176,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capz_encryption_webhook_azure_requests_total",
-			Help: "Azure Resource Manager calls by API and outcome (HTTP status class or error).",
+			Help: "Azure Resource Manager and Key Vault calls by API and outcome (HTTP status class or error).",
 		}, []string{"api", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "capz_encryption_webhook_azure_request_duration_seconds",
@@ -179,6 +218,16 @@ func apiOf(path string) string {
 		return "diskEncryptionSets.get"
 	case strings.HasSuffix(p, "/providers/microsoft.compute/skus"):
 		return "resourceSkus.list"
+	case strings.Contains(p, "/virtualmachinescalesets/"):
+		return "virtualMachineScaleSets.get"
+	case strings.Contains(p, "/virtualmachines/"):
+		return "virtualMachines.get"
+	case strings.Contains(p, "/providers/microsoft.compute/disks/"):
+		return "disks.get"
+	case strings.HasPrefix(p, "/keys/") && strings.HasSuffix(p, "/rotationpolicy"):
+		return "keyVault.getKeyRotationPolicy"
+	case strings.HasPrefix(p, "/keys/"):
+		return "keyVault.getKey"
 	default:
 		return "other"
 	}

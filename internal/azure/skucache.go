@@ -3,6 +3,8 @@ package azure
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -40,8 +42,35 @@ func NewSKUCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) 
 		}
 		return skus.NewStatic(list, skus.SourceInfo{Name: "live", Detail: "Azure subscription " + c.subscription, AsOf: c.now()}), nil
 	}, log)
+	c.store.same = sameSKUs
 	return c
 }
+
+// sameSKUs compares the records of two snapshots (not their fetch times).
+func sameSKUs(a, b *skus.Static) bool {
+	if !slices.Equal(a.Regions(), b.Regions()) {
+		return false
+	}
+	for _, r := range a.Regions() {
+		if !reflect.DeepEqual(a.SKUs(r), b.SKUs(r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Ensure fetches the regions not fetched yet, now: for one-shot commands such as `audit`, which run
+// no background refresh. It returns whether anything new was loaded.
+func (c *SKUCache) Ensure(ctx context.Context, regions ...string) bool {
+	keys := make([]string, 0, len(regions))
+	for _, r := range regions {
+		keys = append(keys, skus.NormalizeRegion(r))
+	}
+	return c.store.Ensure(ctx, keys...)
+}
+
+// Subscription is the subscription the cache reads.
+func (c *SKUCache) Subscription() string { return c.subscription }
 
 // data returns the region's snapshot, or false (queuing a fetch) when it has none yet.
 func (c *SKUCache) data(region string) (entry[*skus.Static], bool) {

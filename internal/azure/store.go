@@ -26,6 +26,10 @@ type store[V any] struct {
 	entries map[string]entry[V]
 	want    map[string]bool
 	kick    chan struct{}
+	// same tells two values of a key apart (nil: every refresh is a change); onChange is called,
+	// outside the lock, after a refresh that loaded a key for the first time or changed its value.
+	same     func(a, b V) bool
+	onChange func()
 }
 
 // entry is a snapshot of one key: the last good value, when it was loaded, and the error of the
@@ -136,15 +140,53 @@ func (s *store[V]) refresh(ctx context.Context, key string) {
 	now := s.now()
 	v, err := s.load(ctx, key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.entries[key]
 	e.tried = now
+	changed := false
 	if err != nil {
 		e.err = err
 		s.log.Error(err, "refreshing "+s.what+" failed; keeping the last good data", "key", key, "lastGood", e.fetched)
 	} else {
+		changed = !e.loaded || s.same == nil || !s.same(e.value, v)
 		e.value, e.loaded, e.fetched, e.err = v, true, now, nil
-		s.log.V(1).Info(s.what+" refreshed", "key", key)
+		s.log.V(1).Info(s.what+" refreshed", "key", key, "changed", changed)
 	}
 	s.entries[key] = e
+	onChange := s.onChange
+	s.mu.Unlock()
+	if changed && onChange != nil {
+		onChange()
+	}
+}
+
+// OnChange registers f to be called whenever a refresh brings new data: a key loaded for the first
+// time, or a value that differs from the last. f runs on the refresh loop and must not block.
+func (s *store[V]) OnChange(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onChange = f
+}
+
+// Ensure loads, now and in the caller's goroutine, every key given that has no value yet (one try
+// each, bounded by the store's timeout), for one-shot commands that have no background loop. It
+// returns whether anything new was loaded.
+func (s *store[V]) Ensure(ctx context.Context, keys ...string) bool {
+	loaded := false
+	for _, k := range keys {
+		if k == "" || ctx.Err() != nil {
+			continue
+		}
+		s.Want(k)
+		s.mu.RLock()
+		e := s.entries[k]
+		s.mu.RUnlock()
+		if e.loaded || !e.tried.IsZero() {
+			continue
+		}
+		s.refresh(ctx, k)
+		s.mu.RLock()
+		loaded = loaded || s.entries[k].loaded
+		s.mu.RUnlock()
+	}
+	return loaded
 }

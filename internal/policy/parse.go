@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +45,7 @@ type fileDoc struct {
 	DefaultLocation            string        `yaml:"defaultLocation"`
 	RequireCustomerManagedKeys bool          `yaml:"requireCustomerManagedKeys"`
 	AllowedDESSubscriptions    []string      `yaml:"allowedDESSubscriptions"`
+	KeyExpiryWarning           *positioned   `yaml:"keyExpiryWarning"`
 	Rules                      yaml.Node     `yaml:"rules"`
 	Defaults                   []fileDefault `yaml:"defaults"`
 }
@@ -137,6 +140,13 @@ func parseEncryptionPolicy(name string, data []byte) (*Policy, error) {
 		}
 		p.AllowedDESSubscriptions = append(p.AllowedDESSubscriptions, strings.ToLower(s))
 	}
+	if doc.KeyExpiryWarning != nil {
+		d, err := parseKeyExpiryWarning(doc.KeyExpiryWarning.Value)
+		if err != nil {
+			return nil, &ParseError{File: name, Line: doc.KeyExpiryWarning.Line, Msg: "keyExpiryWarning: " + err.Error()}
+		}
+		p.KeyExpiryWarning = d
+	}
 	if err := parseRules(name, &doc.Rules, p.Actions); err != nil {
 		return nil, err
 	}
@@ -153,6 +163,31 @@ func parseEncryptionPolicy(name string, data []byte) (*Policy, error) {
 		p.Defaults = append(p.Defaults, d)
 	}
 	return p, nil
+}
+
+// parseKeyExpiryWarning reads whole days ("30d") or a Go duration ("720h"), between an hour and a
+// year: a key's expiry is planned in days, and anything outside that range is a typo.
+func parseKeyExpiryWarning(v string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || days == "" || days[0] == '+' || days[0] == '-' {
+			return 0, fmt.Errorf("%q is not a number of days such as 30d, nor a duration such as 720h", v)
+		}
+		if n > 365 {
+			return 0, fmt.Errorf("%q is outside 1h..365d", v)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q is not a number of days such as 30d, nor a duration such as 720h", v)
+		}
+	}
+	if d < time.Hour || d > 365*24*time.Hour {
+		return 0, fmt.Errorf("%q is outside 1h..365d", v)
+	}
+	return d, nil
 }
 
 func parseRules(name string, n *yaml.Node, into map[RuleID]Action) error {

@@ -45,6 +45,18 @@ const (
 	RuleDefaultNotApplied RuleID = "default-not-applied"
 	// RuleRepave warns that changing encryption settings of an existing object means a full repave.
 	RuleRepave RuleID = "encryption-change-repave"
+	// RuleDESKeyExpiry is hit when the active Key Vault key of a Disk Encryption Set is expired or
+	// disabled (denies new machines), or expires within the policy's keyExpiryWarning and nothing will
+	// replace it in time (warns).
+	RuleDESKeyExpiry RuleID = "des-key-expiry"
+	// RuleCreatedBeforeDefault is hit by the audit of stored objects: an organisation default applies
+	// to the object but it lacks what the default would inject (it was created before the default
+	// existed, or while the webhook was absent).
+	RuleCreatedBeforeDefault RuleID = "created-before-default"
+	// Rules on what Azure actually built for a machine (the audit's --azure reads; see ActualVM).
+	RuleAzureDiskNotCustomerKey RuleID = "azure-disk-not-customer-key"
+	RuleAzureDiskDESMismatch    RuleID = "azure-disk-des-mismatch"
+	RuleAzureEAHDisabled        RuleID = "azure-eah-disabled"
 )
 
 // Action is what a hit of a rule does to the request.
@@ -135,8 +147,29 @@ type DESInfo struct {
 	EncryptionType             string // EncryptionAtRestWithCustomerKey, ConfidentialVmEncryptedWithCustomerKey, ...
 	RotationToLatestKeyVersion bool
 	AutoKeyRotationError       string
+	// Key are the facts of the set's active Key Vault key (activeKey.keyUrl).
+	Key KeyInfo
 	// Source and AsOf say where the facts came from, for the audit trail.
 	Source string
+}
+
+// KeyInfo are the facts of a Disk Encryption Set's active Key Vault key that des-key-expiry judges.
+// Times are zero when they do not apply.
+type KeyInfo struct {
+	// URL is the set's activeKey.keyUrl; empty when the set names none.
+	URL string
+	// Known is true when Key Vault answered; the other fields mean nothing otherwise.
+	Known   bool
+	Enabled bool
+	// Expires is the key version's expiry (attributes.exp); zero: it never expires.
+	Expires time.Time
+	// NextRotation is when Key Vault's rotation policy for the key next creates a new version (a
+	// Rotate lifetime action); zero when the policy has none.
+	NextRotation time.Time
+	// NewerVersion is true when the key has a newer enabled version than the active one, which the set
+	// picks up by itself only with RotationToLatestKeyVersion; NewerExpires is that version's expiry.
+	NewerVersion bool
+	NewerExpires time.Time
 }
 
 // DESCatalog answers lookups of Disk Encryption Sets from data already at hand (a cache). It must not
@@ -157,9 +190,13 @@ type Environment struct {
 	Catalog skus.Catalog
 	// DES answers Disk Encryption Set questions; nil means no live data (rules that need it skip).
 	DES DESCatalog
-	// Now is the time of the decision, against which the age of catalog evidence is judged (the
-	// policy reads no clock). Zero means ages are not judged: every capture counts as current.
+	// Now is the time of the decision: the age of catalog evidence and the expiry of Disk Encryption
+	// Set keys (des-key-expiry) are judged against it (the policy reads no clock). Zero means ages are
+	// not judged (every capture counts as current) and key expiry is skipped.
 	Now time.Time
+	// Actual is what Azure built for this machine (its VM or scale-set model and managed disks); only
+	// the audit reads it, and nil skips the rules on it.
+	Actual *ActualVM
 }
 
 // Evidence is one fact of the VM-size catalog that a verdict used, with where it came from, so that
@@ -177,6 +214,34 @@ type Evidence struct {
 	CapturedAt string `json:"capturedAt,omitempty"`
 	// Stale is true when the capture is older than EvidenceMaxAgeYears at the time of the decision.
 	Stale bool `json:"stale,omitempty"`
+}
+
+// ActualVM is what Azure reports for a machine object: the VM of an AzureMachine (with its managed
+// disks), or the scale-set model of an AzureMachinePool.
+type ActualVM struct {
+	// Resource is the ARM ID of the VM or scale set, for messages.
+	Resource string
+	// ScaleSet is true for a scale-set model, whose disks have no encryption type of their own.
+	ScaleSet         bool
+	EncryptionAtHost bool
+	OSDisk           ActualDisk
+	DataDisks        []ActualDisk
+}
+
+// ActualDisk is one managed disk as Azure reports it.
+type ActualDisk struct {
+	// Name is the disk's name (or its ARM ID), for messages.
+	Name string
+	// Lun identifies a data disk; -1 for the OS disk.
+	Lun int32
+	// EncryptionType is the disk's encryption.type (EncryptionAtRestWithPlatformKey,
+	// EncryptionAtRestWithCustomerKey, EncryptionAtRestWithPlatformAndCustomerKeys), or the confidential
+	// disk's securityProfile.securityType when it encrypts with a customer key; empty when unknown
+	// (scale-set models).
+	EncryptionType string
+	// DESID is the Disk Encryption Set the disk is encrypted with (encryption.diskEncryptionSetId, or
+	// securityProfile.secureVMDiskEncryptionSetId of a confidential disk); empty for none.
+	DESID string
 }
 
 // Finding is one hit of one rule.
@@ -231,6 +296,9 @@ type Decision struct {
 	WarnOnly bool `json:"warnOnly,omitempty"`
 	// Exempt names why findings were not enforced (deleting, metadata-only update, topology dry-run).
 	Exempt string `json:"exempt,omitempty"`
+	// MissingDefaults lists the paths (relative to the machine settings) that the organisation default
+	// would inject on CREATE but the stored object lacks; only EvaluateStored fills it.
+	MissingDefaults []string `json:"missingDefaults,omitempty"`
 }
 
 // Violations returns the findings whose action is deny.

@@ -106,6 +106,7 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	if e.req.Operation == OperationUpdate && e.old != nil {
 		e.warnRepave(base, eahField)
 	}
+	e.validateActual(base)
 }
 
 // checkSize asks the VM-size catalog only what the decision needs. The size's capabilities matter
@@ -223,6 +224,7 @@ func (e *evaluation) checkFoundDES(s desSlot, id desid.ID, info DESInfo) {
 	if info.AutoKeyRotationError != "" {
 		e.report(RuleDESKeyRotation, s.field, "the last automatic key rotation of Disk Encryption Set %s failed: %s; fix the Key Vault access of the set's identity", id.Name, info.AutoKeyRotationError)
 	}
+	e.checkKeyExpiry(s, id, info)
 	confidentialSet := strings.EqualFold(info.EncryptionType, desTypeConfidential)
 	switch {
 	case s.confidential && !confidentialSet && info.EncryptionType != "":
@@ -305,9 +307,11 @@ func (e *evaluation) requireDES(base fieldPath) {
 // user can tell their own omission from a mutating webhook that did not run.
 func (e *evaluation) whyNotDefaulted(f fieldPath) string {
 	switch {
+	case e.stored && e.wouldInject[relative(f, e.spec.machine)]:
+		return fmt.Sprintf("default %q fills it on CREATE, but the object was stored without it (see %s)", e.decision.DefaultName, RuleCreatedBeforeDefault)
 	case e.wouldInject[relative(f, e.spec.machine)]:
 		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.decision.DefaultName)
-	case e.req.Operation == OperationUpdate:
+	case e.req.Operation == OperationUpdate && !e.stored:
 		return "organisation defaults are injected on CREATE only"
 	case e.def == nil:
 		return "no organisation default applies to this object"

@@ -393,6 +393,17 @@ func Scenarios() []Scenario {
 			"--set", "metrics.serviceMonitor.enabled=true",
 			"--set", "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
 		}},
+		{Name: "audit", Args: []string{
+			"--set", "azure.subscriptionID=" + TestSubscription,
+			"--set", "audit.enabled=true",
+			"--set", "audit.interval=90m",
+			"--set", "audit.reports.installCRD=true",
+			"--set", "audit.events.repeat=12h",
+			"--set", "metrics.prometheusRule.enabled=true",
+			"--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+			"--set", "metrics.prometheusRule.keyExpiryAlertDays=45",
+			"--set", "policy.keyExpiryWarning=45d",
+		}},
 		{Name: "workload-identity", Args: []string{
 			"--set", "azure.subscriptionID=" + TestSubscription,
 			"--set", "azure.cloud=AzureUSGovernmentCloud",

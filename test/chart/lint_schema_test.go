@@ -96,6 +96,12 @@ func TestSchemaRejects(t *testing.T) {
 		{"policy default sets nothing", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":false}]`}, []string{"/policy/defaults/0"}},
 		{"policy default unknown key", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"des":"y"}]`}, []string{"/policy/defaults/0", "'des'"}},
 		{"policy selector operator", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"namespaceSelector":{"matchExpressions":[{"key":"env","operator":"Equals"}]}}]`}, []string{"/policy/defaults/0/namespaceSelector/matchExpressions/0/operator"}},
+		{"policy keyExpiryWarning without a unit", []string{"--set-string", "policy.keyExpiryWarning=30"}, []string{"/policy/keyExpiryWarning"}},
+		// The background audit and its alerts.
+		{"audit interval in days", []string{"--set", "audit.interval=1d"}, []string{"/audit/interval"}},
+		{"audit unknown key", []string{"--set", "audit.intervall=1h"}, []string{"/audit", "'intervall'"}},
+		{"audit installCRD as a string", []string{"--set-string", "audit.reports.installCRD=true"}, []string{"/audit/reports/installCRD", "want boolean"}},
+		{"key expiry alert of zero days", []string{"--set", "metrics.prometheusRule.keyExpiryAlertDays=0"}, []string{"/metrics/prometheusRule/keyExpiryAlertDays", "minimum"}},
 		// Palette pack values.
 		{"Palette empty DES placeholder", []string{"--set", "cloud.azure.diskEncryptionSetID="}, []string{"/cloud/azure/diskEncryptionSetID"}},
 		{"Palette unknown key", []string{"--set", "cloud.azure.diskEncryptionSetId=x"}, []string{"/cloud/azure", "'diskEncryptionSetId'"}},
@@ -135,6 +141,10 @@ func TestTemplateRejects(t *testing.T) {
 			"--set", "policy.warnOnly=true",
 			"--set", "policy.rules.sku-unknown=warn",
 		}, []string{"cloud.azure", "policy.warnOnly", "policy.rules", "policy.defaults entry"}},
+		{"PrometheusRule without metrics", []string{"--set", "metrics.enabled=false", "--set", "metrics.prometheusRule.enabled=true"},
+			[]string{"metrics.prometheusRule.enabled needs metrics.enabled"}},
+		{"Palette values and a key expiry warning", []string{"--set", "cloud.azure.encryptionAtHost=true", "--set", "policy.keyExpiryWarning=10d"},
+			[]string{"policy.keyExpiryWarning"}},
 		{"caBundle that is no certificate", []string{
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},

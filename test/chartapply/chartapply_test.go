@@ -286,8 +286,8 @@ func (w *warningCollector) take() []string {
 // --- CRDs ----------------------------------------------------------------------------------------
 
 // collectCRDs returns the CRD files to install: cert-manager's (rendered from the Helm chart in its
-// module: the files under deploy/crds are, in its own words, incomplete sources), the ServiceMonitor,
-// CAPZ's, and CAPI's Cluster.
+// module: the files under deploy/crds are, in its own words, incomplete sources), the ServiceMonitor
+// and PrometheusRule, CAPZ's, and CAPI's Cluster.
 func collectCRDs(t *testing.T, root, helm string) []string {
 	t.Helper()
 	out := t.TempDir()
@@ -315,12 +315,14 @@ func collectCRDs(t *testing.T, root, helm string) []string {
 	}
 
 	po := moduleDir(t, prometheusOperatorModule, prometheusOperatorVer)
-	sm, err := os.ReadFile(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "servicemonitors.yaml"), sm, 0o644); err != nil {
-		t.Fatal(err)
+	for _, crd := range []string{"servicemonitors", "prometheusrules"} {
+		data, err := os.ReadFile(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+crd+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, crd+".yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	capz := moduleDir(t, "sigs.k8s.io/cluster-api-provider-azure", projectModuleVersion(t, root, "sigs.k8s.io/cluster-api-provider-azure"))

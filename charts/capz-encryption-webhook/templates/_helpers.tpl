@@ -170,6 +170,7 @@ than silently dropping the `policy` settings.
 {{- if $p.defaultLocation }}{{ $set = append $set "defaultLocation" }}{{ end }}
 {{- if $p.requireCustomerManagedKeys }}{{ $set = append $set "requireCustomerManagedKeys" }}{{ end }}
 {{- if $p.allowedDESSubscriptions }}{{ $set = append $set "allowedDESSubscriptions" }}{{ end }}
+{{- if $p.keyExpiryWarning }}{{ $set = append $set "keyExpiryWarning" }}{{ end }}
 {{- if $p.rules }}{{ $set = append $set "rules" }}{{ end }}
 {{- if $p.defaults }}{{ $set = append $set "defaults" }}{{ end }}
 {{- if $set }}
@@ -184,4 +185,25 @@ apiVersion: {{ .Values.policy.apiVersion }}
 kind: {{ .Values.policy.kind }}
 {{ toYaml (omit .Values.policy "apiVersion" "kind") }}
 {{- end }}
+{{- end }}
+
+{{/* The kinds the webhook guards, as resources: the validating webhook's (test/chart/kindtable holds it to policy.Kinds()). */}}
+{{- define "capz-encryption-webhook.guardedResources" -}}
+{{- (include "capz-encryption-webhook.validatingRules" . | fromYamlArray | first).resources | toYaml }}
+{{- end }}
+
+{{/* The Lease of the background audit's leader election. */}}
+{{- define "capz-encryption-webhook.leaseName" -}}
+{{- printf "%s-audit" (include "capz-encryption-webhook.fullname" .) }}
+{{- end }}
+
+{{/* audit.interval in seconds (h, m and s parts), for the PrometheusRule. */}}
+{{- define "capz-encryption-webhook.auditIntervalSeconds" -}}
+{{- $d := .Values.audit.interval }}
+{{- $s := 0 }}
+{{- range $part := regexFindAll "[0-9]+[hms]" $d -1 }}
+{{- $n := trimSuffix "h" (trimSuffix "m" (trimSuffix "s" $part)) | atoi }}
+{{- if hasSuffix "h" $part }}{{ $s = add $s (mul $n 3600) }}{{ else if hasSuffix "m" $part }}{{ $s = add $s (mul $n 60) }}{{ else }}{{ $s = add $s $n }}{{ end }}
+{{- end }}
+{{- $s }}
 {{- end }}

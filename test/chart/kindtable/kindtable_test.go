@@ -12,18 +12,19 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
-func render(t *testing.T) []*unstructured.Unstructured {
+func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
 	helm := os.Getenv(chart.HelmEnv)
 	if helm == "" {
 		t.Fatalf("%s is not set: run via make test-unit (make helm installs it)", chart.HelmEnv)
 	}
-	objs, err := chart.Render(chart.Options{Helm: helm})
+	objs, err := chart.Render(chart.Options{Helm: helm, Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,5 +103,66 @@ func TestRBACCoversWhatTheWebhookReads(t *testing.T) {
 				t.Errorf("the ClusterRole grants %q on %v: the webhook only reads", verb, rule.Resources)
 			}
 		}
+	}
+}
+
+func rulesOf[T any](t *testing.T, objs []*unstructured.Unstructured, kind string, get func(*T) []rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	t.Helper()
+	var out []rbacv1.PolicyRule
+	for _, o := range chart.Find(objs, kind) {
+		var v T
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, get(&v)...)
+	}
+	return out
+}
+
+func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+	for _, rule := range rules {
+		if slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestAuditRBAC: with audit.enabled the chart grants what the background audit does
+// (audit.Permissions: list the guarded kinds, Reports, Events, its Lease in the release namespace
+// only); without it, nothing of it.
+func TestAuditRBAC(t *testing.T) {
+	objs := render(t, "--set", "audit.enabled=true")
+	cluster := rulesOf(t, objs, "ClusterRole", func(r *rbacv1.ClusterRole) []rbacv1.PolicyRule { return r.Rules })
+	var namespaced []rbacv1.PolicyRule
+	for _, o := range chart.Find(objs, "Role") {
+		if o.GetNamespace() != chart.DefaultNamespace {
+			t.Errorf("Role %s is in %s, not the release namespace", o.GetName(), o.GetNamespace())
+		}
+	}
+	namespaced = rulesOf(t, objs, "Role", func(r *rbacv1.Role) []rbacv1.PolicyRule { return r.Rules })
+	for _, p := range audit.Permissions() {
+		for _, verb := range p.Verbs {
+			switch {
+			case p.ReleaseNamespace && !allows(namespaced, p.Group, p.Resource, verb):
+				t.Errorf("no Role in the release namespace allows %s on %s.%s, which the audit needs (audit.Permissions)", verb, p.Resource, p.Group)
+			case p.ReleaseNamespace && allows(cluster, p.Group, p.Resource, verb):
+				t.Errorf("a ClusterRole allows %s on %s.%s in every namespace; the audit needs it in the release namespace only", verb, p.Resource, p.Group)
+			case !p.ReleaseNamespace && !allows(cluster, p.Group, p.Resource, verb):
+				t.Errorf("the ClusterRoles do not allow %s on %s.%s, which the audit needs (audit.Permissions)", verb, p.Resource, p.Group)
+			}
+		}
+	}
+	for _, r := range cluster {
+		if slices.Contains(r.Verbs, "watch") && slices.Contains(r.APIGroups, policy.Group) && slices.Contains(r.Resources, "azuremachines") {
+			t.Error("the audit lists in pages and watches nothing: no watch on the guarded kinds")
+		}
+	}
+	if n := len(chart.Find(objs, "RoleBinding")) + len(chart.Find(objs, "ClusterRoleBinding")); n != 3 {
+		t.Errorf("%d bindings, want the webhook's, the audit's and the Lease's", n)
+	}
+	off := render(t)
+	if len(chart.Find(off, "Role")) != 0 || len(chart.Find(off, "ClusterRole")) != 1 {
+		t.Error("audit RBAC rendered with audit.enabled=false")
 	}
 }
