@@ -55,7 +55,10 @@ func (m *Metrics) observe(e *decisionlog.Entry) {
 		// Two findings of one rule count twice: the counter is rule hits, not requests.
 		m.decisions.WithLabelValues(e.Webhook, string(f.Rule), string(f.Action)).Inc()
 	}
-	if d.Region != "" && e.CatalogAge > 0 {
+	// Only a region some catalog has data for becomes a label: region names come from objects, and
+	// an arbitrary string must not make a new series (the live catalog only holds the subscription's
+	// locations, the file and embedded catalogs what the platform team gave them).
+	if d.Region != "" && e.CatalogAge > 0 && d.Catalog.Name != "" && d.Catalog.Name != "none" {
 		m.catalogAge.WithLabelValues(d.Region, d.Catalog.Name).Set(e.CatalogAge.Seconds())
 	}
 }
