@@ -35,6 +35,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/webhookserver"
 )
 
 type serveOptions struct {
@@ -51,6 +52,11 @@ type serveOptions struct {
 	logLevel        string
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
+	webhookTimeout  time.Duration
+	maxInFlight     int
+	maxInFlightBig  int
+	largeRequest    int
+	memoryRatio     float64
 	azure           azureOptions
 	audit           backgroundAuditOptions
 }
@@ -81,6 +87,11 @@ func newServeCmd() *cobra.Command {
 	// SIGKILL never cuts a request short.
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, time the webhook keeps serving (readiness failing) before it stops accepting connections")
 	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 20*time.Second, "after --shutdown-delay, time in-flight requests get to finish")
+	f.DurationVar(&o.webhookTimeout, "webhook-timeout", 10*time.Second, "the webhook configurations' timeoutSeconds: the server's read and write timeouts, and the longest wait for a free slot, are derived from it so that they end first")
+	f.IntVar(&o.maxInFlight, "max-in-flight", 32, "admission requests decided at once; more wait briefly, then are refused with a message to retry")
+	f.IntVar(&o.maxInFlightBig, "max-in-flight-large", 2, "of those, requests larger than --large-request-bytes decided at once")
+	f.IntVar(&o.largeRequest, "large-request-bytes", 256<<10, "object and old object together above this size make a request large (real CAPZ machine objects are a few KiB)")
+	f.Float64Var(&o.memoryRatio, "memory-limit-ratio", 0.9, "GOMEMLIMIT as a fraction of the container's memory limit (env MEMORY_LIMIT, else the cgroup's); 0 leaves it alone; a GOMEMLIMIT variable wins")
 	o.azure.addFlags(f)
 	o.audit.addFlags(f)
 	return cmd
@@ -135,6 +146,11 @@ func (o *serveOptions) run(signal context.Context) error {
 	log := zapr.NewLogger(zl)
 	ctrl.SetLogger(log.WithName("controller-runtime"))
 	log.Info("starting", "version", version.String())
+	setMemoryLimit(o.memoryRatio, log.WithName("memory"))
+	timeouts := webhookserver.TimeoutsFor(o.webhookTimeout)
+	if err := timeouts.Validate(o.webhookTimeout); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--webhook-timeout: %w", err)}
+	}
 	var draining atomic.Bool
 	ctx := drainOnSignal(signal, o.shutdownDelay, &draining, log)
 
@@ -166,9 +182,9 @@ func (o *serveOptions) run(signal context.Context) error {
 	mgrOpts := manager.Options{
 		Scheme: scheme,
 		Logger: log.WithName("manager"),
-		WebhookServer: webhook.NewServer(webhook.Options{
+		WebhookServer: webhookserver.New(webhook.Options{
 			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
-		}),
+		}, timeouts, log.WithName("webhook-server")),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts},
 		HealthProbeBindAddress:  o.probeAddr,
 		GracefulShutdownTimeout: &shutdown,
@@ -214,11 +230,13 @@ func (o *serveOptions) run(signal context.Context) error {
 	recorder := decisionlog.NewRecorder(log.WithName("audit"))
 	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
 	admissionMetrics := admission.NewMetrics(metrics.Registry)
+	// One budget for both webhooks: they share the process's CPU and memory.
+	limiter := &admission.Limiter{Max: o.maxInFlight, MaxLarge: o.maxInFlightBig, LargeBytes: o.largeRequest, Wait: o.webhookTimeout / 10}
 	server := mgr.GetWebhookServer()
 	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
 		server.Register("/"+string(mode), &webhook.Admission{Handler: admission.New(admission.Config{
 			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des,
-			Recorder: recorder, Metrics: admissionMetrics,
+			Recorder: recorder, Metrics: admissionMetrics, Limiter: limiter,
 		})})
 	}
 

@@ -93,9 +93,14 @@ func TestTemplateDefault(t *testing.T) {
 	// The binary's contract, flag by flag.
 	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
 		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--log-level=info"}
+		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args:\n got %q\nwant %q", c.Args, wantArgs)
+	}
+	// GOMEMLIMIT is derived from the container's memory limit, which the downward API passes.
+	if len(c.Env) != 1 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.ResourceFieldRef == nil ||
+		c.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Env[0].ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+		t.Errorf("env = %+v, want MEMORY_LIMIT from this container's limits.memory", c.Env)
 	}
 	// Spread across nodes (required) and zones (preferred).
 	spread := map[string]corev1.UnsatisfiableConstraintAction{}
@@ -393,8 +398,8 @@ func TestTemplateScenarios(t *testing.T) {
 			if len(pod.TopologySpreadConstraints) != 1 || pod.TopologySpreadConstraints[0].LabelSelector == nil {
 				t.Errorf("topologySpreadConstraints = %+v, want the user's, with the pod selector added", pod.TopologySpreadConstraints)
 			}
-			if len(c.Env) != 1 || c.Env[0].Name != "HTTPS_PROXY" {
-				t.Errorf("env = %+v", c.Env)
+			if len(c.Env) != 2 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[1].Name != "HTTPS_PROXY" {
+				t.Errorf("env = %+v, want MEMORY_LIMIT then extraEnv", c.Env)
 			}
 			pdb := typed[*policyv1.PodDisruptionBudget](t, one(t, objs, "PodDisruptionBudget"))
 			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
