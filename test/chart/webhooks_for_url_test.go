@@ -53,7 +53,7 @@ func TestWebhooksForURL(t *testing.T) {
 	if !reflect.DeepEqual(m.Webhooks, m0.Webhooks) || !reflect.DeepEqual(v.Webhooks, v0.Webhooks) {
 		t.Error("WebhooksForURL changed more than clientConfig")
 	}
-	if len(v.Webhooks[0].MatchConditions) != 1 {
+	if len(v.Webhooks[0].MatchConditions) != 3 {
 		t.Error("helm args not applied")
 	}
 }

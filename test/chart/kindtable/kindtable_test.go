@@ -69,6 +69,24 @@ func TestWebhookRulesNameThePolicysKinds(t *testing.T) {
 			vr, vg = append(vr, rule.Resources), append(vg, rule.APIGroups)
 		}
 	}
+	// Every served version: the handler reads any (policy.Handles checks the group only), and a CAPZ
+	// release that drops v1beta1 must not end enforcement silently.
+	var versions [][]string
+	for _, w := range m.Webhooks {
+		for _, rule := range w.Rules {
+			versions = append(versions, rule.APIVersions)
+		}
+	}
+	for _, w := range v.Webhooks {
+		for _, rule := range w.Rules {
+			versions = append(versions, rule.APIVersions)
+		}
+	}
+	for _, vs := range versions {
+		if !slices.Equal(vs, []string{"*"}) {
+			t.Errorf("a webhook rule matches versions %v, want [\"*\"]", vs)
+		}
+	}
 	check("mutating", mr, mg, mutable)
 	check("validating", vr, vg, all)
 }
