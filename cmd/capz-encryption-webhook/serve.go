@@ -32,6 +32,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/admission"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policycheck"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
@@ -47,6 +48,8 @@ type serveOptions struct {
 	probeAddr       string
 	policyFile      string
 	policyInterval  time.Duration
+	onBadPolicy     string
+	policyLastGood  string
 	skuCatalog      string
 	enableHTTP2     bool
 	logLevel        string
@@ -80,6 +83,8 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values), hot-reloaded; default: built-in policy")
 	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
+	f.StringVar(&o.onBadPolicy, "on-bad-policy", "warn-only", "what a start with a policy file that does not parse does: warn-only (serve the last good copy from --policy-last-good, else the built-in policy with every deny turned into a warning; metric capz_encryption_webhook_policy_stale is 1) or exit (exit code 2)")
+	f.StringVar(&o.policyLastGood, "policy-last-good", "", "file where the last policy that parsed is kept, for a restart that finds a bad file (put it on a volume that outlives the container); empty keeps none")
 	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: CVE-2023-44487 and CVE-2023-39325)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
@@ -158,7 +163,15 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err != nil {
 		return err
 	}
-	policies, err := policyfile.New(o.policyFile, policyfile.NewMetrics(metrics.Registry), log.WithName("policy"))
+	var policyOpts []policyfile.Option
+	switch o.onBadPolicy {
+	case "warn-only":
+		policyOpts = append(policyOpts, policyfile.WithFallback(o.policyLastGood))
+	case "exit":
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--on-bad-policy=%q: want warn-only or exit", o.onBadPolicy)}
+	}
+	policies, err := policyfile.New(o.policyFile, policyfile.NewMetrics(metrics.Registry), log.WithName("policy"), policyOpts...)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -239,6 +252,8 @@ func (o *serveOptions) run(signal context.Context) error {
 			Recorder: recorder, Metrics: admissionMetrics, Limiter: limiter,
 		})})
 	}
+	// The chart's policy ConfigMap is checked when it is written, by the parser that loads it.
+	server.Register("/validate-policy", &webhook.Admission{Handler: &policycheck.Handler{Version: version.Version, Log: log.WithName("policycheck")}})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -93,7 +93,8 @@ func TestTemplateDefault(t *testing.T) {
 	// The binary's contract, flag by flag.
 	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
 		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
+		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--policy-last-good=/tmp/policy-last-good.yaml", "--on-bad-policy=warn-only",
+		"--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args:\n got %q\nwant %q", c.Args, wantArgs)
 	}
@@ -655,6 +656,30 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 }
 
+// checkPolicyCheckWebhook: the policy ConfigMap, and only it, is sent to /validate-policy; a webhook
+// that is down lets edits through (failurePolicy Ignore), so that it never blocks its own repair.
+func checkPolicyCheckWebhook(t *testing.T, objs []*unstructured.Unstructured, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	cms := chart.Find(objs, "ConfigMap")
+	if len(cms) != 1 {
+		t.Fatalf("%d ConfigMaps", len(cms))
+	}
+	r := w.Rules
+	switch {
+	case w.Name != "policy.capz-encryption-webhook.io" || w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/validate-policy":
+		t.Errorf("policy check webhook: %s %+v", w.Name, w.ClientConfig)
+	case w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore:
+		t.Errorf("policy check: failurePolicy = %v, want Ignore", w.FailurePolicy)
+	case len(r) != 1 || !slices.Equal(r[0].APIGroups, []string{""}) || !slices.Equal(r[0].Resources, []string{"configmaps"}) ||
+		!slices.Equal(r[0].Operations, []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}):
+		t.Errorf("policy check rules: %+v", r)
+	case w.NamespaceSelector == nil || w.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != cms[0].GetNamespace():
+		t.Errorf("policy check namespaceSelector = %+v, want the release namespace %s", w.NamespaceSelector, cms[0].GetNamespace())
+	case len(w.MatchConditions) != 1 || w.MatchConditions[0].Expression != "object.metadata.name == '"+cms[0].GetName()+"'":
+		t.Errorf("policy check matchConditions = %+v, want the name of ConfigMap %s", w.MatchConditions, cms[0].GetName())
+	}
+}
+
 func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	var hooks []renderedHook
@@ -673,9 +698,10 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 	}
 	for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
 		v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o)
-		if len(v.Webhooks) != 1 {
-			t.Fatalf("%d validating webhooks", len(v.Webhooks))
+		if len(v.Webhooks) != 2 {
+			t.Fatalf("%d validating webhooks, want the CAPZ one and the policy check", len(v.Webhooks))
 		}
+		checkPolicyCheckWebhook(t, objs, v.Webhooks[1])
 		hooks = append(hooks, renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, wantValidatingResources})
 	}
 	if len(hooks) == 0 {
