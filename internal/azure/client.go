@@ -6,6 +6,7 @@ package azure
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,13 @@ func (c Config) CloudConfig() (cloud.Configuration, error) {
 	return cc, nil
 }
 
+// tokenCredentialsName is the AZURE_TOKEN_CREDENTIALS spelling of each kind --azure-credential names.
+var tokenCredentialsName = map[string]string{
+	"environment":       "EnvironmentCredential",
+	"workload-identity": "WorkloadIdentityCredential",
+	"managed-identity":  "ManagedIdentityCredential",
+}
+
 // Clients builds the SDK clients the caches and the audit use.
 type Clients struct {
 	cfg  Config
@@ -111,8 +119,19 @@ func NewClients(cfg Config) (*Clients, error) {
 
 // newCredential builds the credential. Naming one kind keeps the webhook from probing the others
 // (the default chain ends with managed identity, which calls the instance metadata endpoint).
+//
+// azidentity's own AZURE_TOKEN_CREDENTIALS ("prod", "dev", or one credential's type name) narrows
+// the default chain, and azidentity applies it there. With a named kind it must agree: a variable
+// that says one credential and a flag that says another is a mistake, refused at start rather than
+// resolved silently one way.
 func newCredential(cfg Config, base policy.ClientOptions) (azcore.TokenCredential, error) {
-	switch strings.ToLower(cfg.CredentialKind) {
+	kind := strings.ToLower(cfg.CredentialKind)
+	if atc, ok := os.LookupEnv("AZURE_TOKEN_CREDENTIALS"); ok && kind != "" && kind != "default" {
+		if want := tokenCredentialsName[kind]; !strings.EqualFold(atc, want) && !strings.EqualFold(atc, "prod") {
+			return nil, fmt.Errorf("AZURE_TOKEN_CREDENTIALS=%s contradicts --azure-credential=%s: unset the variable, set it to %s or prod, or use --azure-credential=default", atc, kind, want)
+		}
+	}
+	switch kind {
 	case "", "default":
 		return azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
 	case "environment":
@@ -120,7 +139,13 @@ func newCredential(cfg Config, base policy.ClientOptions) (azcore.TokenCredentia
 	case "workload-identity":
 		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{ClientOptions: base, DisableInstanceDiscovery: cfg.DisableInstanceDiscovery})
 	case "managed-identity":
-		return azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{ClientOptions: base})
+		// On a node with several user-assigned identities, AZURE_CLIENT_ID picks one, as it does in
+		// azidentity's default chain; without it, the system-assigned identity answers.
+		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: base}
+		if id := os.Getenv("AZURE_CLIENT_ID"); id != "" {
+			o.ID = azidentity.ClientID(id)
+		}
+		return azidentity.NewManagedIdentityCredential(o)
 	default:
 		return nil, fmt.Errorf("unknown credential kind %q (default, environment, workload-identity, managed-identity)", cfg.CredentialKind)
 	}

@@ -308,7 +308,9 @@ func TestTemplateScenarios(t *testing.T) {
 			}
 			args := dep.Spec.Template.Spec.Containers[0].Args
 			for _, a := range []string{"--azure-subscription-id=" + chart.TestSubscription, "--azure-cloud=AzureUSGovernmentCloud",
-				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h"} {
+				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h",
+				// The federated token only: the default chain could fall back to the node's identity.
+				"--azure-credential=workload-identity"} {
 				if !slices.Contains(args, a) {
 					t.Errorf("args %q lack %s", args, a)
 				}
