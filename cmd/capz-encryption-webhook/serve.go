@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -45,6 +46,8 @@ type serveOptions struct {
 	webhookHost     string
 	webhookPort     int
 	metricsAddr     string
+	metricsSecure   bool
+	metricsCertDir  string
 	probeAddr       string
 	policyFile      string
 	policyInterval  time.Duration
@@ -80,6 +83,8 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default all)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "webhook server port")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "metrics address (\"0\" disables)")
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS to clients whose bearer token may get /metrics (TokenReview and SubjectAccessReview, as kubebuilder does); false: plain HTTP to anyone")
+	f.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics server; empty or missing files: a self-signed certificate")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values), hot-reloaded; default: built-in policy")
 	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
@@ -114,6 +119,17 @@ func newLogger(level string) (*zap.Logger, error) {
 	// One line per decision must never be sampled away.
 	cfg.Sampling = nil
 	return cfg.Build()
+}
+
+// metricsOptions serves metrics as kubebuilder v4 does by default: HTTPS, and only to a client whose
+// bearer token the apiserver authenticates and authorises for GET /metrics.
+func (o *serveOptions) metricsOptions(tlsOpts []func(*tls.Config)) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts, SecureServing: o.metricsSecure}
+	if o.metricsSecure {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.CertDir = o.metricsCertDir
+	}
+	return opts
 }
 
 func (o *serveOptions) restConfig() (*rest.Config, error) {
@@ -198,7 +214,7 @@ func (o *serveOptions) run(signal context.Context) error {
 		WebhookServer: webhookserver.New(webhook.Options{
 			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
 		}, timeouts, log.WithName("webhook-server")),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts},
+		Metrics:                 o.metricsOptions(tlsOpts),
 		HealthProbeBindAddress:  o.probeAddr,
 		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{

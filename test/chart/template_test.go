@@ -46,7 +46,13 @@ var (
 var wantRBAC = map[string][]string{
 	"":                                {"namespaces"},
 	"cluster.x-k8s.io":                {"clusters"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedclusters", "azuremanagedcontrolplanes", "azureasomanagedclusters", "azureasomanagedcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters"},
+}
+
+// wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
+var wantMetricsAuthRBAC = map[string][]string{
+	"authentication.k8s.io": {"tokenreviews"},
+	"authorization.k8s.io":  {"subjectaccessreviews"},
 }
 
 func TestTemplateDefault(t *testing.T) {
@@ -59,7 +65,7 @@ func TestTemplateDefault(t *testing.T) {
 		kinds = append(kinds, o.GetKind())
 	}
 	sort.Strings(kinds)
-	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
 		"Issuer", "Issuer", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "Service",
 		"ServiceAccount", "ValidatingWebhookConfiguration"}
 	if !slices.Equal(kinds, want) {
@@ -92,7 +98,7 @@ func TestTemplateDefault(t *testing.T) {
 	}
 	// The binary's contract, flag by flag.
 	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
-		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+		"--metrics-bind-address=:8080", "--metrics-secure=true", "--metrics-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--health-probe-bind-address=:8081",
 		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--policy-last-good=/tmp/policy-last-good.yaml", "--on-bad-policy=warn-only",
 		"--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
 	if !slices.Equal(c.Args, wantArgs) {
@@ -247,6 +253,21 @@ func TestTemplateScenarios(t *testing.T) {
 			}
 			if metricsSvc == nil || metricsSvc.Spec.Ports[0].Name != "metrics" {
 				t.Fatalf("the ServiceMonitor selects no metrics Service")
+			}
+			// Metrics are HTTPS with bearer-token authentication by default; the serving certificate
+			// names the metrics Service, and Prometheus checks it against the chart's CA.
+			eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			ep, _ := eps[0].(map[string]any)
+			ca, _, _ := unstructured.NestedString(ep, "tlsConfig", "ca", "secret", "key")
+			server, _, _ := unstructured.NestedString(ep, "tlsConfig", "serverName")
+			if ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ca != "ca.crt" || server != metricsSvc.Name+"."+metricsSvc.Namespace+".svc" {
+				t.Errorf("ServiceMonitor endpoint = %v, want https with a bearer token and the chart's CA", ep)
+			}
+			for _, c := range chart.Find(objs, "Certificate") {
+				names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
+				if strings.HasSuffix(c.GetName(), "-serving-cert") && !slices.Contains(names, server) {
+					t.Errorf("the serving certificate does not name %s: %v", server, names)
+				}
 			}
 			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 			if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
@@ -631,11 +652,33 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if n := len(chart.Find(objs, "Role")) + len(chart.Find(objs, "RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
 		t.Errorf("%d Roles, RoleBindings or Secrets rendered", n)
 	}
-	role := typed[*rbacv1.ClusterRole](t, one(t, objs, "ClusterRole"))
-	got := map[string][]string{}
+	var role *rbacv1.ClusterRole
+	secure := false
+	for _, o := range chart.Find(objs, "ClusterRole") {
+		r := typed[*rbacv1.ClusterRole](t, o)
+		if !strings.HasSuffix(r.Name, "-metrics-reader") {
+			role = r
+			continue
+		}
+		secure = true
+		if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(r.Rules[0].Verbs, []string{"get"}) {
+			t.Errorf("metrics reader role: %+v", r.Rules)
+		}
+	}
+	if role == nil {
+		t.Fatal("no ClusterRole for the webhook")
+	}
+	got, reviews := map[string][]string{}, map[string][]string{}
 	for _, r := range role.Rules {
 		if len(r.NonResourceURLs) != 0 || len(r.ResourceNames) != 0 {
 			t.Errorf("unexpected rule %+v", r)
+		}
+		if _, review := wantMetricsAuthRBAC[r.APIGroups[0]]; review {
+			if !slices.Equal(r.Verbs, []string{"create"}) {
+				t.Errorf("rule %+v: verbs must be exactly create", r)
+			}
+			reviews[r.APIGroups[0]] = append(reviews[r.APIGroups[0]], r.Resources...)
+			continue
 		}
 		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
 			t.Errorf("rule %+v: verbs must be exactly get, list, watch", r)
@@ -651,6 +694,9 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 	if !reflect.DeepEqual(got, wantRBAC) {
 		t.Errorf("ClusterRole grants\n %v\nwant\n %v", got, wantRBAC)
+	}
+	if want := map[string][]string{}; secure && !reflect.DeepEqual(reviews, wantMetricsAuthRBAC) || !secure && !reflect.DeepEqual(reviews, want) {
+		t.Errorf("ClusterRole grants reviews %v (secure metrics %v)", reviews, secure)
 	}
 	crb := typed[*rbacv1.ClusterRoleBinding](t, one(t, objs, "ClusterRoleBinding"))
 	if crb.RoleRef.Name != role.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Name != dep.Spec.Template.Spec.ServiceAccountName || crb.Subjects[0].Namespace != ns {

@@ -17,10 +17,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -68,13 +70,76 @@ func metricValue(body, name string, want map[string]string) (float64, bool) {
 	return 0, false
 }
 
+// scrapeToken is a bearer token of a service account: the webhook's metrics filter asks the
+// apiserver who it is (TokenReview) and whether it may GET /metrics (SubjectAccessReview).
+func scrapeToken(t *testing.T, sa string) string {
+	t.Helper()
+	tr, err := clientset.CoreV1().ServiceAccounts(releaseNamespace).CreateToken(ctx(t), sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s: %v", sa, err)
+	}
+	return tr.Status.Token
+}
+
+// getMetrics GETs /metrics over HTTPS (the certificate is self-signed: no --metrics-cert-dir here)
+// with token as bearer ("" for none).
+func getMetrics(t *testing.T, w *webhookProcess, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", w.metrics), http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed metrics certificate
+	// Readiness does not wait for the metrics server: just after a (re)start it may not listen yet.
+	resp, err := c.Do(req)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); resp, err = c.Do(req) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+var scraperToken struct {
+	once  sync.Once
+	token string
+}
+
 func scrape(t *testing.T) string {
 	t.Helper()
-	code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.metrics))
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", code, err)
+	scraperToken.once.Do(func() { scraperToken.token = scrapeToken(t, scraperSA) })
+	code, body := getMetrics(t, hook, scraperToken.token)
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics as %s: %d %s", scraperSA, code, body)
 	}
 	return body
+}
+
+// TestMetricsNeedAnAuthorisedToken: metrics are HTTPS, and only a token bound to the chart's metrics
+// reader role gets them (the webhook itself runs with exactly the chart's ClusterRole, which must
+// let it make the two reviews).
+func TestMetricsNeedAnAuthorisedToken(t *testing.T) {
+	if code, _ := getMetrics(t, hook, ""); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	if code, _ := getMetrics(t, hook, "not-a-token"); code == http.StatusOK {
+		t.Errorf("a bad token got the metrics")
+	}
+	if code, _ := getMetrics(t, hook, scrapeToken(t, strangerSA)); code != http.StatusForbidden {
+		t.Errorf("a service account without the metrics reader role: %d, want 403", code)
+	}
+	if body := scrape(t); !strings.Contains(body, "capz_encryption_webhook_policy_info") {
+		t.Error("the scraper's metrics lack the webhook's")
+	}
+	if code, _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.metrics)); err == nil && code == http.StatusOK {
+		t.Error("metrics are served over plain HTTP")
+	}
 }
 
 func TestProbesAndMetrics(t *testing.T) {
