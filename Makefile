@@ -67,7 +67,7 @@ test: lint test-unit test-e2e ## Everything CI runs: lint, unit tests, end-to-en
 .PHONY: test-unit
 test-unit: helm ## Unit tests (no control plane; chart tests use helm).
 	HELM="$(HELM)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
-	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/... ./internal/audit/...
+	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/... ./internal/audit/... ./internal/catalogfile/...
 
 .PHONY: test-e2e
 test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver + etcd built from source.

@@ -31,11 +31,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/admission"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/catalogfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policycheck"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/webhookserver"
 )
@@ -90,7 +92,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
 	f.StringVar(&o.onBadPolicy, "on-bad-policy", "warn-only", "what a start with a policy file that does not parse does: warn-only (serve the last good copy from --policy-last-good, else the built-in policy with every deny turned into a warning; metric capz_encryption_webhook_policy_stale is 1) or exit (exit code 2)")
 	f.StringVar(&o.policyLastGood, "policy-last-good", "", "file where the last policy that parsed is kept, for a restart that finds a bad file (put it on a volume that outlives the container); empty keeps none")
-	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog")
+	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog; reloaded when it changes (checked every --policy-reload-interval)")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: CVE-2023-44487 and CVE-2023-39325)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	// Delay + timeout stay under the chart's terminationGracePeriodSeconds (30s), so the kubelet's
@@ -191,9 +193,15 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	// Read the catalog file now, so that a bad one stops the start with exit code 2.
-	if _, err := skucatalog.Build(nil, o.skuCatalog); err != nil {
-		return &exitError{code: 2, err: err}
+	// Read the catalog file now, so that a bad one stops the start with exit code 2; it is reloaded
+	// when it changes, like the policy.
+	var catalogFile skus.Catalog
+	var catalogStore *catalogfile.Store
+	if o.skuCatalog != "" {
+		if catalogStore, err = catalogfile.New(o.skuCatalog, catalogfile.NewMetrics(metrics.Registry), log.WithName("sku-catalog")); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		catalogFile = catalogStore
 	}
 
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
@@ -250,10 +258,7 @@ func (o *serveOptions) run(signal context.Context) error {
 		return &exitError{code: 2, err: err}
 	}
 	liveSKUs, des := live.catalogs()
-	catalog, err := skucatalog.Build(liveSKUs, o.skuCatalog)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
+	catalog := skucatalog.Layer(liveSKUs, catalogFile)
 
 	var _ admission.PolicySource = policies
 	recorder := decisionlog.NewRecorder(log.WithName("audit"))
@@ -302,6 +307,14 @@ func (o *serveOptions) run(signal context.Context) error {
 		return nil
 	})); err != nil {
 		return err
+	}
+	if catalogStore != nil {
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+			catalogStore.Watch(ctx, o.policyInterval)
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	if err := o.audit.start(mgr, scheme, clusterGVK, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
 		return &exitError{code: 2, err: err}
