@@ -101,7 +101,7 @@ func (o *auditOptions) run(ctx context.Context, stdout io.Writer) error {
 			return &exitError{code: 2, err: err}
 		}
 	}
-	live, err := o.azure.newLiveData(nil, log.WithName("azure"))
+	live, err := o.azure.newLiveData(nil, log.WithName("azure"), func() []string { return pol.AllowedDESSubscriptions })
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

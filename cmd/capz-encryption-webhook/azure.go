@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,7 +24,8 @@ import (
 type azureOptions struct {
 	subscription, cloud, armEndpoint, authorityHost, credential string
 	disableInstanceDiscovery                                    bool
-	refresh, backoff, timeout                                   time.Duration
+	refresh, backoff, timeout, cacheIdle                        time.Duration
+	cacheMaxKeys                                                int
 }
 
 func (a *azureOptions) addFlags(f *pflag.FlagSet) {
@@ -38,6 +38,8 @@ func (a *azureOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&a.refresh, "sku-refresh-interval", 6*time.Hour, "how old live VM-size and Disk Encryption Set data may get before it is refreshed")
 	f.DurationVar(&a.backoff, "azure-retry-backoff", time.Minute, "wait before retrying a failed refresh")
 	f.DurationVar(&a.timeout, "azure-timeout", 15*time.Second, "bound on one refresh call to Azure, retries included")
+	f.IntVar(&a.cacheMaxKeys, "azure-cache-max-keys", azure.DefaultMaxKeys, "most regions, and most Disk Encryption Sets, that requests can have kept fresh; the least recently used goes first (the policy's own and the AzureClusters' regions do not count)")
+	f.DurationVar(&a.cacheIdle, "azure-cache-idle", 0, "a region or Disk Encryption Set no request used for this long is no longer refreshed, and forgotten (0: twice --sku-refresh-interval)")
 }
 
 // liveData is what a configured subscription gives: the VM-size and Disk Encryption Set caches and
@@ -57,8 +59,9 @@ func (l *liveData) catalogs() (skus.Catalog, policy.DESCatalog) {
 }
 
 // newLiveData builds the caches (not started) when a subscription is configured; nil otherwise. reg
-// may be nil (the one-shot audit exports no metrics).
-func (a *azureOptions) newLiveData(reg prometheus.Registerer, log logr.Logger) (*liveData, error) {
+// may be nil (the one-shot audit exports no metrics). allowedDESSubscriptions returns the policy's
+// allowedDESSubscriptions, read at each lookup.
+func (a *azureOptions) newLiveData(reg prometheus.Registerer, log logr.Logger, allowedDESSubscriptions func() []string) (*liveData, error) {
 	if a.subscription == "" {
 		return nil, nil
 	}
@@ -74,16 +77,20 @@ func (a *azureOptions) newLiveData(reg prometheus.Registerer, log logr.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	limits := azure.WithLimits(azure.Limits{MaxKeys: a.cacheMaxKeys, Idle: a.cacheIdle})
 	return &liveData{
-		skus:     azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus")),
-		des:      azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des")),
+		skus: azure.NewSKUCache(clients, a.refresh, a.backoff, log.WithName("skus"), limits),
+		// Disk Encryption Sets are looked up only in the subscriptions the policy allows, or in the
+		// webhook's own when it allows any (see azure.SubscriptionScope).
+		des: azure.NewDESCache(clients, a.refresh, a.backoff, log.WithName("des"), limits,
+			azure.WithDESScope(azure.SubscriptionScope(a.subscription, allowedDESSubscriptions))),
 		machines: azure.NewMachines(clients),
 	}, nil
 }
 
 // liveAzure starts the live caches when a subscription is configured; nil without one.
 func (a *azureOptions) liveAzure(mgr manager.Manager, policies *policyfile.Store, log logr.Logger) (*liveData, error) {
-	live, err := a.newLiveData(metrics.Registry, log)
+	live, err := a.newLiveData(metrics.Registry, log, func() []string { return policies.Get().AllowedDESSubscriptions })
 	if live == nil || err != nil {
 		if err == nil {
 			log.Info("no Azure subscription configured; VM-size data comes from the catalog file and the embedded catalog, and the Disk Encryption Set rules that need Azure are skipped")
@@ -131,38 +138,39 @@ func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 
 func (everyReplica) NeedLeaderElection() bool { return false }
 
-// warm queues, every minute, the regions and Disk Encryption Sets the policy names and the regions of
-// the AzureClusters in the cluster, so that the first request for them finds live data. It runs after
-// the caches have synced and never blocks readiness.
+// warm pins, every minute, the regions and Disk Encryption Sets the policy names and the regions of
+// the AzureClusters in the cluster, so that the first request for them finds live data and no flood
+// of other keys can push them out. Keys that leave the policy are unpinned and expire like any
+// other. It runs after the caches have synced and never blocks readiness.
 func warm(ctx context.Context, reader client.Reader, policies *policyfile.Store, skuCache *azure.SKUCache, desCache *azure.DESCache, log logr.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		p := policies.Get()
-		regions := []string{p.DefaultLocation}
+		regions := []string{skus.NormalizeRegion(p.DefaultLocation)}
 		ids := make([]string, 0, 2*len(p.Defaults))
 		for _, d := range p.Defaults {
-			regions = append(regions, d.Regions...)
+			for _, r := range d.Regions {
+				regions = append(regions, skus.NormalizeRegion(r))
+			}
 			ids = append(ids, d.DiskEncryptionSetID, d.DataDiskEncryptionSetID)
 		}
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(clusterinfo.AzureCluster.GroupVersion().WithKind("AzureClusterList"))
 		if err := reader.List(ctx, list); err == nil {
 			for _, item := range list.Items {
+				// Whoever can create an AzureCluster names its location: pin it only once Azure has
+				// confirmed it is one of the subscription's.
 				loc, _, _ := unstructured.NestedString(item.Object, "spec", "location")
-				regions = append(regions, skus.NormalizeRegion(loc))
+				if loc = skus.NormalizeRegion(loc); skuCache.KnownRegion(loc) {
+					regions = append(regions, loc)
+				}
 			}
 		} else {
 			log.V(1).Info("listing AzureClusters to warm their regions failed", "error", err.Error())
 		}
-		skuCache.Want(regions...)
-		var canonical []string
-		for _, id := range ids {
-			if id != "" {
-				canonical = append(canonical, strings.ToLower(id))
-			}
-		}
-		desCache.Want(canonical...)
+		skuCache.Pin(regions...)
+		desCache.Pin(ids...)
 		select {
 		case <-ctx.Done():
 			return

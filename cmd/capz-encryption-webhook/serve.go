@@ -26,15 +26,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/admission"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/catalogfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policycheck"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/webhookserver"
 )
 
 type serveOptions struct {
@@ -43,14 +48,23 @@ type serveOptions struct {
 	webhookHost     string
 	webhookPort     int
 	metricsAddr     string
+	metricsSecure   bool
+	metricsCertDir  string
 	probeAddr       string
 	policyFile      string
 	policyInterval  time.Duration
+	onBadPolicy     string
+	policyLastGood  string
 	skuCatalog      string
 	enableHTTP2     bool
 	logLevel        string
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
+	webhookTimeout  time.Duration
+	maxInFlight     int
+	maxInFlightBig  int
+	largeRequest    int
+	memoryRatio     float64
 	azure           azureOptions
 	audit           backgroundAuditOptions
 }
@@ -71,16 +85,25 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server binds (default all)")
 	f.IntVar(&o.webhookPort, "webhook-port", 9443, "webhook server port")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "metrics address (\"0\" disables)")
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS to clients whose bearer token may get /metrics (TokenReview and SubjectAccessReview, as kubebuilder does); false: plain HTTP to anyone")
+	f.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics server; empty or missing files: a self-signed certificate")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values), hot-reloaded; default: built-in policy")
 	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
-	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog")
+	f.StringVar(&o.onBadPolicy, "on-bad-policy", "warn-only", "what a start with a policy file that does not parse does: warn-only (serve the last good copy from --policy-last-good, else the built-in policy with every deny turned into a warning; metric capz_encryption_webhook_policy_stale is 1) or exit (exit code 2)")
+	f.StringVar(&o.policyLastGood, "policy-last-good", "", "file where the last policy that parsed is kept, for a restart that finds a bad file (put it on a volume that outlives the container); empty keeps none")
+	f.StringVar(&o.skuCatalog, "sku-catalog", "", "VM-size catalog file (the JSON of az vm list-skus --all -o json), layered over the embedded catalog; reloaded when it changes (checked every --policy-reload-interval)")
 	f.BoolVar(&o.enableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default: CVE-2023-44487 and CVE-2023-39325)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info or error")
 	// Delay + timeout stay under the chart's terminationGracePeriodSeconds (30s), so the kubelet's
 	// SIGKILL never cuts a request short.
 	f.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, time the webhook keeps serving (readiness failing) before it stops accepting connections")
 	f.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 20*time.Second, "after --shutdown-delay, time in-flight requests get to finish")
+	f.DurationVar(&o.webhookTimeout, "webhook-timeout", 10*time.Second, "the webhook configurations' timeoutSeconds: the server's read and write timeouts, and the longest wait for a free slot, are derived from it so that they end first")
+	f.IntVar(&o.maxInFlight, "max-in-flight", 32, "admission requests decided at once; more wait briefly, then are refused with a message to retry")
+	f.IntVar(&o.maxInFlightBig, "max-in-flight-large", 2, "of those, requests larger than --large-request-bytes decided at once")
+	f.IntVar(&o.largeRequest, "large-request-bytes", 256<<10, "object and old object together above this size make a request large (real CAPZ machine objects are a few KiB)")
+	f.Float64Var(&o.memoryRatio, "memory-limit-ratio", 0.9, "GOMEMLIMIT as a fraction of the container's memory limit (env MEMORY_LIMIT, else the cgroup's); 0 leaves it alone; a GOMEMLIMIT variable wins")
 	o.azure.addFlags(f)
 	o.audit.addFlags(f)
 	return cmd
@@ -98,6 +121,17 @@ func newLogger(level string) (*zap.Logger, error) {
 	// One line per decision must never be sampled away.
 	cfg.Sampling = nil
 	return cfg.Build()
+}
+
+// metricsOptions serves metrics as kubebuilder v4 does by default: HTTPS, and only to a client whose
+// bearer token the apiserver authenticates and authorises for GET /metrics.
+func (o *serveOptions) metricsOptions(tlsOpts []func(*tls.Config)) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts, SecureServing: o.metricsSecure}
+	if o.metricsSecure {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		opts.CertDir = o.metricsCertDir
+	}
+	return opts
 }
 
 func (o *serveOptions) restConfig() (*rest.Config, error) {
@@ -135,6 +169,11 @@ func (o *serveOptions) run(signal context.Context) error {
 	log := zapr.NewLogger(zl)
 	ctrl.SetLogger(log.WithName("controller-runtime"))
 	log.Info("starting", "version", version.String())
+	setMemoryLimit(o.memoryRatio, log.WithName("memory"))
+	timeouts := webhookserver.TimeoutsFor(o.webhookTimeout)
+	if err := timeouts.Validate(o.webhookTimeout); err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--webhook-timeout: %w", err)}
+	}
 	var draining atomic.Bool
 	ctx := drainOnSignal(signal, o.shutdownDelay, &draining, log)
 
@@ -142,13 +181,27 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err != nil {
 		return err
 	}
-	policies, err := policyfile.New(o.policyFile, policyfile.NewMetrics(metrics.Registry), log.WithName("policy"))
+	var policyOpts []policyfile.Option
+	switch o.onBadPolicy {
+	case "warn-only":
+		policyOpts = append(policyOpts, policyfile.WithFallback(o.policyLastGood))
+	case "exit":
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--on-bad-policy=%q: want warn-only or exit", o.onBadPolicy)}
+	}
+	policies, err := policyfile.New(o.policyFile, policyfile.NewMetrics(metrics.Registry), log.WithName("policy"), policyOpts...)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	// Read the catalog file now, so that a bad one stops the start with exit code 2.
-	if _, err := skucatalog.Build(nil, o.skuCatalog); err != nil {
-		return &exitError{code: 2, err: err}
+	// Read the catalog file now, so that a bad one stops the start with exit code 2; it is reloaded
+	// when it changes, like the policy.
+	var catalogFile skus.Catalog
+	var catalogStore *catalogfile.Store
+	if o.skuCatalog != "" {
+		if catalogStore, err = catalogfile.New(o.skuCatalog, catalogfile.NewMetrics(metrics.Registry), log.WithName("sku-catalog")); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		catalogFile = catalogStore
 	}
 
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
@@ -166,10 +219,10 @@ func (o *serveOptions) run(signal context.Context) error {
 	mgrOpts := manager.Options{
 		Scheme: scheme,
 		Logger: log.WithName("manager"),
-		WebhookServer: webhook.NewServer(webhook.Options{
+		WebhookServer: webhookserver.New(webhook.Options{
 			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
-		}),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: tlsOpts},
+		}, timeouts, log.WithName("webhook-server")),
+		Metrics:                 o.metricsOptions(tlsOpts),
 		HealthProbeBindAddress:  o.probeAddr,
 		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{
@@ -205,22 +258,23 @@ func (o *serveOptions) run(signal context.Context) error {
 		return &exitError{code: 2, err: err}
 	}
 	liveSKUs, des := live.catalogs()
-	catalog, err := skucatalog.Build(liveSKUs, o.skuCatalog)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
+	catalog := skucatalog.Layer(liveSKUs, catalogFile)
 
 	var _ admission.PolicySource = policies
 	recorder := decisionlog.NewRecorder(log.WithName("audit"))
 	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
 	admissionMetrics := admission.NewMetrics(metrics.Registry)
+	// One budget for both webhooks: they share the process's CPU and memory.
+	limiter := &admission.Limiter{Max: o.maxInFlight, MaxLarge: o.maxInFlightBig, LargeBytes: o.largeRequest, Wait: o.webhookTimeout / 10}
 	server := mgr.GetWebhookServer()
 	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
 		server.Register("/"+string(mode), &webhook.Admission{Handler: admission.New(admission.Config{
 			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des,
-			Recorder: recorder, Metrics: admissionMetrics,
+			Recorder: recorder, Metrics: admissionMetrics, Limiter: limiter,
 		})})
 	}
+	// The chart's policy ConfigMap is checked when it is written, by the parser that loads it.
+	server.Register("/validate-policy", &webhook.Admission{Handler: &policycheck.Handler{Version: version.Version, Log: log.WithName("policycheck")}})
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -253,6 +307,14 @@ func (o *serveOptions) run(signal context.Context) error {
 		return nil
 	})); err != nil {
 		return err
+	}
+	if catalogStore != nil {
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+			catalogStore.Watch(ctx, o.policyInterval)
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	if err := o.audit.start(mgr, scheme, clusterGVK, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
 		return &exitError{code: 2, err: err}

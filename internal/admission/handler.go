@@ -53,18 +53,22 @@ type Config struct {
 	DES      policy.DESCatalog
 	Recorder *decisionlog.Recorder
 	Metrics  *Metrics
+	// Limiter bounds the work in flight; share one between the webhooks. Nil limits nothing.
+	Limiter *Limiter
 	// Now is the clock (tests pin it); nil means time.Now.
 	Now func() time.Time
 }
 
-// New returns the handler for cfg.Mode: the decision wrapped in panic recovery, the audit record
-// and the metrics, in that order from the inside out.
+// New returns the handler for cfg.Mode: the decision wrapped in panic recovery, the in-flight
+// limit, the audit record and the metrics, in that order from the inside out (so that a request
+// refused for overload is recorded and counted like any other).
 func New(cfg Config) admission.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	d := &decider{cfg: cfg}
-	return chain(cfg.Mode, d.review, WithMetrics(cfg.Metrics), WithAuditRecord(cfg.Recorder, cfg.Now), WithRecovery())
+	return chain(cfg.Mode, d.review, WithMetrics(cfg.Metrics), WithAuditRecord(cfg.Recorder, cfg.Now),
+		WithInFlightLimit(cfg.Limiter, cfg.Metrics), WithRecovery())
 }
 
 type decider struct{ cfg Config }

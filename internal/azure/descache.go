@@ -17,6 +17,11 @@ import (
 
 // DESCache is a policy.DESCatalog of Disk Encryption Sets read from Azure. An ID it has not fetched
 // yet answers DESUnknown (the live rules skip) and is queued; the next request sees the facts.
+//
+// Only IDs in scope (WithDESScope; by default none but the pinned ones) are looked up: the IDs come
+// from users, and what the webhook's identity can read must not become an oracle for them, nor its
+// Azure quota theirs to spend. An ID out of scope answers DESUnknown, so no message says anything
+// Azure knows about it.
 type DESCache struct {
 	clients *Clients
 	*store[desFacts]
@@ -35,9 +40,10 @@ type desFacts struct {
 
 // NewDESCache refreshes each wanted Disk Encryption Set every ttl; a failed read is retried after
 // backoff.
-func NewDESCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) *DESCache {
+func NewDESCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger, opts ...Option) *DESCache {
+	o := options(opts)
 	c := &DESCache{clients: clients}
-	c.store = newStore("Disk Encryption Set", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, k string) (desFacts, error) {
+	c.store = newStore("Disk Encryption Set", "des", ttl, backoff, clients.cfg.Timeout, func(ctx context.Context, k string) (desFacts, error) {
 		id, err := desid.Parse(k)
 		if err != nil {
 			return desFacts{}, err
@@ -52,6 +58,15 @@ func NewDESCache(clients *Clients, ttl, backoff time.Duration, log logr.Logger) 
 	}, log)
 	// A failed key read alone changes nothing the policy sees: the last good key facts stay.
 	c.store.same = func(a, b desFacts) bool { return a.info == b.info && a.state == b.state }
+	c.limits, c.metrics = o.limits, clients.cfg.Metrics
+	scope := o.desScope
+	if scope == nil {
+		scope = func(desid.ID) bool { return false }
+	}
+	c.accept = func(k string) bool {
+		id, err := desid.Parse(k)
+		return err == nil && scope(id)
+	}
 	return c
 }
 
@@ -70,6 +85,35 @@ func (c *DESCache) key(ctx context.Context, k, keyURL string, log logr.Logger) (
 		return prev.value.info.Key, err.Error()
 	}
 	return policy.KeyInfo{URL: keyURL}, err.Error()
+}
+
+// Pin keeps exactly these Disk Encryption Sets (the policy's own) fresh, whatever the scope.
+func (c *DESCache) Pin(ids ...string) {
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		keys = append(keys, key(id))
+	}
+	c.store.Pin(keys...)
+}
+
+// SubscriptionScope is the scope of Disk Encryption Set lookups: the subscriptions allowed() returns
+// (the policy's allowedDESSubscriptions, read at each lookup so that a policy reload applies at
+// once), or, when it returns none, only own, the subscription the webhook is configured for. An
+// empty allow-list means "any subscription" for the policy's rules, but not for the webhook's
+// identity: it is not there to tell users about subscriptions the platform team never named.
+func SubscriptionScope(own string, allowed func() []string) func(desid.ID) bool {
+	return func(id desid.ID) bool {
+		list := allowed()
+		if len(list) == 0 {
+			return strings.EqualFold(id.SubscriptionID, own)
+		}
+		for _, s := range list {
+			if strings.EqualFold(s, id.SubscriptionID) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func key(id string) string {
@@ -142,7 +186,7 @@ func (c *DESCache) Describe(ch chan<- *prometheus.Desc) { ch <- keyExpiryDesc }
 
 func (c *DESCache) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range c.loadedKeys() {
-		e := c.get(k)
+		e := c.peek(k)
 		if key := e.value.info.Key; e.value.state == policy.DESFound && key.Known && !key.Expires.IsZero() {
 			ch <- prometheus.MustNewConstMetric(keyExpiryDesc, prometheus.GaugeValue, float64(key.Expires.Unix()), k)
 		}

@@ -242,7 +242,7 @@ func TestDESCacheReadsKeys(t *testing.T) {
 		resp.SetResponse(http.StatusOK, armcompute.DiskEncryptionSetsClientGetResponse{DiskEncryptionSet: armcompute.DiskEncryptionSet{Location: to.Ptr("eastus"), Properties: props}}, nil)
 		return
 	}}}
-	c := NewDESCache(clientsFor(t, srv, keyVaultFake(versions, rotation, calls, down)), time.Hour, time.Minute, logr.Discard())
+	c := NewDESCache(clientsFor(t, srv, keyVaultFake(versions, rotation, calls, down)), time.Hour, time.Minute, logr.Discard(), WithDESScope(SubscriptionScope(sub, noList)))
 	id := func(name string) string {
 		return "/subscriptions/" + sub + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/" + name
 	}
@@ -285,7 +285,8 @@ func TestDESCacheReadsKeys(t *testing.T) {
 	// Key Vault refuses: the sets stay known and keep their last good key facts.
 	before := calls.Load()
 	down.Store(true)
-	c.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	// Past the ttl (a refresh is due), within the idle time (the sets are still kept).
+	c.now = func() time.Time { return time.Now().Add(90 * time.Minute) }
 	c.once(ctx)
 	if calls.Load() == before {
 		t.Fatal("no Key Vault call after the ttl")
@@ -349,8 +350,9 @@ func TestParseKeyURL(t *testing.T) {
 // TestStoreOnChange: a refresh notifies only when it brings new data.
 func TestStoreOnChange(t *testing.T) {
 	value := "a"
-	s := newStore("test", time.Nanosecond, 0, time.Second, func(context.Context, string) (string, error) { return value, nil }, logr.Discard())
+	s := newStore("test", "test", time.Nanosecond, 0, time.Second, func(context.Context, string) (string, error) { return value, nil }, logr.Discard())
 	s.same = func(a, b string) bool { return a == b }
+	s.limits.Idle = time.Hour // the ttl of 1ns would otherwise make "k" idle at once
 	n := 0
 	s.OnChange(func() { n++ })
 	ctx := context.Background()

@@ -149,6 +149,13 @@ func TestTemplateRejects(t *testing.T) {
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},
 		{"service account not created and not named", []string{"--set", "serviceAccount.create=false"}, []string{"serviceAccount.name"}},
+		// The webhooks leave the release namespace out: in default, they would leave default out.
+		{"release namespace default", []string{"--namespace", "default"}, []string{"namespace of its own", "CAPZ objects in default would go unchecked"}},
+		{"a user matchCondition named like the chart's", []string{"--set-json",
+			`webhook.matchConditions=[{"name":"capz-encryption-webhook-spec-changed","expression":"true"}]`}, []string{"chart's own conditions"}},
+		{"a credential other than workload identity with workload identity", []string{"--set", "azure.subscriptionID=" + chart.TestSubscription,
+			"--set", "azure.workloadIdentity.enabled=true", "--set", "azure.workloadIdentity.clientID=" + chart.TestClientID,
+			"--set", "azure.credential=managed-identity"}, []string{"contradicts azure.workloadIdentity.enabled"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

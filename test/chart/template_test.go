@@ -46,7 +46,13 @@ var (
 var wantRBAC = map[string][]string{
 	"":                                {"namespaces"},
 	"cluster.x-k8s.io":                {"clusters"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedclusters", "azuremanagedcontrolplanes", "azureasomanagedclusters", "azureasomanagedcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters"},
+}
+
+// wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
+var wantMetricsAuthRBAC = map[string][]string{
+	"authentication.k8s.io": {"tokenreviews"},
+	"authorization.k8s.io":  {"subjectaccessreviews"},
 }
 
 func TestTemplateDefault(t *testing.T) {
@@ -59,7 +65,7 @@ func TestTemplateDefault(t *testing.T) {
 		kinds = append(kinds, o.GetKind())
 	}
 	sort.Strings(kinds)
-	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
 		"Issuer", "Issuer", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "Service",
 		"ServiceAccount", "ValidatingWebhookConfiguration"}
 	if !slices.Equal(kinds, want) {
@@ -92,10 +98,16 @@ func TestTemplateDefault(t *testing.T) {
 	}
 	// The binary's contract, flag by flag.
 	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
-		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--log-level=info"}
+		"--metrics-bind-address=:8080", "--metrics-secure=true", "--metrics-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--health-probe-bind-address=:8081",
+		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--policy-last-good=/tmp/policy-last-good.yaml", "--on-bad-policy=warn-only",
+		"--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args:\n got %q\nwant %q", c.Args, wantArgs)
+	}
+	// GOMEMLIMIT is derived from the container's memory limit, which the downward API passes.
+	if len(c.Env) != 1 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.ResourceFieldRef == nil ||
+		c.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Env[0].ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+		t.Errorf("env = %+v, want MEMORY_LIMIT from this container's limits.memory", c.Env)
 	}
 	// Spread across nodes (required) and zones (preferred).
 	spread := map[string]corev1.UnsatisfiableConstraintAction{}
@@ -136,8 +148,13 @@ func TestTemplateDefault(t *testing.T) {
 			t.Errorf("%s: timeoutSeconds = %d, want 10", name, *w.timeout)
 		}
 	}
-	if len(v.Webhooks[0].MatchConditions) != 0 || len(m.Webhooks[0].MatchConditions) != 0 {
-		t.Error("matchConditions rendered without being asked for")
+	// The chart's own conditions: UPDATEs that leave the spec alone and objects being deleted are
+	// never sent (test/e2e shows them compiling and working on a real apiserver).
+	for _, mc := range [][]admissionregistrationv1.MatchCondition{m.Webhooks[0].MatchConditions, v.Webhooks[0].MatchConditions} {
+		if len(mc) != 2 || mc[0].Name != "capz-encryption-webhook-spec-changed" || mc[1].Name != "capz-encryption-webhook-not-deleting" ||
+			!strings.Contains(mc[0].Expression, "object.spec != oldObject.spec") || !strings.Contains(mc[1].Expression, "deletionTimestamp") {
+			t.Errorf("matchConditions = %+v, want the chart's two", mc)
+		}
 	}
 
 	// The CA chain: self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate.
@@ -237,6 +254,21 @@ func TestTemplateScenarios(t *testing.T) {
 			if metricsSvc == nil || metricsSvc.Spec.Ports[0].Name != "metrics" {
 				t.Fatalf("the ServiceMonitor selects no metrics Service")
 			}
+			// Metrics are HTTPS with bearer-token authentication by default; the serving certificate
+			// names the metrics Service, and Prometheus checks it against the chart's CA.
+			eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			ep, _ := eps[0].(map[string]any)
+			ca, _, _ := unstructured.NestedString(ep, "tlsConfig", "ca", "secret", "key")
+			server, _, _ := unstructured.NestedString(ep, "tlsConfig", "serverName")
+			if ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ca != "ca.crt" || server != metricsSvc.Name+"."+metricsSvc.Namespace+".svc" {
+				t.Errorf("ServiceMonitor endpoint = %v, want https with a bearer token and the chart's CA", ep)
+			}
+			for _, c := range chart.Find(objs, "Certificate") {
+				names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
+				if strings.HasSuffix(c.GetName(), "-serving-cert") && !slices.Contains(names, server) {
+					t.Errorf("the serving certificate does not name %s: %v", server, names)
+				}
+			}
 			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 			if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
 				t.Errorf("endpoints = %v", endpoints)
@@ -297,7 +329,9 @@ func TestTemplateScenarios(t *testing.T) {
 			}
 			args := dep.Spec.Template.Spec.Containers[0].Args
 			for _, a := range []string{"--azure-subscription-id=" + chart.TestSubscription, "--azure-cloud=AzureUSGovernmentCloud",
-				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h"} {
+				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h",
+				// The federated token only: the default chain could fall back to the node's identity.
+				"--azure-credential=workload-identity"} {
 				if !slices.Contains(args, a) {
 					t.Errorf("args %q lack %s", args, a)
 				}
@@ -317,8 +351,8 @@ func TestTemplateScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, mc := range [][]admissionregistrationv1.MatchCondition{m.Webhooks[0].MatchConditions, v.Webhooks[0].MatchConditions} {
-				if len(mc) != 1 || mc[0].Name != "not-capz-controller" {
-					t.Errorf("matchConditions = %+v", mc)
+				if len(mc) != 3 || mc[0].Name != "capz-encryption-webhook-spec-changed" || mc[2].Name != "not-capz-controller" {
+					t.Errorf("matchConditions = %+v, want the chart's two, then the user's", mc)
 				}
 			}
 		},
@@ -393,8 +427,8 @@ func TestTemplateScenarios(t *testing.T) {
 			if len(pod.TopologySpreadConstraints) != 1 || pod.TopologySpreadConstraints[0].LabelSelector == nil {
 				t.Errorf("topologySpreadConstraints = %+v, want the user's, with the pod selector added", pod.TopologySpreadConstraints)
 			}
-			if len(c.Env) != 1 || c.Env[0].Name != "HTTPS_PROXY" {
-				t.Errorf("env = %+v", c.Env)
+			if len(c.Env) != 2 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[1].Name != "HTTPS_PROXY" {
+				t.Errorf("env = %+v, want MEMORY_LIMIT then extraEnv", c.Env)
 			}
 			pdb := typed[*policyv1.PodDisruptionBudget](t, one(t, objs, "PodDisruptionBudget"))
 			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
@@ -618,11 +652,33 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if n := len(chart.Find(objs, "Role")) + len(chart.Find(objs, "RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
 		t.Errorf("%d Roles, RoleBindings or Secrets rendered", n)
 	}
-	role := typed[*rbacv1.ClusterRole](t, one(t, objs, "ClusterRole"))
-	got := map[string][]string{}
+	var role *rbacv1.ClusterRole
+	secure := false
+	for _, o := range chart.Find(objs, "ClusterRole") {
+		r := typed[*rbacv1.ClusterRole](t, o)
+		if !strings.HasSuffix(r.Name, "-metrics-reader") {
+			role = r
+			continue
+		}
+		secure = true
+		if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(r.Rules[0].Verbs, []string{"get"}) {
+			t.Errorf("metrics reader role: %+v", r.Rules)
+		}
+	}
+	if role == nil {
+		t.Fatal("no ClusterRole for the webhook")
+	}
+	got, reviews := map[string][]string{}, map[string][]string{}
 	for _, r := range role.Rules {
 		if len(r.NonResourceURLs) != 0 || len(r.ResourceNames) != 0 {
 			t.Errorf("unexpected rule %+v", r)
+		}
+		if _, review := wantMetricsAuthRBAC[r.APIGroups[0]]; review {
+			if !slices.Equal(r.Verbs, []string{"create"}) {
+				t.Errorf("rule %+v: verbs must be exactly create", r)
+			}
+			reviews[r.APIGroups[0]] = append(reviews[r.APIGroups[0]], r.Resources...)
+			continue
 		}
 		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
 			t.Errorf("rule %+v: verbs must be exactly get, list, watch", r)
@@ -639,9 +695,36 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if !reflect.DeepEqual(got, wantRBAC) {
 		t.Errorf("ClusterRole grants\n %v\nwant\n %v", got, wantRBAC)
 	}
+	if want := map[string][]string{}; secure && !reflect.DeepEqual(reviews, wantMetricsAuthRBAC) || !secure && !reflect.DeepEqual(reviews, want) {
+		t.Errorf("ClusterRole grants reviews %v (secure metrics %v)", reviews, secure)
+	}
 	crb := typed[*rbacv1.ClusterRoleBinding](t, one(t, objs, "ClusterRoleBinding"))
 	if crb.RoleRef.Name != role.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Name != dep.Spec.Template.Spec.ServiceAccountName || crb.Subjects[0].Namespace != ns {
 		t.Errorf("ClusterRoleBinding %+v does not bind the role to the pods' service account", crb)
+	}
+}
+
+// checkPolicyCheckWebhook: the policy ConfigMap, and only it, is sent to /validate-policy; a webhook
+// that is down lets edits through (failurePolicy Ignore), so that it never blocks its own repair.
+func checkPolicyCheckWebhook(t *testing.T, objs []*unstructured.Unstructured, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	cms := chart.Find(objs, "ConfigMap")
+	if len(cms) != 1 {
+		t.Fatalf("%d ConfigMaps", len(cms))
+	}
+	r := w.Rules
+	switch {
+	case w.Name != "policy.capz-encryption-webhook.io" || w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/validate-policy":
+		t.Errorf("policy check webhook: %s %+v", w.Name, w.ClientConfig)
+	case w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore:
+		t.Errorf("policy check: failurePolicy = %v, want Ignore", w.FailurePolicy)
+	case len(r) != 1 || !slices.Equal(r[0].APIGroups, []string{""}) || !slices.Equal(r[0].Resources, []string{"configmaps"}) ||
+		!slices.Equal(r[0].Operations, []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}):
+		t.Errorf("policy check rules: %+v", r)
+	case w.NamespaceSelector == nil || w.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != cms[0].GetNamespace():
+		t.Errorf("policy check namespaceSelector = %+v, want the release namespace %s", w.NamespaceSelector, cms[0].GetNamespace())
+	case len(w.MatchConditions) != 1 || w.MatchConditions[0].Expression != "object.metadata.name == '"+cms[0].GetName()+"'":
+		t.Errorf("policy check matchConditions = %+v, want the name of ConfigMap %s", w.MatchConditions, cms[0].GetName())
 	}
 }
 
@@ -663,9 +746,10 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 	}
 	for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
 		v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o)
-		if len(v.Webhooks) != 1 {
-			t.Fatalf("%d validating webhooks", len(v.Webhooks))
+		if len(v.Webhooks) != 2 {
+			t.Fatalf("%d validating webhooks, want the CAPZ one and the policy check", len(v.Webhooks))
 		}
+		checkPolicyCheckWebhook(t, objs, v.Webhooks[1])
 		hooks = append(hooks, renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, wantValidatingResources})
 	}
 	if len(hooks) == 0 {
@@ -706,7 +790,7 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 			t.Fatalf("%s: %d rules", h.kind, len(w.Rules))
 		}
 		r := w.Rules[0]
-		if !slices.Equal(r.APIGroups, []string{"infrastructure.cluster.x-k8s.io"}) || !slices.Equal(r.APIVersions, []string{"v1beta1"}) {
+		if !slices.Equal(r.APIGroups, []string{"infrastructure.cluster.x-k8s.io"}) || !slices.Equal(r.APIVersions, []string{"*"}) {
 			t.Errorf("%s: groups %v versions %v", h.kind, r.APIGroups, r.APIVersions)
 		}
 		if !slices.Equal(r.Operations, h.wantOps) {

@@ -50,10 +50,14 @@ func TestWebhooksForURL(t *testing.T) {
 	}
 	// Everything but clientConfig is the chart's.
 	m0.Webhooks[0].ClientConfig, v0.Webhooks[0].ClientConfig = m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig
+	if u := v.Webhooks[1].ClientConfig.URL; u == nil || *u != "https://127.0.0.1:9443/validate-policy" {
+		t.Errorf("policy check url = %v", u)
+	}
+	v0.Webhooks[1].ClientConfig = v.Webhooks[1].ClientConfig
 	if !reflect.DeepEqual(m.Webhooks, m0.Webhooks) || !reflect.DeepEqual(v.Webhooks, v0.Webhooks) {
 		t.Error("WebhooksForURL changed more than clientConfig")
 	}
-	if len(v.Webhooks[0].MatchConditions) != 1 {
+	if len(v.Webhooks[0].MatchConditions) != 3 {
 		t.Error("helm args not applied")
 	}
 }

@@ -30,6 +30,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
 // The audit tests' objects: created with the webhook configurations removed, as if they predated the
@@ -177,7 +179,7 @@ func withoutWebhooks(c context.Context, create func() error) error {
 // and the exit code.
 func runAudit(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(hook.bin, append([]string{"audit", "--kubeconfig", hook.kubeconfig, "--policy", hook.policy}, args...)...)
+	cmd := exec.Command(hook.bin, append([]string{"audit", "--kubeconfig", auditKubeconfig, "--policy", hook.policy}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -369,6 +371,9 @@ func logged(w *webhookProcess, msg string) int {
 // live data (a new machine on a set whose key has expired is denied by either). New Disk Encryption
 // Set data runs the audit again, which updates and removes Reports. When the leader stops, the other
 // takes over.
+// auditLease is the Lease the chart's audit RBAC lets the audit take (capz-encryption-webhook.leaseName).
+const auditLease = chart.DefaultRelease + "-audit"
+
 func TestBackgroundAudit(t *testing.T) {
 	seedAuditObjects(t)
 	installReportCRD(t)
@@ -376,10 +381,10 @@ func TestBackgroundAudit(t *testing.T) {
 	arm := newFakeARM(t)
 	flags := append(azureFlags(t, arm), "--sku-refresh-interval", "2s",
 		"--audit-interval", "1h", "--audit-settle", "300ms", "--audit-event-repeat", "1h",
-		"--leader-election-namespace", releaseNamespace, "--leader-election-id", "e2e-audit")
+		"--leader-election-namespace", releaseNamespace, "--leader-election-id", auditLease)
 	var replicas []*webhookProcess
 	for range 2 {
-		w, err := newWebhookProcess(hook.bin, hook.kubeconfig, hook.certDir, hook.policy)
+		w, err := newWebhookProcess(hook.bin, auditKubeconfig, hook.certDir, hook.policy)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +411,7 @@ func TestBackgroundAudit(t *testing.T) {
 		return nil
 	})
 	var lease coordinationv1.Lease
-	if err := rc.Get(ctx(t), client.ObjectKey{Namespace: releaseNamespace, Name: "e2e-audit"}, &lease); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+	if err := rc.Get(ctx(t), client.ObjectKey{Namespace: releaseNamespace, Name: auditLease}, &lease); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
 		t.Fatalf("Lease: %+v %v", lease.Spec, err)
 	}
 
@@ -466,11 +471,9 @@ func TestBackgroundAudit(t *testing.T) {
 		})
 	})
 	t.Run("metrics", func(t *testing.T) {
+		token := scrapeToken(t, scraperSA)
 		scrapeOf := func(w *webhookProcess) string {
-			_, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", w.metrics))
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, body := getMetrics(t, w, token)
 			return body
 		}
 		eventually(t, 20*time.Second, func() error {

@@ -69,6 +69,13 @@ func newFakeARM(t *testing.T) *fakeARM {
 		}
 		p := strings.ToLower(r.URL.Path)
 		switch {
+		case strings.HasSuffix(p, "/locations"):
+			// The webhook only fetches VM sizes of the subscription's own locations.
+			var locs []any
+			for _, l := range []string{"eastus", "westus2", "southcentralus", "westcentralus"} {
+				locs = append(locs, map[string]any{"name": l, "displayName": l, "type": "Region"})
+			}
+			writeJSON(w, map[string]any{"value": locs})
 		case strings.HasSuffix(p, "/providers/microsoft.compute/skus"):
 			loc := strings.TrimSuffix(strings.TrimPrefix(r.URL.Query().Get("$filter"), "location eq '"), "'")
 			// Live data that differs from the embedded catalog, so the test can tell which answered.

@@ -124,11 +124,14 @@ matchExpressions:
 The webhook rules: the one place they are written. config/webhook/manifests.yaml is generated from
 this chart (make chart-config) and a test checks that `kustomize build config/default` agrees.
 Mutation is CREATE only: CAPZ treats these specs as immutable, so defaults can only be injected when
-an object is created. DELETE is in neither list: a deletion is never blocked.
+an object is created. DELETE is in neither list: a deletion is never blocked. Every version the
+apiserver serves is matched ("*"): the handler reads any version, and a CAPZ release that adds one
+and drops v1beta1 must not end enforcement without anyone noticing (matchPolicy Equivalent would
+only cover a version the apiserver converts to one listed here).
 */}}
 {{- define "capz-encryption-webhook.mutatingRules" -}}
 - apiGroups: ["infrastructure.cluster.x-k8s.io"]
-  apiVersions: ["v1beta1"]
+  apiVersions: ["*"]
   operations: ["CREATE"]
   resources:
     - azuremachinetemplates
@@ -139,7 +142,7 @@ an object is created. DELETE is in neither list: a deletion is never blocked.
 
 {{- define "capz-encryption-webhook.validatingRules" -}}
 - apiGroups: ["infrastructure.cluster.x-k8s.io"]
-  apiVersions: ["v1beta1"]
+  apiVersions: ["*"]
   operations: ["CREATE", "UPDATE"]
   resources:
     - azuremachinetemplates
