@@ -51,6 +51,7 @@ type serveOptions struct {
 	metricsSecure   bool
 	metricsCertDir  string
 	probeAddr       string
+	pprofAddr       string
 	policyFile      string
 	policyInterval  time.Duration
 	onBadPolicy     string
@@ -88,6 +89,7 @@ func newServeCmd() *cobra.Command {
 	f.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS to clients whose bearer token may get /metrics (TokenReview and SubjectAccessReview, as kubebuilder does); false: plain HTTP to anyone")
 	f.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics server; empty or missing files: a self-signed certificate")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof endpoints, for profiling (empty or \"0\": off)")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values), hot-reloaded; default: built-in policy")
 	f.DurationVar(&o.policyInterval, "policy-reload-interval", 5*time.Second, "how often the policy file is checked for changes")
 	f.StringVar(&o.onBadPolicy, "on-bad-policy", "warn-only", "what a start with a policy file that does not parse does: warn-only (serve the last good copy from --policy-last-good, else the built-in policy with every deny turned into a warning; metric capz_encryption_webhook_policy_stale is 1) or exit (exit code 2)")
@@ -224,6 +226,7 @@ func (o *serveOptions) run(signal context.Context) error {
 		}, timeouts, log.WithName("webhook-server")),
 		Metrics:                 o.metricsOptions(tlsOpts),
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{
 			// Only metadata and spec matter; managed fields are most of an object's size.
