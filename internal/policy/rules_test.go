@@ -219,7 +219,19 @@ func TestRuleDESRequired(t *testing.T) {
 			wantRule: RuleDESRequired, wantField: tpl("dataDisks[1].managedDisk.diskEncryptionSet.id"), wantAction: ActionDeny},
 		{name: "required, ephemeral OS disk", object: template().set(tpl("osDisk.diffDiskSettings"), map[string]any{"option": "Local"}), policy: require,
 			wantRule: RuleDESRequired, wantField: tpl("osDisk.diffDiskSettings"), wantAction: ActionDeny, wantMessage: []string{"ephemeral"}},
+		// A ClusterClass's template makes no machine: its per-cluster copies are judged.
+		{name: "required, template of a ClusterClass", object: template(), policy: require, env: classEnv("quick-start"),
+			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionAudit, wantMessage: []string{"ClusterClass quick-start", "copies"}, wantAllowed: true},
+		{name: "required, template of a ClusterClass and of a cluster", object: template(), policy: require,
+			env: func() Environment { e := classEnv("quick-start"); e.Cluster.Name = "c1"; return e }(),
+			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionDeny},
 	})
+}
+
+func classEnv(class string) Environment {
+	e := eastEnv()
+	e.Cluster.Class = class
+	return e
 }
 
 func TestRuleDESSubscriptionNotAllowed(t *testing.T) {

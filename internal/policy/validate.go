@@ -293,14 +293,26 @@ func (e *evaluation) requireDES(base fieldPath) {
 		e.report(RuleDESRequired, osDisk.child("diffDiskSettings"),
 			"the policy requires customer-managed keys, but the OS disk is ephemeral (diffDiskSettings) and cannot use a Disk Encryption Set: remove diffDiskSettings and set %s", osDES)
 	default:
-		e.report(RuleDESRequired, osDES, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", osDES, e.whyNotDefaulted(osDES))
+		e.requireAt(osDES)
 	}
 	for i := range lookupSlice(e.obj, base.child("dataDisks")) {
-		f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id")
-		if !has(f) {
-			e.report(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
+		if f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id"); !has(f) {
+			e.requireAt(f)
 		}
 	}
+}
+
+// requireAt reports a disk without a Disk Encryption Set. A template of a ClusterClass makes no
+// machine itself: CAPI's topology controller copies it for each Cluster of the class, labelled with
+// the cluster, and the copy is judged, and gets its region's default, when it is created. So there it
+// is recorded, not enforced: denying it would only block installing the class.
+func (e *evaluation) requireAt(f fieldPath) {
+	if e.env.Cluster.Class != "" && e.env.Cluster.Name == "" {
+		e.reportAtMost(RuleDESRequired, ActionAudit, f,
+			"%s has no Disk Encryption Set; this is a template of ClusterClass %s, whose copies for each Cluster are judged, and get their region's default, when CAPI's topology controller creates them", f, e.env.Cluster.Class)
+		return
+	}
+	e.report(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
 }
 
 // whyNotDefaulted explains why no organisation default filled a missing encryption field, so that a
