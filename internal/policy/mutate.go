@@ -76,16 +76,36 @@ func (e *evaluation) defaultDataDiskDES(disk fieldPath, raw any, des string, def
 		return // validation and the CRD schema report a data disk that is not an object
 	}
 	if md, ok := m["managedDisk"].(map[string]any); !ok || md == nil {
-		// CAPZ sends managedDisk.storageAccountType to Azure verbatim for data disks; inventing a
-		// managedDisk without it would break VM creation, so the user has to choose the type.
-		e.report(RuleDefaultNotApplied, disk.child("managedDisk"),
-			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set; add managedDisk with a storageAccountType (e.g. Premium_LRS)", disk, def.Name)
+		e.defaultManagedDisk(disk, des, def)
 		return
 	}
 	target := disk.child("managedDisk", "diskEncryptionSet", "id")
 	if !hasValue(e.obj, target) {
 		e.fill(target, des)
 	}
+}
+
+// defaultManagedDisk gives a data disk without managedDisk one that carries the Disk Encryption Set
+// (CAPZ's flavors leave the etcd disk so, which keeps etcd on platform-managed keys). CAPZ sends a
+// data disk's managedDisk to Azure as it is, so one without storageAccountType would break VM
+// creation: it is only injected when the default names the type, and a Premium type only where the
+// size can attach Premium SSD disks.
+func (e *evaluation) defaultManagedDisk(disk fieldPath, des string, def Default) {
+	target := disk.child("managedDisk")
+	storage := def.DataDiskStorageAccountType
+	if storage == "" {
+		e.report(RuleDefaultNotApplied, target,
+			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set (a managedDisk needs a storageAccountType, which the default does not name): add managedDisk with a storageAccountType (e.g. Premium_LRS), or set dataDiskStorageAccountType in the default", disk, def.Name)
+		return
+	}
+	if strings.HasPrefix(storage, "Premium") {
+		if ok, why := premiumIO(e.env.Catalog, e.decision.Region, stringAt(e.obj, e.spec.machine.child("vmSize"))); !ok {
+			e.report(RuleDefaultNotApplied, target,
+				"%s has no managedDisk, and default %q would give it storageAccountType %s, but %s: its Disk Encryption Set was not injected; add managedDisk with a storage type the size supports (e.g. StandardSSD_LRS), or choose a size with PremiumIO", disk, def.Name, storage, why)
+			return
+		}
+	}
+	e.fill(target, map[string]any{"storageAccountType": storage, "diskEncryptionSet": map[string]any{"id": des}})
 }
 
 func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {

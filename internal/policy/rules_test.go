@@ -223,7 +223,7 @@ func TestRuleDESRequired(t *testing.T) {
 		{name: "required, template of a ClusterClass", object: template(), policy: require, env: classEnv("quick-start"),
 			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionAudit, wantMessage: []string{"ClusterClass quick-start", "copies"}, wantAllowed: true},
 		{name: "required, template of a ClusterClass and of a cluster", object: template(), policy: require,
-			env: func() Environment { e := classEnv("quick-start"); e.Cluster.Name = "c1"; return e }(),
+			env:      func() Environment { e := classEnv("quick-start"); e.Cluster.Name = "c1"; return e }(),
 			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionDeny},
 	})
 }

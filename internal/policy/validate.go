@@ -319,9 +319,9 @@ func (e *evaluation) requireAt(f fieldPath) {
 // user can tell their own omission from a mutating webhook that did not run.
 func (e *evaluation) whyNotDefaulted(f fieldPath) string {
 	switch {
-	case e.stored && e.wouldInject[relative(f, e.spec.machine)]:
+	case e.stored && e.wouldFill(f):
 		return fmt.Sprintf("default %q fills it on CREATE, but the object was stored without it (see %s)", e.decision.DefaultName, RuleCreatedBeforeDefault)
-	case e.wouldInject[relative(f, e.spec.machine)]:
+	case e.wouldFill(f):
 		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.decision.DefaultName)
 	case e.req.Operation == OperationUpdate && !e.stored:
 		return "organisation defaults are injected on CREATE only"
@@ -329,9 +329,23 @@ func (e *evaluation) whyNotDefaulted(f fieldPath) string {
 		return "no organisation default applies to this object"
 	case e.def.DiskEncryptionSetID == "" && (e.def.DataDiskEncryptionSetID == "" || !strings.Contains(f.String(), "dataDisks")):
 		return fmt.Sprintf("default %q sets no Disk Encryption Set for this disk", e.def.Name)
+	case e.def.DataDiskStorageAccountType == "" && len(f) > 3 && !lookupPresent(e.obj, f[:len(f)-2]):
+		return fmt.Sprintf("the disk has no managedDisk and default %q names no dataDiskStorageAccountType to create one with", e.def.Name)
 	default:
 		return fmt.Sprintf("default %q could not fill it; see %s", e.def.Name, RuleDefaultNotApplied)
 	}
+}
+
+// wouldFill reports whether replaying the defaults filled f, or a parent of f that was injected
+// whole (a data disk's managedDisk).
+func (e *evaluation) wouldFill(f fieldPath) bool {
+	rel := relative(f, e.spec.machine)
+	for p := range e.wouldInject {
+		if rel == p || strings.HasPrefix(rel, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // warnRepave warns when an UPDATE changes encryption settings: every machine gets replaced.
