@@ -39,7 +39,9 @@ var clusterScoped = map[string]bool{
 // so that a change to the chart's rules fails a test instead of quietly changing what is enforced.
 var (
 	wantMutatingResources   = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools"}
-	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools", "azuremanagedmachinepools", "azuremanagedcontrolplanes"}
+	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools",
+		"azuremanagedmachinepools", "azuremanagedmachinepooltemplates", "azuremanagedcontrolplanes", "azuremanagedcontrolplanetemplates",
+		"azureasomanagedmachinepools", "azureasomanagedmachinepooltemplates", "azureasomanagedcontrolplanes", "azureasomanagedcontrolplanetemplates"}
 )
 
 // The ClusterRole of the contract: read-only, for region and AKS resolution.

@@ -149,7 +149,13 @@ only cover a version the apiserver converts to one listed here).
     - azuremachines
     - azuremachinepools
     - azuremanagedmachinepools
+    - azuremanagedmachinepooltemplates
     - azuremanagedcontrolplanes
+    - azuremanagedcontrolplanetemplates
+    - azureasomanagedmachinepools
+    - azureasomanagedmachinepooltemplates
+    - azureasomanagedcontrolplanes
+    - azureasomanagedcontrolplanetemplates
   scope: Namespaced
 {{- end }}
 
