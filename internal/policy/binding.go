@@ -21,8 +21,11 @@ type BindingRequest struct {
 	Object []byte
 	// Kind, Namespace and Name of the binding object, for messages and the decision.
 	Kind, Namespace, Name string
-	// RefField is where Object references the template, e.g. spec.template.spec.infrastructureRef.
-	RefField string
+	// RefField is where Object references the template, e.g. spec.template.spec.infrastructureRef,
+	// and RefGroup, RefKind and RefName what it references (RefGroup may be empty: see
+	// capiref.Ref.Group).
+	RefField                   string
+	RefGroup, RefKind, RefName string
 	// Template is the referenced object as stored (JSON); nil when it does not exist yet, as in
 	// CAPZ's flavors, where the template comes after the object that references it (it is then
 	// judged, bound, at its own CREATE).
@@ -56,6 +59,14 @@ func EvaluateBinding(p *Policy, req BindingRequest, env Environment) (*Decision,
 		d.Allowed, d.Exempt = true, "delete"
 		return d, nil
 	}
+	group := req.RefGroup
+	if group == "" {
+		group = Group
+	}
+	if _, ok := lookupKind(req.RefKind); !ok || group != Group {
+		d.Allowed, d.Exempt = true, fmt.Sprintf("references %s %s (%s), not a kind this policy decides on", req.RefKind, req.RefName, group)
+		return d, nil
+	}
 	if len(req.Template) == 0 {
 		// Nothing to judge yet: the template's own CREATE resolves this binding and is judged then.
 		d.Allowed, d.Exempt = true, "template not found yet: judged at its own CREATE"
@@ -64,10 +75,6 @@ func EvaluateBinding(p *Policy, req BindingRequest, env Environment) (*Decision,
 	tmeta, err := objmeta.Decode(req.Template)
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", err)
-	}
-	if !Handles(tmeta.APIVersion, tmeta.Kind) {
-		d.Allowed, d.Exempt = true, "references a "+tmeta.Kind+", not a kind this policy decides on"
-		return d, nil
 	}
 	// The template as it is stored, as the audit judges it (EvaluateStored): nothing can be
 	// injected any more, and what the region's default would have filled at its CREATE (it was

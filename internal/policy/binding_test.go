@@ -14,9 +14,11 @@ func binder(kind string) obj {
 func bindingReq(t *testing.T, op Operation, b obj, tmpl, old obj) BindingRequest {
 	t.Helper()
 	req := BindingRequest{Operation: op, Object: b.json(t), Kind: b["kind"].(string), Namespace: "default", Name: "md-0",
-		RefField: "spec.template.spec.infrastructureRef", Replicas: 3, ReplicasKnown: true}
+		RefField: "spec.template.spec.infrastructureRef", RefGroup: Group, RefKind: "AzureMachineTemplate", RefName: "md-0",
+		Replicas: 3, ReplicasKnown: true}
 	if tmpl != nil {
 		req.Template = tmpl.json(t)
+		req.RefKind = tmpl["kind"].(string)
 	}
 	if old != nil {
 		req.OldTemplate = old.json(t)
@@ -45,7 +47,9 @@ func TestEvaluateBinding(t *testing.T) {
 		wantMessage []string
 	}{
 		{name: "template not created yet", policy: require, env: boundEnv("eastus"), wantAllowed: true, wantExempt: "template not found yet: judged at its own CREATE",
-			req: func(t *testing.T) BindingRequest { return bindingReq(t, OperationCreate, binder("MachineDeployment"), nil, nil) }},
+			req: func(t *testing.T) BindingRequest {
+				return bindingReq(t, OperationCreate, binder("MachineDeployment"), nil, nil)
+			}},
 		{name: "template created bound, with its default", policy: require, env: boundEnv("eastus"), wantAllowed: true,
 			req: func(t *testing.T) BindingRequest {
 				return bindingReq(t, OperationCreate, binder("MachineDeployment"), withDES(desEast).set(tpl("securityProfile.encryptionAtHost"), true), nil)
@@ -54,7 +58,9 @@ func TestEvaluateBinding(t *testing.T) {
 			wantRules: []RuleID{RuleCreatedBeforeDefault, RuleDESRequired},
 			wantMessage: []string{"AzureMachineTemplate md-0 (referenced at spec.template.spec.infrastructureRef)", `cluster "c1", region eastus (from cluster)`,
 				"created before anything bound it to this cluster", `organisation default "eastus" applies`},
-			req: func(t *testing.T) BindingRequest { return bindingReq(t, OperationCreate, binder("MachineDeployment"), template(), nil) }},
+			req: func(t *testing.T) BindingRequest {
+				return bindingReq(t, OperationCreate, binder("MachineDeployment"), template(), nil)
+			}},
 		{name: "EAH the size lacks in the cluster's region", env: boundEnv("westus2"), wantRules: []RuleID{RuleEAHSKUUnsupported},
 			wantMessage: []string{"Standard_Mixed does not support encryption at host in westus2"},
 			req: func(t *testing.T) BindingRequest {
@@ -98,12 +104,21 @@ func TestEvaluateBinding(t *testing.T) {
 			}},
 		{name: "warn-only", policy: defaultsPolicy(t, "requireCustomerManagedKeys: true\nwarnOnly: true\n"), env: boundEnv("eastus"), wantAllowed: true,
 			wantRules: []RuleID{RuleCreatedBeforeDefault, RuleDESRequired}, wantMessage: []string{"[warn-only: would deny]"},
-			req: func(t *testing.T) BindingRequest { return bindingReq(t, OperationCreate, binder("MachineDeployment"), template(), nil) }},
+			req: func(t *testing.T) BindingRequest {
+				return bindingReq(t, OperationCreate, binder("MachineDeployment"), template(), nil)
+			}},
 		{name: "another provider's template", policy: require, env: boundEnv("eastus"), wantAllowed: true,
-			wantExempt: "references a DockerMachineTemplate, not a kind this policy decides on",
+			wantExempt: "references DockerMachineTemplate md-0 (infrastructure.cluster.x-k8s.io), not a kind this policy decides on",
 			req: func(t *testing.T) BindingRequest {
 				return bindingReq(t, OperationCreate, binder("MachineDeployment"), obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DockerMachineTemplate",
 					"metadata": map[string]any{"name": "d"}}, nil)
+			}},
+		{name: "a template of our kind in another group", policy: require, env: boundEnv("eastus"), wantAllowed: true,
+			wantExempt: "references AzureMachineTemplate md-0 (infrastructure.example.com), not a kind this policy decides on",
+			req: func(t *testing.T) BindingRequest {
+				r := bindingReq(t, OperationCreate, binder("MachineDeployment"), template(), nil)
+				r.RefGroup = "infrastructure.example.com"
+				return r
 			}},
 	}
 	for _, tc := range cases {

@@ -251,6 +251,9 @@ func bindingOf(c ClusterInfo) string {
 		return "label"
 	case c.Class != "":
 		return "ClusterClass " + c.Class
+	case c.BoundBy != "":
+		// No cluster, but a reason (referrers of different clusters): not "unbound".
+		return c.BoundBy
 	default:
 		return BindingUnbound
 	}

@@ -101,6 +101,7 @@ func TestBindingRecorded(t *testing.T) {
 		{ClusterInfo{Name: "c1"}, "label"},
 		{ClusterInfo{Name: "c1", BoundBy: "owner MachineSet ms-1"}, "owner MachineSet ms-1"},
 		{ClusterInfo{Class: "quick-start"}, "ClusterClass quick-start"},
+		{ClusterInfo{BoundBy: "ambiguous: referenced by ..."}, "ambiguous: referenced by ..."},
 	} {
 		if d := create(t, DefaultPolicy(), template(), Environment{Cluster: tc.cluster}); d.Binding != tc.want {
 			t.Errorf("%+v: binding %q, want %q", tc.cluster, d.Binding, tc.want)

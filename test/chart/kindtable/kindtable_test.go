@@ -119,7 +119,7 @@ func TestRBACIsExactlyWhatTheWebhookReads(t *testing.T) {
 		t.Fatal("no ClusterRole for the webhook")
 	}
 	want := map[string][]string{}
-	for _, w := range clusterinfo.WatchedKinds(clusterinfo.ClusterV1Beta2) {
+	for _, w := range clusterinfo.WatchedKinds(nil) {
 		want[w.GVK.Group+"/"+w.Resource] = []string{"get", "list", "watch"}
 	}
 	for _, review := range []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"} {
