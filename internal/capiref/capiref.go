@@ -110,12 +110,6 @@ func BindingKinds() []Kind {
 	return out
 }
 
-// Versions of the CAPI CRDs the table describes; every kind has both.
-var versions = []string{"v1beta1", "v1beta2"}
-
-// VersionsOf returns the API versions of a kind, oldest first.
-func (k Kind) VersionsOf() []string { return slices.Clone(versions) }
-
 // Lookup returns the table entry of a CAPI kind.
 func Lookup(group, kind string) (Kind, bool) {
 	for _, k := range kinds {

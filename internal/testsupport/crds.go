@@ -59,6 +59,57 @@ func CRDFiles(files ...string) ([]*apiextensionsv1.CustomResourceDefinition, err
 	return out, nil
 }
 
+// CAPIModule is the module whose config/ holds CAPI's CRDs; go.mod pins its api module, and the
+// CRDs are read from the main module at the same version.
+const CAPIModule = "sigs.k8s.io/cluster-api"
+
+// CAPICRDDirs returns the directories of CAPI's CRDs at the version go.mod pins: core (Cluster,
+// ClusterClass, MachineDeployment, MachineSet, MachinePool, Machine, ...), the kubeadm bootstrap
+// provider (KubeadmConfig, KubeadmConfigTemplate) and the kubeadm control plane
+// (KubeadmControlPlane, KubeadmControlPlaneTemplate): what CAPZ's flavors create besides CAPZ's own.
+func CAPICRDDirs(repoRoot string) ([]string, error) {
+	version, err := ModuleVersion(repoRoot, CAPIModule+"/api")
+	if err != nil {
+		return nil, err
+	}
+	capi, err := ModuleDir(repoRoot, CAPIModule, version)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, d := range []string{"core", filepath.Join("bootstrap", "kubeadm"), filepath.Join("controlplane", "kubeadm")} {
+		dirs = append(dirs, filepath.Join(capi, d, "config", "crd", "bases"))
+	}
+	return dirs, nil
+}
+
+// FlavorCRDs returns every CRD of the pinned CAPZ module and every CRD of CAPICRDDirs: enough to
+// create every object of CAPZ's flavors on a bare kube-apiserver (test/capzflavors says which
+// flavors still cannot be, and why).
+func FlavorCRDs(repoRoot string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	capz, err := CAPZCRDs(repoRoot)
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := CAPICRDDirs(repoRoot)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, d := range dirs {
+		m, err := filepath.Glob(filepath.Join(d, "*.yaml"))
+		if err != nil || len(m) == 0 {
+			return nil, fmt.Errorf("no CRDs under %s", d)
+		}
+		files = append(files, m...)
+	}
+	capi, err := CRDFiles(files...)
+	if err != nil {
+		return nil, err
+	}
+	return append(capz, capi...), nil
+}
+
 // CAPZCRDs returns every CRD of the pinned CAPZ module and CAPI core's CRDs named in capiCore
 // (file names under core/config/crd/bases, e.g. "cluster.x-k8s.io_clusters.yaml"), read from the
 // module cache: the repository keeps no copies.
