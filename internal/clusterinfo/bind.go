@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
@@ -46,6 +47,9 @@ type Store interface {
 	// Referrers returns the objects of kind k in the namespace that reference an object of kind
 	// refKind named refName (capiref.Kind.Refs, in either API shape).
 	Referrers(ctx context.Context, k capiref.Kind, namespace, refKind, refName string) []map[string]any
+	// Labelled returns the objects of group and kind in the namespace labelled with
+	// cluster.x-k8s.io/cluster-name=cluster.
+	Labelled(ctx context.Context, gk schema.GroupKind, namespace, cluster string) []map[string]any
 }
 
 // maxDepth bounds the chain from an object to its cluster: template ← KubeadmControlPlane ← Cluster
@@ -163,12 +167,22 @@ func resolveBound(ctx context.Context, st Store, s Subject, b policy.ClusterInfo
 		return b, nil
 	}
 	info, locations := ResolveCluster(b.Name, func(kind, name string) (map[string]any, bool) {
-		gk := schema.GroupKind{Group: capiref.GroupCore, Kind: "Cluster"}
-		if kind != "Cluster" {
-			gk = AzureCluster.GroupKind()
+		gk := schema.GroupKind{Group: policy.Group, Kind: kind}
+		if kind == "Cluster" {
+			gk.Group = capiref.GroupCore
 		}
 		return st.Get(ctx, gk, s.Namespace, name)
 	})
+	if info.Found && info.InfrastructureKind == "" && info.ControlPlaneKind == "" {
+		// CAPI's topology controller creates a new Cluster's AzureCluster, then its control plane
+		// (the control plane's AzureMachineTemplate first), and only then writes their references
+		// into the Cluster. Meanwhile the AzureCluster it created is found by its cluster-name label.
+		if azs := st.Labelled(ctx, AzureCluster.GroupKind(), s.Namespace, b.Name); len(azs) == 1 {
+			if loc, _, _ := unstructured.NestedString(azs[0], "spec", "location"); strings.TrimSpace(loc) != "" {
+				locations = []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster", Cluster: true}}
+			}
+		}
+	}
 	info.BoundBy, info.Class = b.BoundBy, b.Class
 	return info, locations
 }

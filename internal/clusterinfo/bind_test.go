@@ -137,3 +137,33 @@ func TestBindOwnerCycle(t *testing.T) {
 		t.Errorf("Bind = %+v", got)
 	}
 }
+
+func TestResolveRegion(t *testing.T) {
+	labelled := func(o map[string]any, cluster string) map[string]any {
+		o["metadata"].(map[string]any)["labels"] = map[string]any{"cluster.x-k8s.io/cluster-name": cluster}
+		return o
+	}
+	objs := []map[string]any{
+		// CAPI's topology controller, first reconcile: the AzureCluster exists, labelled, but the
+		// Cluster does not reference it yet.
+		capi("cluster.x-k8s.io/v1beta2", "Cluster", "topo", map[string]any{"topology": map[string]any{"classRef": map[string]any{"name": "c"}}}),
+		labelled(capi(policy.Group+"/v1beta1", "AzureCluster", "topo-x7k2p", map[string]any{"location": "southcentralus"}), "topo"),
+		// AKS: the region is the AzureManagedControlPlane's, or the embedded ASO ManagedCluster's.
+		capi("cluster.x-k8s.io/v1beta1", "Cluster", "aks", map[string]any{
+			"infrastructureRef": ref1("AzureManagedCluster", "aks"), "controlPlaneRef": ref1("AzureManagedControlPlane", "aks")}),
+		capi(policy.Group+"/v1beta1", "AzureManagedControlPlane", "aks", map[string]any{"location": "eastus"}),
+		capi("cluster.x-k8s.io/v1beta1", "Cluster", "aso", map[string]any{
+			"infrastructureRef": ref1("AzureASOManagedCluster", "aso"), "controlPlaneRef": ref1("AzureASOManagedControlPlane", "aso")}),
+		capi(policy.Group+"/v1beta1", "AzureASOManagedControlPlane", "aso", map[string]any{"resources": []any{
+			map[string]any{"kind": "ManagedCluster", "spec": map[string]any{"location": "westus2"}}}}),
+	}
+	st := NewObjectStore(objs, "team")
+	for cluster, want := range map[string]string{"topo": "southcentralus", "aks": "eastus", "aso": "westus2"} {
+		s := amt("t")
+		s.Labels = map[string]string{"cluster.x-k8s.io/cluster-name": cluster}
+		info, locs := Resolve(context.Background(), st, s)
+		if !info.Found || len(locs) != 1 || locs[0] != (policy.LocationCandidate{Location: want, Source: "cluster", Cluster: true}) {
+			t.Errorf("%s: %+v %+v, want %s", cluster, info, locs, want)
+		}
+	}
+}

@@ -66,10 +66,12 @@ func watchables() []watchable {
 		out = append(out, watchable{gk: schema.GroupKind{Group: k.Group, Kind: k.Kind}, resource: k.Resource,
 			versions: []string{"v1beta2", "v1beta1"}, refs: true, trim: k.Kind != "Cluster"})
 	}
-	// What a binding object references, for the binding-time check.
+	// What a binding object references, for the binding-time check; AKS control planes.
 	for _, t := range []struct{ kind, resource string }{
 		{"AzureMachineTemplate", "azuremachinetemplates"}, {"AzureMachinePool", "azuremachinepools"},
 		{"AzureManagedMachinePool", "azuremanagedmachinepools"}, {"AzureASOManagedMachinePool", "azureasomanagedmachinepools"},
+		// An AKS cluster's region is its control plane's.
+		{"AzureManagedControlPlane", "azuremanagedcontrolplanes"}, {"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes"},
 	} {
 		out = append(out, watchable{gk: schema.GroupKind{Group: policy.Group, Kind: t.kind}, resource: t.resource,
 			versions: []string{"v1beta1", "v1alpha1"}, noStatus: true})
@@ -248,6 +250,41 @@ func (s *CacheStore) Referrers(ctx context.Context, k capiref.Kind, namespace, r
 	return out
 }
 
+// Labelled lists from the cache, and from the apiserver when the cache has none (the AzureCluster
+// CAPI's topology controller created a moment ago).
+func (s *CacheStore) Labelled(ctx context.Context, gk schema.GroupKind, namespace, cluster string) []map[string]any {
+	v, ok := s.served[gk]
+	if !ok {
+		return nil
+	}
+	opts := []client.ListOption{client.InNamespace(namespace), client.MatchingLabels{capiref.LabelClusterName: cluster}}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gk.WithVersion(v).GroupVersion().WithKind(gk.Kind + "List"))
+	if s.watched[gk] {
+		if err := s.cache.List(ctx, list, opts...); err == nil && len(list.Items) > 0 {
+			return itemsOf(list)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	start := time.Now()
+	err := s.live.List(ctx, list, opts...)
+	s.metrics.live("list", err, time.Since(start))
+	if err != nil {
+		s.log.Info("live list failed", "kind", gk.Kind, "namespace", namespace, "error", err.Error())
+		return nil
+	}
+	return itemsOf(list)
+}
+
+func itemsOf(list *unstructured.UnstructuredList) []map[string]any {
+	out := make([]map[string]any, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, list.Items[i].Object)
+	}
+	return out
+}
+
 // Bind binds s from the cache; when the cache binds it to nothing, from the apiserver. That second
 // pass is the race CAPZ's flavors run: the MachineDeployment or KubeadmControlPlane that references
 // a template is created milliseconds before it, and the informer may lag. An uncached List cannot be
@@ -269,6 +306,10 @@ func (s *CacheStore) Bind(ctx context.Context, subj Subject) policy.ClusterInfo 
 
 // liveStore reads everything from the apiserver.
 type liveStore struct{ s *CacheStore }
+
+func (l liveStore) Labelled(ctx context.Context, gk schema.GroupKind, namespace, cluster string) []map[string]any {
+	return l.s.Labelled(ctx, gk, namespace, cluster)
+}
 
 func (l liveStore) Get(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool) {
 	v, ok := l.s.served[gk]

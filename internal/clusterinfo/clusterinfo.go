@@ -110,14 +110,16 @@ func (r *Resolver) Object(ctx context.Context, gk schema.GroupKind, namespace, n
 	return r.store.Get(ctx, gk, namespace, name)
 }
 
-// Lookup returns the content of the object of kind ("Cluster" or "AzureCluster") and name in the
-// namespace being resolved, from wherever the caller keeps objects.
+// Lookup returns the content of the object of kind ("Cluster", "AzureCluster",
+// "AzureManagedControlPlane" or "AzureASOManagedControlPlane") and name in the namespace being
+// resolved, from wherever the caller keeps objects.
 type Lookup func(kind, name string) (map[string]any, bool)
 
 // ResolveCluster is the one place that reads a Cluster: its infrastructure and control-plane refs
-// (v1beta2 and v1beta1 spell the kind and name alike), whether they make it AKS, and the region of
-// its AzureCluster. The webhook feeds it from the informer cache, `check` from the input manifests.
-// A Cluster that does not exist yet (templates often come first) leaves Found false.
+// (v1beta2 and v1beta1 spell the kind and name alike), whether they make it AKS, and its region:
+// its AzureCluster's, or for AKS its AzureManagedControlPlane's (or the ASO ManagedCluster's that an
+// AzureASOManagedControlPlane embeds). The webhook feeds it from the informer cache, `check` from the
+// input manifests. A Cluster that does not exist yet (templates often come first) leaves Found false.
 func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.LocationCandidate) {
 	info := policy.ClusterInfo{Name: name}
 	cluster, ok := get("Cluster", name)
@@ -128,17 +130,40 @@ func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.Locat
 	infraKind, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "kind")
 	infraName, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "name")
 	cpKind, _, _ := unstructured.NestedString(cluster, "spec", "controlPlaneRef", "kind")
+	cpName, _, _ := unstructured.NestedString(cluster, "spec", "controlPlaneRef", "name")
 	info.InfrastructureKind, info.ControlPlaneKind = infraKind, cpKind
 	info.AKS = policy.IsAKSKind(infraKind) || policy.IsAKSKind(cpKind)
-	if infraKind != AzureCluster.Kind || infraName == "" {
-		return info, nil
+	var loc string
+	switch {
+	case infraKind == AzureCluster.Kind && infraName != "":
+		if az, ok := get(AzureCluster.Kind, infraName); ok {
+			loc, _, _ = unstructured.NestedString(az, "spec", "location")
+		}
+	case cpKind == "AzureManagedControlPlane" && cpName != "":
+		if cp, ok := get(cpKind, cpName); ok {
+			loc, _, _ = unstructured.NestedString(cp, "spec", "location")
+		}
+	case cpKind == "AzureASOManagedControlPlane" && cpName != "":
+		if cp, ok := get(cpKind, cpName); ok {
+			loc = asoManagedClusterLocation(cp)
+		}
 	}
-	az, ok := get(AzureCluster.Kind, infraName)
-	if !ok {
-		return info, nil
-	}
-	if loc, _, _ := unstructured.NestedString(az, "spec", "location"); strings.TrimSpace(loc) != "" {
+	if strings.TrimSpace(loc) != "" {
 		return info, []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster", Cluster: true}}
 	}
 	return info, nil
+}
+
+// asoManagedClusterLocation is the location of the ASO ManagedCluster an AzureASOManagedControlPlane
+// embeds in spec.resources[].
+func asoManagedClusterLocation(cp map[string]any) string {
+	resources, _, _ := unstructured.NestedSlice(cp, "spec", "resources")
+	for _, r := range resources {
+		m, _ := r.(map[string]any)
+		if kind, _ := m["kind"].(string); kind == "ManagedCluster" {
+			loc, _, _ := unstructured.NestedString(m, "spec", "location")
+			return loc
+		}
+	}
+	return ""
 }

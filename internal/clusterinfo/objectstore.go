@@ -72,3 +72,14 @@ func (s *ObjectStore) Referrers(_ context.Context, k capiref.Kind, namespace, re
 	}
 	return out
 }
+
+// Labelled returns the objects of group and kind in the namespace with the cluster-name label.
+func (s *ObjectStore) Labelled(_ context.Context, gk schema.GroupKind, namespace, cluster string) []map[string]any {
+	var out []map[string]any
+	for _, o := range s.byKind[gk] {
+		if o.namespace == namespace && objmeta.FromMap(o.obj).Labels[capiref.LabelClusterName] == cluster {
+			out = append(out, o.obj)
+		}
+	}
+	return out
+}
