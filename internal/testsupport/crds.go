@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -141,4 +142,46 @@ func CAPZCRDs(repoRoot string, capiCore ...string) ([]*apiextensionsv1.CustomRes
 		}
 	}
 	return CRDFiles(files...)
+}
+
+// KeepFieldsAcrossVersions makes every object schema of the CRDs in the given groups keep unknown
+// fields (x-kubernetes-preserve-unknown-fields), for a bare kube-apiserver that has no conversion
+// webhook. CAPI v1.14's CRDs serve v1beta1 and v1beta2 and store v1beta2; without CAPI's conversion
+// webhook the apiserver "converts" by relabelling and pruning to the target version's schema, so a
+// v1beta1 KubeadmControlPlane from a CAPZ flavor would be stored with spec.machineTemplate: {} (its
+// infrastructure reference lost) and a MachineDeployment's reference would lose its apiVersion. In a
+// real management cluster CAPI's webhook converts the shape; here the content is kept in the shape it
+// was written in, under the other version's label, and the webhook reads both shapes (capiref).
+// Validation of the fields each version knows is unchanged.
+func KeepFieldsAcrossVersions(crds []*apiextensionsv1.CustomResourceDefinition, groups ...string) {
+	for _, crd := range crds {
+		if !slices.Contains(groups, crd.Spec.Group) {
+			continue
+		}
+		for i := range crd.Spec.Versions {
+			if v := crd.Spec.Versions[i].Schema; v != nil {
+				preserveUnknown(v.OpenAPIV3Schema)
+			}
+		}
+	}
+}
+
+func preserveUnknown(p *apiextensionsv1.JSONSchemaProps) {
+	if p == nil {
+		return
+	}
+	if p.Type == "object" && len(p.Properties) > 0 {
+		keep := true
+		p.XPreserveUnknownFields = &keep
+	}
+	for k, c := range p.Properties {
+		preserveUnknown(&c)
+		p.Properties[k] = c
+	}
+	if p.Items != nil {
+		preserveUnknown(p.Items.Schema)
+	}
+	if p.AdditionalProperties != nil {
+		preserveUnknown(p.AdditionalProperties.Schema)
+	}
 }
