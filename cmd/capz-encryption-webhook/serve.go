@@ -140,10 +140,21 @@ func (o *serveOptions) metricsOptions(tlsOpts []func(*tls.Config)) metricsserver
 }
 
 func (o *serveOptions) restConfig() (*rest.Config, error) {
-	if o.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if o.kubeconfig == "" {
+		return ctrl.GetConfig()
 	}
-	return ctrl.GetConfig()
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.QPS == 0 {
+		// As ctrl.GetConfig does: no client-side rate limit (client-go's default is 5 requests a
+		// second), the apiserver's priority and fairness applies. The webhook calls the apiserver
+		// on the request path when its cache has not caught up; a client-side queue there adds
+		// hundreds of milliseconds to admission during a burst of creates.
+		cfg.QPS = -1
+	}
+	return cfg, nil
 }
 
 // drainOnSignal returns the context the manager runs under: it ends delay after signal does, and
