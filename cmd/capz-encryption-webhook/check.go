@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/manifest"
@@ -66,6 +67,7 @@ type checkResult struct {
 	Warnings     []findingOut        `json:"warnings"`
 	Audit        []findingOut        `json:"audit"`
 	Patch        []map[string]any    `json:"patch"`
+	Injected     []string            `json:"injected,omitempty"`
 	Region       string              `json:"region"`
 	RegionSource string              `json:"regionSource"`
 	Binding      string              `json:"binding"`
@@ -185,7 +187,7 @@ func toResult(obj manifest.Object, d *policy.Decision, cluster policy.ClusterInf
 	r := checkResult{
 		Kind: d.Kind, Namespace: d.Namespace, Name: d.Name, File: obj.File, Line: obj.Line,
 		Allowed: d.Allowed, Region: d.Region, RegionSource: d.RegionSource, Binding: d.Binding, Catalog: d.Catalog.Name,
-		Default:    d.DefaultName,
+		Default: d.DefaultName, Injected: d.Injected,
 		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{},
 	}
 	r.Evidence = d.Evidence
@@ -272,6 +274,8 @@ func (st *inputStore) resolve(obj manifest.Object, ns string) (clusterinfo.Resul
 	if err != nil {
 		return clusterinfo.Result{}, fmt.Errorf("%s:%d: %w", obj.File, obj.Line, err)
 	}
-	cluster, locations := clusterinfo.Resolve(context.Background(), st.store, clusterinfo.SubjectOf(meta, ns, nil))
+	subject := clusterinfo.SubjectOf(meta, ns, nil)
+	self := st.store.Excluding(schema.GroupKind{Group: subject.Group, Kind: subject.Kind}, ns, subject.Name)
+	cluster, locations := clusterinfo.Resolve(context.Background(), self, subject)
 	return clusterinfo.Result{Cluster: cluster, Locations: locations}, nil
 }

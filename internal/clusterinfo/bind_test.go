@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
@@ -165,5 +167,23 @@ func TestResolveRegion(t *testing.T) {
 		if !info.Found || len(locs) != 1 || locs[0] != (policy.LocationCandidate{Location: want, Source: "cluster", Cluster: true}) {
 			t.Errorf("%s: %+v %+v, want %s", cluster, info, locs, want)
 		}
+	}
+}
+
+// check resolves an object without itself, as the webhook does at its CREATE: an
+// AzureASOManagedControlPlane's cluster region, which is its own ManagedCluster's, is not known yet.
+func TestExcludingTheSubject(t *testing.T) {
+	st := NewObjectStore([]map[string]any{
+		capi("cluster.x-k8s.io/v1beta1", "Cluster", "aso", map[string]any{"controlPlaneRef": ref1("AzureASOManagedControlPlane", "aso")}),
+		capi(policy.Group+"/v1beta1", "AzureASOManagedControlPlane", "aso", map[string]any{"resources": []any{
+			map[string]any{"kind": "ManagedCluster", "spec": map[string]any{"location": "westus2"}}}}),
+	}, "team")
+	s := Subject{Namespace: "team", Group: policy.Group, Kind: "AzureASOManagedControlPlane", Name: "aso"}
+	if _, locs := Resolve(context.Background(), st, s); len(locs) != 1 {
+		t.Fatalf("with itself in the store: %v", locs)
+	}
+	info, locs := Resolve(context.Background(), st.Excluding(schema.GroupKind{Group: policy.Group, Kind: s.Kind}, "team", "aso"), s)
+	if info.Name != "aso" || len(locs) != 0 {
+		t.Errorf("without itself: %+v %v", info, locs)
 	}
 }

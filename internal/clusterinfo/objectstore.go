@@ -83,3 +83,22 @@ func (s *ObjectStore) Labelled(_ context.Context, gk schema.GroupKind, namespace
 	}
 	return out
 }
+
+// Excluding returns a view of the store without one object: the object being judged. The webhook
+// never finds an object it is asked to admit on CREATE (it is not stored yet), so neither may
+// `check`, or the two would resolve, say, an AzureASOManagedControlPlane's region differently.
+func (s *ObjectStore) Excluding(gk schema.GroupKind, namespace, name string) Store {
+	return excluding{s, storeKey(gk, namespace, name)}
+}
+
+type excluding struct {
+	*ObjectStore
+	key string
+}
+
+func (e excluding) Get(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool) {
+	if storeKey(gk, namespace, name) == e.key {
+		return nil, false
+	}
+	return e.ObjectStore.Get(ctx, gk, namespace, name)
+}
