@@ -61,39 +61,43 @@ type Kind struct {
 	keep [][]string
 }
 
-var (
-	clusterName = []string{"spec", "clusterName"}
-	replicas    = [][]string{{"spec", "replicas"}, {"status", "replicas"}}
-)
+// paths splits dotted paths; "[]" stands for every item of a list.
+func paths(dotted ...string) [][]string {
+	out := make([][]string, 0, len(dotted))
+	for _, d := range dotted {
+		out = append(out, strings.Split(d, "."))
+	}
+	return out
+}
 
 var kinds = []Kind{
 	{Group: GroupCore, Kind: "MachineDeployment", Resource: "machinedeployments", Binding: true,
-		paths: [][]string{{"spec", "template", "spec", "infrastructureRef"}},
-		keep:  append([][]string{clusterName}, replicas...)},
+		paths: paths("spec.template.spec.infrastructureRef"),
+		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
 	{Group: GroupControlPlane, Kind: "KubeadmControlPlane", Resource: "kubeadmcontrolplanes", Binding: true,
-		paths: [][]string{{"spec", "machineTemplate", "infrastructureRef"}, {"spec", "machineTemplate", "spec", "infrastructureRef"}},
-		keep:  replicas},
+		paths: paths("spec.machineTemplate.infrastructureRef", "spec.machineTemplate.spec.infrastructureRef"),
+		keep:  paths("spec.replicas", "status.replicas")},
 	{Group: GroupCore, Kind: "MachinePool", Resource: "machinepools", Binding: true,
-		paths: [][]string{{"spec", "template", "spec", "infrastructureRef"}},
-		keep:  append([][]string{clusterName}, replicas...)},
+		paths: paths("spec.template.spec.infrastructureRef"),
+		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
 	{Group: GroupCore, Kind: "MachineSet", Resource: "machinesets",
-		paths: [][]string{{"spec", "template", "spec", "infrastructureRef"}},
-		keep:  [][]string{clusterName}},
+		paths: paths("spec.template.spec.infrastructureRef"),
+		keep:  paths("spec.clusterName")},
 	{Group: GroupCore, Kind: "Machine", Resource: "machines",
-		paths: [][]string{{"spec", "infrastructureRef"}},
-		keep:  [][]string{clusterName}},
+		paths: paths("spec.infrastructureRef"),
+		keep:  paths("spec.clusterName")},
 	{Group: GroupCore, Kind: "Cluster", Resource: "clusters",
-		paths: [][]string{{"spec", "infrastructureRef"}, {"spec", "controlPlaneRef"}}},
+		paths: paths("spec.infrastructureRef", "spec.controlPlaneRef")},
 	{Group: GroupCore, Kind: "ClusterClass", Resource: "clusterclasses",
-		paths: [][]string{
-			{"spec", "infrastructure", "ref"}, {"spec", "infrastructure", "templateRef"},
-			{"spec", "controlPlane", "ref"}, {"spec", "controlPlane", "templateRef"},
-			{"spec", "controlPlane", "machineInfrastructure", "ref"}, {"spec", "controlPlane", "machineInfrastructure", "templateRef"},
-			{"spec", "workers", "machineDeployments", "[]", "template", "infrastructure", "ref"},
-			{"spec", "workers", "machineDeployments", "[]", "infrastructure", "templateRef"},
-			{"spec", "workers", "machinePools", "[]", "template", "infrastructure", "ref"},
-			{"spec", "workers", "machinePools", "[]", "infrastructure", "templateRef"},
-		}},
+		paths: paths(
+			"spec.infrastructure.ref", "spec.infrastructure.templateRef",
+			"spec.controlPlane.ref", "spec.controlPlane.templateRef",
+			"spec.controlPlane.machineInfrastructure.ref", "spec.controlPlane.machineInfrastructure.templateRef",
+			"spec.workers.machineDeployments.[].template.infrastructure.ref",
+			"spec.workers.machineDeployments.[].infrastructure.templateRef",
+			"spec.workers.machinePools.[].template.infrastructure.ref",
+			"spec.workers.machinePools.[].infrastructure.templateRef",
+		)},
 }
 
 // Kinds lists every kind whose references the webhook follows, in table order.
@@ -139,7 +143,7 @@ func ReferrerKinds(kind string) []Kind {
 	default:
 		names = []string{"Machine"}
 	}
-	var out []Kind
+	out := make([]Kind, 0, len(names))
 	for _, n := range names {
 		k, _ := Lookup("", n)
 		out = append(out, k)

@@ -79,7 +79,7 @@ func bind(ctx context.Context, st Store, s Subject, depth int) policy.ClusterInf
 	}
 	for _, o := range s.Owners {
 		group, _, _ := strings.Cut(o.APIVersion, "/")
-		if group == capiref.GroupCore && o.Kind == "Cluster" {
+		if group == capiref.GroupCore && o.Kind == kindCluster {
 			return policy.ClusterInfo{Name: o.Name, BoundBy: "owner Cluster " + o.Name}
 		}
 		k, ok := capiref.Lookup(group, o.Kind)
@@ -106,7 +106,7 @@ func bind(ctx context.Context, st Store, s Subject, depth int) policy.ClusterInf
 			switch k.Kind {
 			case "ClusterClass":
 				classes = append(classes, name)
-			case "Cluster":
+			case kindCluster:
 				bound = append(bound, via{name, "Cluster " + name})
 			default:
 				if c := clusterOf(ctx, st, k, r, s.Namespace, depth); c != "" {
@@ -168,7 +168,7 @@ func resolveBound(ctx context.Context, st Store, s Subject, b policy.ClusterInfo
 	}
 	info, locations := ResolveCluster(b.Name, func(kind, name string) (map[string]any, bool) {
 		gk := schema.GroupKind{Group: policy.Group, Kind: kind}
-		if kind == "Cluster" {
+		if kind == kindCluster {
 			gk.Group = capiref.GroupCore
 		}
 		return st.Get(ctx, gk, s.Namespace, name)

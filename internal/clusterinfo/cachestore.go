@@ -56,15 +56,16 @@ type watchable struct {
 }
 
 func watchables() []watchable {
-	out := []watchable{
-		{gk: schema.GroupKind{Kind: "Namespace"}, resource: "namespaces", versions: []string{"v1"}},
-		{gk: AzureCluster.GroupKind(), resource: "azureclusters", versions: []string{"v1beta1"}},
-	}
+	out := make([]watchable, 0, 16)
+	out = append(out,
+		watchable{gk: schema.GroupKind{Kind: "Namespace"}, resource: "namespaces", versions: []string{"v1"}},
+		watchable{gk: AzureCluster.GroupKind(), resource: "azureclusters", versions: []string{v1beta1}},
+	)
 	for _, k := range capiref.Kinds() {
 		// The Cluster is read whole (its refs and anything later code asks of it); the others are
 		// many (a Machine per node) and only their references matter.
 		out = append(out, watchable{gk: schema.GroupKind{Group: k.Group, Kind: k.Kind}, resource: k.Resource,
-			versions: []string{"v1beta2", "v1beta1"}, refs: true, trim: k.Kind != "Cluster"})
+			versions: []string{"v1beta2", v1beta1}, refs: true, trim: k.Kind != kindCluster})
 	}
 	// What a binding object references, for the binding-time check; AKS control planes.
 	for _, t := range []struct{ kind, resource string }{
@@ -74,7 +75,7 @@ func watchables() []watchable {
 		{"AzureManagedControlPlane", "azuremanagedcontrolplanes"}, {"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes"},
 	} {
 		out = append(out, watchable{gk: schema.GroupKind{Group: policy.Group, Kind: t.kind}, resource: t.resource,
-			versions: []string{"v1beta1", "v1alpha1"}, noStatus: true})
+			versions: []string{v1beta1, "v1alpha1"}, noStatus: true})
 	}
 	return out
 }

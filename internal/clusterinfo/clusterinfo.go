@@ -21,9 +21,14 @@ import (
 
 // GVKs the resolver reads.
 var (
-	ClusterV1Beta2 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
-	ClusterV1Beta1 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta1", Kind: "Cluster"}
-	AzureCluster   = schema.GroupVersionKind{Group: policy.Group, Version: "v1beta1", Kind: "AzureCluster"}
+	ClusterV1Beta2 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: kindCluster}
+	ClusterV1Beta1 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: v1beta1, Kind: kindCluster}
+	AzureCluster   = schema.GroupVersionKind{Group: policy.Group, Version: v1beta1, Kind: "AzureCluster"}
+)
+
+const (
+	kindCluster = "Cluster"
+	v1beta1     = "v1beta1"
 )
 
 // Result is what the resolver found; missing pieces are simply absent.
@@ -122,7 +127,7 @@ type Lookup func(kind, name string) (map[string]any, bool)
 // input manifests. A Cluster that does not exist yet (templates often come first) leaves Found false.
 func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.LocationCandidate) {
 	info := policy.ClusterInfo{Name: name}
-	cluster, ok := get("Cluster", name)
+	cluster, ok := get(kindCluster, name)
 	if !ok {
 		return info, nil
 	}

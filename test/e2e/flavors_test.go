@@ -59,8 +59,6 @@ var knownDenials = map[string]string{
 	"ephemeral": "des-required:deny@spec.template.spec.osDisk.diffDiskSettings",
 }
 
-var regionDefault = map[string]string{"eastus": desEast, "southcentralus": desSouth}
-
 // decision is what one side (check, or the webhook's two decision lines) decided on one object.
 type decision struct {
 	Outcome  string // patched, allowed, denied, refused by the CRD
