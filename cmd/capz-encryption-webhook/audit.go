@@ -193,6 +193,7 @@ type auditResult struct {
 	Warnings        []findingOut        `json:"warnings"`
 	Audit           []findingOut        `json:"audit"`
 	Patch           []map[string]any    `json:"patch"`
+	Injected        []string            `json:"injected"` // always empty: the audit injects nothing (check's shape)
 	Region          string              `json:"region"`
 	RegionSource    string              `json:"regionSource"`
 	Binding         string              `json:"binding"`
@@ -209,7 +210,7 @@ type auditResult struct {
 
 func toAuditResult(r audit.Result) auditResult {
 	out := auditResult{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, APIVersion: r.APIVersion, UID: string(r.UID), Azure: r.Azure, Error: r.Error,
-		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{}, MissingDefaults: []string{}}
+		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{}, Injected: []string{}, MissingDefaults: []string{}}
 	if r.Cluster.Name != "" {
 		c := r.Cluster
 		out.Cluster = &c
