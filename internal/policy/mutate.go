@@ -19,7 +19,12 @@ func (e *evaluation) mutate() {
 	}
 	def, ok := e.policy.DefaultFor(e.decision.Region, e.nsLabels)
 	if !ok {
-		if len(e.policy.Defaults) > 0 {
+		switch {
+		case len(e.policy.Defaults) > 0 && e.decision.Region == "" && e.env.Cluster.Class != "" && e.env.Cluster.Name == "":
+			// A ClusterClass's template has no region of its own, by design: recorded, not warned.
+			e.reportAtMost(RuleDefaultNotApplied, ActionAudit, e.spec.machine,
+				"no default applies to a template of ClusterClass %s, which has no region of its own: CAPI's topology controller copies it for each Cluster of the class, and each copy gets its cluster's region's default", e.env.Cluster.Class)
+		case len(e.policy.Defaults) > 0:
 			// Silence would read as "nothing to inject"; say that the organisation's defaults exist
 			// and why none of them reached this object.
 			e.report(RuleDefaultNotApplied, e.spec.machine, "the policy has defaults, but none applies to this object: %s", e.whyNoDefault())
@@ -151,8 +156,12 @@ func (e *evaluation) whyNoDefault() string {
 	}
 	out := strings.Join(reasons, "; ")
 	if e.decision.Region == "" {
-		out = fmt.Sprintf("the object's region is unknown (no cluster found through the label %s, no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
-			LabelClusterName, AnnotationLocation, out)
+		cluster := fmt.Sprintf("cluster %q has no known region", e.env.Cluster.Name)
+		if e.env.Cluster.Name == "" {
+			cluster = fmt.Sprintf("nothing binds it to a cluster yet: no label %s, and no MachineDeployment, KubeadmControlPlane, MachinePool or Machine references it", LabelClusterName)
+		}
+		out = fmt.Sprintf("the object's region is unknown (%s; no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
+			cluster, AnnotationLocation, out)
 	}
 	return out
 }

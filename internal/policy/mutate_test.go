@@ -415,3 +415,18 @@ func assertNoFieldLost(t *testing.T, before, after []byte) {
 	}
 	walk("", b, a)
 }
+
+// A ClusterClass's template has no region: no regional default applies, and that is recorded, not
+// warned (its per-cluster copies get their region's default); an unbound template is warned.
+func TestNoDefaultForClassTemplates(t *testing.T) {
+	p := mustPolicy(t, policyHeader+"defaults:\n- name: eastus\n  regions: [eastus]\n  diskEncryptionSetID: "+desEast+"\n")
+	class := Environment{Catalog: testCatalog(), Cluster: ClusterInfo{Class: "quick-start"}}
+	d := create(t, p, template(), class)
+	if f := findingsOf(d, RuleDefaultNotApplied); len(f) != 1 || f[0].Action != ActionAudit || !strings.Contains(f[0].Message, "ClusterClass quick-start") {
+		t.Errorf("class template: %+v", d.Findings)
+	}
+	d = create(t, p, template(), Environment{Catalog: testCatalog()})
+	if f := findingsOf(d, RuleDefaultNotApplied); len(f) != 1 || f[0].Action != ActionWarn || !strings.Contains(f[0].Message, "nothing binds it to a cluster yet") {
+		t.Errorf("unbound template: %+v", d.Findings)
+	}
+}
