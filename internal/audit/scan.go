@@ -401,8 +401,9 @@ func (ix *namespaceIndex) lookup(kind, name string) (map[string]any, bool) {
 }
 
 func owners(u *unstructured.Unstructured) []objmeta.OwnerReference {
-	var out []objmeta.OwnerReference
-	for _, o := range u.GetOwnerReferences() {
+	refs := u.GetOwnerReferences()
+	out := make([]objmeta.OwnerReference, 0, len(refs))
+	for _, o := range refs {
 		out = append(out, objmeta.OwnerReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Controller: o.Controller})
 	}
 	return out
