@@ -46,10 +46,11 @@ var (
 
 // The ClusterRole of the contract: read-only, for region and AKS resolution.
 var wantRBAC = map[string][]string{
-	"":                                {"namespaces"},
-	"cluster.x-k8s.io":                {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
-	"controlplane.cluster.x-k8s.io":   {"kubeadmcontrolplanes"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools"},
+	"":                              {"namespaces"},
+	"cluster.x-k8s.io":              {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
+	"controlplane.cluster.x-k8s.io": {"kubeadmcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools",
+		"azuremanagedcontrolplanes", "azureasomanagedcontrolplanes"},
 }
 
 // wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
