@@ -176,6 +176,47 @@ func drainOnSignal(signal context.Context, delay time.Duration, draining *atomic
 	return ctx
 }
 
+// watchPlan decides what the informer cache watches, before the manager exists: which versions of
+// the CAPI and CAPZ kinds the apiserver serves decides what the cache watches and how it trims each
+// kind, which the manager takes at creation. The RESTMapper it asks is the manager's too.
+func watchPlan(cfg *rest.Config) (meta.RESTMapper, clusterinfo.Served, []clusterinfo.WatchedKind, map[client.Object]cache.ByObject, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	served := clusterinfo.ServedVersions(mapper)
+	watched := clusterinfo.WatchedKinds(served)
+	byObject := map[client.Object]cache.ByObject{}
+	for _, w := range watched {
+		if w.Transform != nil {
+			byObject[w.Object()] = cache.ByObject{Transform: w.Transform}
+		}
+	}
+	return mapper, served, watched, byObject, nil
+}
+
+// watch registers the informers (and the reference index of the CAPI kinds) before the manager
+// starts, so that readiness waits for them to sync.
+func watch(ctx context.Context, mgr manager.Manager, watched []clusterinfo.WatchedKind, log logr.Logger) error {
+	for _, w := range watched {
+		if w.Refs != nil {
+			// Who references AzureMachineTemplate md-0: one indexed List instead of a scan.
+			if err := mgr.GetFieldIndexer().IndexField(ctx, w.Object(), clusterinfo.IndexRef, clusterinfo.IndexRefs(*w.Refs)); err != nil {
+				return err
+			}
+		}
+		if _, err := mgr.GetCache().GetInformer(ctx, w.Object()); err != nil {
+			log.Info("not watching a kind the apiserver does not serve", "kind", w.GVK.String(), "error", err.Error())
+		}
+	}
+	log.Info("watching", "kinds", len(watched))
+	return nil
+}
+
 func (o *serveOptions) run(signal context.Context) error {
 	zl, err := newLogger(o.logLevel)
 	if err != nil {
@@ -231,23 +272,9 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err := openreportsv1alpha1.Install(scheme); err != nil {
 		return err
 	}
-	// The RESTMapper comes first: which versions of the CAPI and CAPZ kinds the apiserver serves
-	// decides what the cache watches and how it trims each kind, which the manager takes at creation.
-	httpClient, err := rest.HTTPClientFor(cfg)
+	mapper, served, watched, byObject, err := watchPlan(cfg)
 	if err != nil {
 		return err
-	}
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
-	if err != nil {
-		return err
-	}
-	served := clusterinfo.ServedVersions(mapper)
-	watched := clusterinfo.WatchedKinds(served)
-	byObject := map[client.Object]cache.ByObject{}
-	for _, w := range watched {
-		if w.Transform != nil {
-			byObject[w.Object()] = cache.ByObject{Transform: w.Transform}
-		}
 	}
 	shutdown := o.shutdownTimeout
 	mgrOpts := manager.Options{
@@ -277,19 +304,9 @@ func (o *serveOptions) run(signal context.Context) error {
 	if _, haveCAPI := served[clusterinfo.ClusterV1Beta2.GroupKind()]; !haveCAPI {
 		log.Info("the CAPI Cluster CRD is not installed; regions come from annotations, spec.location and the policy only")
 	}
-	for _, w := range watched {
-		if w.Refs != nil {
-			// Who references AzureMachineTemplate md-0: one indexed List instead of a scan.
-			if err := mgr.GetFieldIndexer().IndexField(ctx, w.Object(), clusterinfo.IndexRef, clusterinfo.IndexRefs(*w.Refs)); err != nil {
-				return err
-			}
-		}
-		// Registering the informers before Start makes readiness wait for them to sync.
-		if _, err := mgr.GetCache().GetInformer(ctx, w.Object()); err != nil {
-			log.Info("not watching a kind the apiserver does not serve", "kind", w.GVK.String(), "error", err.Error())
-		}
+	if err := watch(ctx, mgr, watched, log); err != nil {
+		return err
 	}
-	log.Info("watching", "kinds", len(watched))
 
 	live, err := o.azure.liveAzure(mgr, policies, log.WithName("azure"))
 	if err != nil {
