@@ -65,14 +65,14 @@ test: lint test-unit test-e2e ## Everything CI runs: lint, unit tests, end-to-en
 # test-unit also runs the packages whose state is shared between requests and background refreshes
 # under the race detector: their concurrency tests only mean something there.
 .PHONY: test-unit
-test-unit: helm ## Unit tests (no control plane; chart tests use helm).
-	HELM="$(HELM)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
+test-unit: helm clusterctl ## Unit tests (no control plane; chart tests use helm, test/capzflavors compares its rendering with clusterctl).
+	HELM="$(HELM)" CLUSTERCTL="$$(hack/clusterctl.sh)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
 	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/... ./internal/audit/... ./internal/catalogfile/...
 
 .PHONY: test-e2e
 test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver + etcd built from source.
 	@mkdir -p $(LOCALBIN); rc=0; \
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test -count=1 -timeout 40m -v ./test/e2e/... ./test/chartapply/... > $(LOCALBIN)/e2e.log 2>&1 || rc=$$?; \
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test -count=1 -timeout 40m -v ./test/e2e/... ./test/chartapply/... ./test/capzflavors/... > $(LOCALBIN)/e2e.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok|FAIL|PASS|panic)|^\s+\S+_test.go:[0-9]+:|setup took|slowest' $(LOCALBIN)/e2e.log || true; \
 	if [ $$rc -ne 0 ]; then echo "e2e failed (exit $$rc); full log: $(LOCALBIN)/e2e.log"; tail -50 $(LOCALBIN)/e2e.log; fi; \
 	exit $$rc
@@ -132,6 +132,10 @@ sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules (cached outside the clone).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/envtest-assets.sh >/dev/null
+
+.PHONY: clusterctl
+clusterctl: ## Build clusterctl at go.mod's Cluster API version from Go modules (cached outside the clone).
+	hack/clusterctl.sh >/dev/null
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.

@@ -114,8 +114,8 @@ func (o *auditOptions) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	clusterGVK, _ := clusterinfo.PreferredClusterGVK(c.RESTMapper())
-	s := &audit.Scanner{Reader: c, ClusterGVK: clusterGVK, Policy: func() *policy.Policy { return pol }, Catalog: catalog, DES: des,
+	served := clusterinfo.ServedVersions(c.RESTMapper())
+	s := &audit.Scanner{Reader: c, ClusterGVK: served.ClusterGVK(), Served: served, Policy: func() *policy.Policy { return pol }, Catalog: catalog, DES: des,
 		Now: time.Now, PageSize: o.pageSize, Namespace: o.namespace, Log: log}
 	if live != nil {
 		s.Warm = live
@@ -193,8 +193,10 @@ type auditResult struct {
 	Warnings        []findingOut        `json:"warnings"`
 	Audit           []findingOut        `json:"audit"`
 	Patch           []map[string]any    `json:"patch"`
+	Injected        []string            `json:"injected"` // always empty: the audit injects nothing (check's shape)
 	Region          string              `json:"region"`
 	RegionSource    string              `json:"regionSource"`
+	Binding         string              `json:"binding"`
 	Catalog         string              `json:"catalog"`
 	Default         string              `json:"default,omitempty"`
 	Cluster         *policy.ClusterInfo `json:"cluster,omitempty"`
@@ -208,7 +210,7 @@ type auditResult struct {
 
 func toAuditResult(r audit.Result) auditResult {
 	out := auditResult{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, APIVersion: r.APIVersion, UID: string(r.UID), Azure: r.Azure, Error: r.Error,
-		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{}, MissingDefaults: []string{}}
+		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{}, Injected: []string{}, MissingDefaults: []string{}}
 	if r.Cluster.Name != "" {
 		c := r.Cluster
 		out.Cluster = &c
@@ -218,6 +220,7 @@ func toAuditResult(r audit.Result) auditResult {
 		return out
 	}
 	out.Allowed, out.Region, out.RegionSource, out.Catalog, out.Default = d.Allowed, d.Region, d.RegionSource, d.Catalog.Name, d.DefaultName
+	out.Binding = d.Binding
 	out.Evidence = d.Evidence
 	if d.MissingDefaults != nil {
 		out.MissingDefaults = d.MissingDefaults

@@ -9,13 +9,14 @@ import (
 	openreportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit/report"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
@@ -55,7 +56,7 @@ func (b *backgroundAuditOptions) managerOptions(o *manager.Options) {
 }
 
 // start adds the background audit to the manager, when an interval is set.
-func (b *backgroundAuditOptions) start(mgr manager.Manager, scheme *runtime.Scheme, clusterGVK schema.GroupVersionKind, policies *policyfile.Store,
+func (b *backgroundAuditOptions) start(mgr manager.Manager, scheme *runtime.Scheme, served clusterinfo.Served, policies *policyfile.Store,
 	catalog skus.Catalog, des policy.DESCatalog, live *liveData, log logr.Logger) error {
 	if b.interval <= 0 {
 		return nil
@@ -63,7 +64,7 @@ func (b *backgroundAuditOptions) start(mgr manager.Manager, scheme *runtime.Sche
 	if b.interval < time.Minute {
 		log.Info("the audit interval is under a minute: every run lists every guarded object", "interval", b.interval.String())
 	}
-	scanner := &audit.Scanner{Reader: mgr.GetAPIReader(), ClusterGVK: clusterGVK, Policy: policies.Get,
+	scanner := &audit.Scanner{Reader: mgr.GetAPIReader(), ClusterGVK: served.ClusterGVK(), Served: served, Policy: policies.Get,
 		Catalog: catalog, DES: des, Now: time.Now, PageSize: b.pageSize, Log: log}
 	if live != nil {
 		scanner.Machines, scanner.DefaultSubscription = live.machines, live.skus.Subscription()

@@ -16,13 +16,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -66,6 +67,7 @@ type serveOptions struct {
 	maxInFlightBig  int
 	largeRequest    int
 	memoryRatio     float64
+	liveTimeout     time.Duration
 	azure           azureOptions
 	audit           backgroundAuditOptions
 }
@@ -106,6 +108,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&o.maxInFlightBig, "max-in-flight-large", 2, "of those, requests larger than --large-request-bytes decided at once")
 	f.IntVar(&o.largeRequest, "large-request-bytes", 256<<10, "object and old object together above this size make a request large (real CAPZ machine objects are a few KiB)")
 	f.Float64Var(&o.memoryRatio, "memory-limit-ratio", 0.9, "GOMEMLIMIT as a fraction of the container's memory limit (env MEMORY_LIMIT, else the cgroup's); 0 leaves it alone; a GOMEMLIMIT variable wins")
+	f.DurationVar(&o.liveTimeout, "live-lookup-timeout", 2*time.Second, "bound of the apiserver lookups made when the informer cache cannot bind an object to its cluster yet (a template created right after the MachineDeployment that references it)")
 	o.azure.addFlags(f)
 	o.audit.addFlags(f)
 	return cmd
@@ -137,10 +140,21 @@ func (o *serveOptions) metricsOptions(tlsOpts []func(*tls.Config)) metricsserver
 }
 
 func (o *serveOptions) restConfig() (*rest.Config, error) {
-	if o.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if o.kubeconfig == "" {
+		return ctrl.GetConfig()
 	}
-	return ctrl.GetConfig()
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.QPS == 0 {
+		// As ctrl.GetConfig does: no client-side rate limit (client-go's default is 5 requests a
+		// second), the apiserver's priority and fairness applies. The webhook calls the apiserver
+		// on the request path when its cache has not caught up; a client-side queue there adds
+		// hundreds of milliseconds to admission during a burst of creates.
+		cfg.QPS = -1
+	}
+	return cfg, nil
 }
 
 // drainOnSignal returns the context the manager runs under: it ends delay after signal does, and
@@ -160,6 +174,47 @@ func drainOnSignal(signal context.Context, delay time.Duration, draining *atomic
 		cancel()
 	}()
 	return ctx
+}
+
+// watchPlan decides what the informer cache watches, before the manager exists: which versions of
+// the CAPI and CAPZ kinds the apiserver serves decides what the cache watches and how it trims each
+// kind, which the manager takes at creation. The RESTMapper it asks is the manager's too.
+func watchPlan(cfg *rest.Config) (meta.RESTMapper, clusterinfo.Served, []clusterinfo.WatchedKind, map[client.Object]cache.ByObject, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	served := clusterinfo.ServedVersions(mapper)
+	watched := clusterinfo.WatchedKinds(served)
+	byObject := map[client.Object]cache.ByObject{}
+	for _, w := range watched {
+		if w.Transform != nil {
+			byObject[w.Object()] = cache.ByObject{Transform: w.Transform}
+		}
+	}
+	return mapper, served, watched, byObject, nil
+}
+
+// watch registers the informers (and the reference index of the CAPI kinds) before the manager
+// starts, so that readiness waits for them to sync.
+func watch(ctx context.Context, mgr manager.Manager, watched []clusterinfo.WatchedKind, log logr.Logger) error {
+	for _, w := range watched {
+		if w.Refs != nil {
+			// Who references AzureMachineTemplate md-0: one indexed List instead of a scan.
+			if err := mgr.GetFieldIndexer().IndexField(ctx, w.Object(), clusterinfo.IndexRef, clusterinfo.IndexRefs(*w.Refs)); err != nil {
+				return err
+			}
+		}
+		if _, err := mgr.GetCache().GetInformer(ctx, w.Object()); err != nil {
+			log.Info("not watching a kind the apiserver does not serve", "kind", w.GVK.String(), "error", err.Error())
+		}
+	}
+	log.Info("watching", "kinds", len(watched))
+	return nil
 }
 
 func (o *serveOptions) run(signal context.Context) error {
@@ -217,10 +272,15 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err := openreportsv1alpha1.Install(scheme); err != nil {
 		return err
 	}
+	mapper, served, watched, byObject, err := watchPlan(cfg)
+	if err != nil {
+		return err
+	}
 	shutdown := o.shutdownTimeout
 	mgrOpts := manager.Options{
-		Scheme: scheme,
-		Logger: log.WithName("manager"),
+		Scheme:         scheme,
+		MapperProvider: func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mapper, nil },
+		Logger:         log.WithName("manager"),
 		WebhookServer: webhookserver.New(webhook.Options{
 			Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir, TLSOpts: tlsOpts,
 		}, timeouts, log.WithName("webhook-server")),
@@ -229,8 +289,10 @@ func (o *serveOptions) run(signal context.Context) error {
 		PprofBindAddress:        o.pprofAddr,
 		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{
-			// Only metadata and spec matter; managed fields are most of an object's size.
+			// Only metadata and spec matter; managed fields are most of an object's size. CAPI's
+			// MachineDeployments, Machines, ... are trimmed further, to their references.
 			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject:         byObject,
 		},
 	}
 	o.audit.managerOptions(&mgrOpts)
@@ -239,21 +301,11 @@ func (o *serveOptions) run(signal context.Context) error {
 		return err
 	}
 
-	clusterGVK, haveCAPI := clusterinfo.PreferredClusterGVK(mgr.GetRESTMapper())
-	if !haveCAPI {
+	if _, haveCAPI := served[clusterinfo.ClusterV1Beta2.GroupKind()]; !haveCAPI {
 		log.Info("the CAPI Cluster CRD is not installed; regions come from annotations, spec.location and the policy only")
 	}
-	for _, w := range clusterinfo.WatchedKinds(clusterGVK) {
-		var obj client.Object = &corev1.Namespace{}
-		if w.GVK.Group != "" {
-			u := &unstructured.Unstructured{}
-			u.SetGroupVersionKind(w.GVK)
-			obj = u
-		}
-		// Registering the informers before Start makes readiness wait for them to sync.
-		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			log.Info("not watching a kind the apiserver does not serve", "kind", w.GVK.String(), "error", err.Error())
-		}
+	if err := watch(ctx, mgr, watched, log); err != nil {
+		return err
 	}
 
 	live, err := o.azure.liveAzure(mgr, policies, log.WithName("azure"))
@@ -265,14 +317,17 @@ func (o *serveOptions) run(signal context.Context) error {
 
 	var _ admission.PolicySource = policies
 	recorder := decisionlog.NewRecorder(log.WithName("audit"))
-	resolver := clusterinfo.New(mgr.GetCache(), clusterGVK, log.WithName("clusterinfo"))
+	store := clusterinfo.NewCacheStore(mgr.GetCache(), mgr.GetAPIReader(), served, o.liveTimeout,
+		clusterinfo.NewMetrics(metrics.Registry), log.WithName("clusterinfo"))
+	resolver := clusterinfo.New(mgr.GetCache(), store, log.WithName("clusterinfo"))
 	admissionMetrics := admission.NewMetrics(metrics.Registry)
 	// One budget for both webhooks: they share the process's CPU and memory.
 	limiter := &admission.Limiter{Max: o.maxInFlight, MaxLarge: o.maxInFlightBig, LargeBytes: o.largeRequest, Wait: o.webhookTimeout / 10}
 	server := mgr.GetWebhookServer()
-	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate} {
+	// /mutate and /validate for CAPZ objects, /validate-binding for the CAPI objects that bind them.
+	for _, mode := range []admission.Mode{admission.Mutate, admission.Validate, admission.Binding} {
 		server.Register("/"+string(mode), &webhook.Admission{Handler: admission.New(admission.Config{
-			Mode: mode, Policies: policies, Resolver: resolver, Catalog: catalog, DES: des,
+			Mode: mode, Policies: policies, Resolver: resolver, Objects: resolver, Catalog: catalog, DES: des,
 			Recorder: recorder, Metrics: admissionMetrics, Limiter: limiter,
 		})})
 	}
@@ -319,7 +374,7 @@ func (o *serveOptions) run(signal context.Context) error {
 			return err
 		}
 	}
-	if err := o.audit.start(mgr, scheme, clusterGVK, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
+	if err := o.audit.start(mgr, scheme, served, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	log.Info("serving", "webhookPort", o.webhookPort, "certDir", o.certDir, "policy", policies.Get().Source, "catalog", catalog.Source("").Name)

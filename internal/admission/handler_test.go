@@ -29,13 +29,13 @@ var des = testsupport.DESID("keys", "des")
 
 type staticResolver clusterinfo.Result
 
-func (s staticResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (s staticResolver) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	return clusterinfo.Result(s)
 }
 
 type panicResolver struct{}
 
-func (panicResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (panicResolver) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	panic("boom")
 }
 

@@ -27,7 +27,7 @@ type gateResolver struct {
 	gate    chan struct{}
 }
 
-func (g gateResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (g gateResolver) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	g.entered <- struct{}{}
 	<-g.gate
 	return clusterinfo.Result(eastus)

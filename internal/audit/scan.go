@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,13 +18,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/azure"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
@@ -99,6 +99,11 @@ type Scanner struct {
 	Reader client.Reader
 	// ClusterGVK is the Cluster version the apiserver serves (empty without CAPI).
 	ClusterGVK schema.GroupVersionKind
+	// Served are the versions of the CAPI kinds that bind objects to clusters (MachineDeployments,
+	// KubeadmControlPlanes, ..., clusterinfo.ServedVersions): each namespace's are listed with its
+	// Clusters, so that objects nothing labels (CAPZ's flavors) are bound as admission binds them.
+	// Nil: Clusters and AzureClusters only.
+	Served clusterinfo.Served
 	// Policy returns the policy in force.
 	Policy  func() *policy.Policy
 	Catalog skus.Catalog
@@ -227,8 +232,9 @@ func (e *scanEnv) judge(ctx context.Context, pol *policy.Policy, item *unstructu
 		r.Error = fmt.Sprintf("reading namespace %s and its clusters: %v", r.Namespace, err)
 		return r
 	}
-	// The same resolution as admission: clusterinfo.Resolver, reading from this namespace's index.
-	res := clusterinfo.New(ns, e.s.ClusterGVK, e.s.Log).Resolve(ctx, r.Namespace, item.GetLabels())
+	// The same resolution as admission (clusterinfo.Resolve), from this namespace's objects.
+	res := clusterinfo.ResolveIn(ctx, ns.store, ns.ns, clusterinfo.Subject{Namespace: r.Namespace, Group: item.GroupVersionKind().Group,
+		Kind: r.Kind, Name: r.Name, Labels: item.GetLabels(), Owners: owners(item)})
 	r.Cluster = res.Cluster
 	env := res.Environment(e.s.Catalog, e.s.DES)
 	env.Now = e.now
@@ -325,7 +331,7 @@ func (e *scanEnv) namespace(ctx context.Context, name string) (*namespaceIndex, 
 	if ns, ok := e.namespaces[name]; ok {
 		return ns, nil
 	}
-	ns, err := readNamespace(ctx, e.s.Reader, e.s.ClusterGVK, name, e.s.pageSize())
+	ns, err := readNamespace(ctx, e.s.Reader, e.s.ClusterGVK, e.s.Served, name, e.s.pageSize())
 	if err != nil {
 		return nil, err
 	}
@@ -333,19 +339,18 @@ func (e *scanEnv) namespace(ctx context.Context, name string) (*namespaceIndex, 
 	return ns, nil
 }
 
-// namespaceIndex holds one namespace and its Clusters and AzureClusters, listed once per scan and
-// trimmed to metadata and spec. It is the client.Reader clusterinfo.Resolver reads from, so the audit
-// resolves clusters and regions exactly as admission does from its informer cache.
+// namespaceIndex holds one namespace, its Clusters and AzureClusters, and the CAPI objects that bind
+// objects to clusters (Scanner.Served), listed once per scan and trimmed to metadata and spec. Its
+// store is what clusterinfo resolves from, so the audit binds objects and finds regions exactly as
+// admission does from its informer cache.
 type namespaceIndex struct {
-	ns         *corev1.Namespace
-	clusterGVK schema.GroupVersionKind
-	objects    map[string]map[string]any // kind/name → object
+	ns      *corev1.Namespace
+	objects map[string]map[string]any // kind/name → Cluster or AzureCluster
+	store   *clusterinfo.ObjectStore
 }
 
-var _ client.Reader = (*namespaceIndex)(nil)
-
-func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.GroupVersionKind, name string, limit int64) (*namespaceIndex, error) {
-	ix := &namespaceIndex{clusterGVK: clusterGVK, objects: map[string]map[string]any{}}
+func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.GroupVersionKind, served clusterinfo.Served, name string, limit int64) (*namespaceIndex, error) {
+	ix := &namespaceIndex{objects: map[string]map[string]any{}}
 	ns := &corev1.Namespace{}
 	switch err := r.Get(ctx, client.ObjectKey{Name: name}, ns); {
 	case apierrors.IsNotFound(err):
@@ -358,16 +363,35 @@ func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.Group
 	if clusterGVK.Kind != "" {
 		kinds = append(kinds, clusterGVK)
 	}
+	for _, k := range capiref.Kinds() {
+		gk := schema.GroupKind{Group: k.Group, Kind: k.Kind}
+		if v, ok := served[gk]; ok && gk != clusterGVK.GroupKind() {
+			kinds = append(kinds, gk.WithVersion(v))
+		}
+	}
+	var all []map[string]any
 	for _, gvk := range kinds {
 		err := pages(ctx, r, gvk.GroupVersion().WithKind(gvk.Kind+"List"), name, limit, func(u *unstructured.Unstructured) error {
 			spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-			ix.objects[gvk.Kind+"/"+u.GetName()] = map[string]any{"metadata": map[string]any{"name": u.GetName(), "namespace": name}, "spec": spec}
+			md := map[string]any{"name": u.GetName(), "namespace": name}
+			if l := u.GetLabels(); l != nil {
+				md["labels"] = map[string]any{capiref.LabelClusterName: l[capiref.LabelClusterName]}
+			}
+			if refs, ok, _ := unstructured.NestedSlice(u.Object, "metadata", "ownerReferences"); ok {
+				md["ownerReferences"] = refs
+			}
+			o := map[string]any{"apiVersion": gvk.GroupVersion().String(), "kind": gvk.Kind, "metadata": md, "spec": spec}
+			if gvk == clusterGVK || gvk == clusterinfo.AzureCluster {
+				ix.objects[gvk.Kind+"/"+u.GetName()] = o
+			}
+			all = append(all, o)
 			return nil
 		})
 		if err != nil && !isNotServed(err) {
 			return nil, err
 		}
 	}
+	ix.store = clusterinfo.NewObjectStore(all, name)
 	return ix, nil
 }
 
@@ -376,33 +400,13 @@ func (ix *namespaceIndex) lookup(kind, name string) (map[string]any, bool) {
 	return o, ok
 }
 
-// Get serves the resolver: the namespace, and Clusters (at the scan's Cluster version) and
-// AzureClusters of the namespace.
-func (ix *namespaceIndex) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	switch o := obj.(type) {
-	case *corev1.Namespace:
-		if ix.ns == nil || ix.ns.Name != key.Name {
-			return apierrors.NewNotFound(corev1.Resource("namespaces"), key.Name)
-		}
-		ix.ns.DeepCopyInto(o)
-		return nil
-	case *unstructured.Unstructured:
-		gvk := o.GroupVersionKind()
-		if gvk == ix.clusterGVK || gvk == clusterinfo.AzureCluster {
-			if m, ok := ix.lookup(gvk.Kind, key.Name); ok {
-				o.Object = runtime.DeepCopyJSON(m)
-				o.SetGroupVersionKind(gvk)
-				return nil
-			}
-		}
-		return apierrors.NewNotFound(schema.GroupResource{Group: gvk.Group, Resource: strings.ToLower(gvk.Kind) + "s"}, key.Name)
+func owners(u *unstructured.Unstructured) []objmeta.OwnerReference {
+	refs := u.GetOwnerReferences()
+	out := make([]objmeta.OwnerReference, 0, len(refs))
+	for _, o := range refs {
+		out = append(out, objmeta.OwnerReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Controller: o.Controller})
 	}
-	return fmt.Errorf("the audit's namespace index cannot read %T", obj)
-}
-
-// List is not used by the resolver.
-func (ix *namespaceIndex) List(context.Context, client.ObjectList, ...client.ListOption) error {
-	return errors.New("the audit's namespace index does not list")
+	return out
 }
 
 // recordingDES passes lookups through and remembers the IDs asked for, so that a one-shot scan can

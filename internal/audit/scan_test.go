@@ -206,8 +206,9 @@ func TestScan(t *testing.T) {
 	if sum.Objects != 7 || sum.Denied != 6 || len(results) != 7 {
 		t.Fatalf("summary %+v (%d results)", sum, len(results))
 	}
-	// AzureMachinePool and AzureManagedControlPlane are not served by this apiserver.
-	if !slices.Equal(sum.Skipped, []string{"AzureMachinePool", "AzureManagedControlPlane"}) {
+	// These kinds are not served by this apiserver.
+	if !slices.Equal(sum.Skipped, []string{"AzureMachinePool", "AzureManagedMachinePoolTemplate", "AzureManagedControlPlane", "AzureManagedControlPlaneTemplate",
+		"AzureASOManagedMachinePool", "AzureASOManagedMachinePoolTemplate", "AzureASOManagedControlPlane", "AzureASOManagedControlPlaneTemplate"}) {
 		t.Errorf("skipped kinds = %v", sum.Skipped)
 	}
 	got := byName(results)

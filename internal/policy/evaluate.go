@@ -155,6 +155,7 @@ func decodeObject(raw []byte, what string) (map[string]any, error) {
 // caller, and the policy's default location. So a user cannot pick, with an annotation, the region
 // whose defaults or rules suit them; a disagreement is reported (reportRegionConflicts).
 func (e *evaluation) resolveRegion() {
+	e.decision.Binding = bindingOf(e.env.Cluster)
 	set := func(region, source string) bool {
 		region = skus.NormalizeRegion(region)
 		if region == "" {
@@ -189,6 +190,11 @@ func (e *evaluation) resolveRegion() {
 		}
 		if !found && !set(e.policy.DefaultLocation, "policy-default") {
 			e.decision.RegionSource = "unknown"
+			if e.decision.Binding == BindingUnbound {
+				// Nothing ties the object to a cluster yet (a template applied before whatever
+				// will reference it): say so, rather than that its cluster has no region.
+				e.decision.RegionSource = BindingUnbound
+			}
 		}
 	}
 	e.regionConflicts = e.regionConflicts[:0]
@@ -232,6 +238,25 @@ func clusterName(c ClusterInfo) string {
 		return "of the object"
 	}
 	return fmt.Sprintf("%q", c.Name)
+}
+
+// BindingUnbound is the binding, and the region source, of an object that nothing ties to a cluster.
+const BindingUnbound = "unbound"
+
+func bindingOf(c ClusterInfo) string {
+	switch {
+	case c.Name != "" && c.BoundBy != "":
+		return c.BoundBy
+	case c.Name != "":
+		return "label"
+	case c.Class != "":
+		return "ClusterClass " + c.Class
+	case c.BoundBy != "":
+		// No cluster, but a reason (referrers of different clusters): not "unbound".
+		return c.BoundBy
+	default:
+		return BindingUnbound
+	}
 }
 
 func stringAt(obj any, p fieldPath) string {

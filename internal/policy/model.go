@@ -51,6 +51,10 @@ type Default struct {
 	// every data disk. Empty injects no DES.
 	DiskEncryptionSetID     string
 	DataDiskEncryptionSetID string
+	// DataDiskStorageAccountType, when set, lets the default give a data disk that has no
+	// managedDisk one: {storageAccountType, diskEncryptionSet}. CAPZ sends a data disk's managedDisk
+	// to Azure as it is, so one is never injected without a storage type.
+	DataDiskStorageAccountType string
 	// EncryptionAtHost, when true, injects securityProfile.encryptionAtHost: true where the VM size
 	// supports it.
 	EncryptionAtHost bool

@@ -56,7 +56,10 @@ type fileDefault struct {
 	NamespaceSelector       *fileSelector `yaml:"namespaceSelector"`
 	DiskEncryptionSetID     *positioned   `yaml:"diskEncryptionSetID"`
 	DataDiskEncryptionSetID *positioned   `yaml:"dataDiskEncryptionSetID"`
-	EncryptionAtHost        bool          `yaml:"encryptionAtHost"`
+	// DataDiskStorageAccountType is the storage type of a managedDisk injected into data disks
+	// that have none (see Default).
+	DataDiskStorageAccountType *positioned `yaml:"dataDiskStorageAccountType"`
+	EncryptionAtHost           bool        `yaml:"encryptionAtHost"`
 }
 
 type fileSelector struct {
@@ -252,6 +255,16 @@ func (fd fileDefault) toDefault(file string, i int) (Default, error) {
 		}
 		*f.out = id.String()
 	}
+	if t := fd.DataDiskStorageAccountType; t != nil {
+		v, err := dataDiskStorageType(t.Value)
+		if err != nil {
+			return Default{}, &ParseError{File: file, Line: t.Line, Msg: fmt.Sprintf("%s.dataDiskStorageAccountType: %v", where, err)}
+		}
+		if d.DiskEncryptionSetID == "" && d.DataDiskEncryptionSetID == "" {
+			return Default{}, &ParseError{File: file, Line: t.Line, Msg: fmt.Sprintf("%s.dataDiskStorageAccountType is set but the default has no Disk Encryption Set: a managedDisk is only injected to carry one; set diskEncryptionSetID or dataDiskEncryptionSetID", where)}
+		}
+		d.DataDiskStorageAccountType = v
+	}
 	if d.DiskEncryptionSetID == "" && d.DataDiskEncryptionSetID == "" && !d.EncryptionAtHost {
 		return Default{}, &ParseError{File: file, Msg: fmt.Sprintf("%s (%s) sets nothing: give diskEncryptionSetID, dataDiskEncryptionSetID or encryptionAtHost: true", where, d.Name)}
 	}
@@ -295,6 +308,34 @@ func parsePackValues(name string, top *yaml.Node) (*Policy, error) {
 		p.Defaults = []Default{d}
 	}
 	return p, nil
+}
+
+// DataDiskStorageTypes are the storage account types a default may give an injected data disk:
+// Azure's managed-disk types (armcompute.StorageAccountTypes, held against the SDK by a test) except
+// UltraSSD_LRS and PremiumV2_LRS, which need more than a storage type (cachingType None, and the VM's
+// additionalCapabilities.ultraSSDEnabled or a zone) that a default cannot choose for the user.
+var DataDiskStorageTypes = []string{"Premium_LRS", "Premium_ZRS", "StandardSSD_LRS", "StandardSSD_ZRS", "Standard_LRS"}
+
+var needMoreThanAType = map[string]string{
+	"UltraSSD_LRS":  "an Ultra disk also needs cachingType None and additionalCapabilities.ultraSSDEnabled on the VM",
+	"PremiumV2_LRS": "a Premium SSD v2 disk also needs cachingType None and a zonal VM",
+}
+
+func dataDiskStorageType(v string) (string, error) {
+	for _, t := range DataDiskStorageTypes {
+		if v == t {
+			return t, nil
+		}
+		if strings.EqualFold(v, t) {
+			return "", fmt.Errorf("%q: Azure spells it %q", v, t)
+		}
+	}
+	for t, why := range needMoreThanAType {
+		if strings.EqualFold(v, t) {
+			return "", fmt.Errorf("%s cannot be a default: %s; set the data disk's managedDisk yourself", t, why)
+		}
+	}
+	return "", fmt.Errorf("%q is not an Azure managed-disk storage type (one of %s)", v, strings.Join(DataDiskStorageTypes, ", "))
 }
 
 func mappingValue(n *yaml.Node, key string) *yaml.Node {

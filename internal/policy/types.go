@@ -121,8 +121,16 @@ type LocationCandidate struct {
 
 // ClusterInfo is what the caller found out about the CAPI Cluster that owns the object.
 type ClusterInfo struct {
-	// Name of the Cluster (from the cluster.x-k8s.io/cluster-name label); empty when unknown.
+	// Name of the Cluster; empty when unknown.
 	Name string
+	// BoundBy says how the object was tied to its cluster: "label" (cluster.x-k8s.io/cluster-name),
+	// "spec.clusterName", "MachineDeployment md-0" (whoever references it), "owner MachineSet ms-1";
+	// empty when nothing binds it. Decisions record it.
+	BoundBy string
+	// Class is the ClusterClass that references the object when no Cluster does: a class template,
+	// which CAPI's topology controller copies for every Cluster of the class; the copies carry the
+	// cluster's label and are judged, and defaulted, in its region.
+	Class string
 	// Found is true when the Cluster object exists.
 	Found bool
 	// AKS is true when the Cluster's infrastructure or control plane is a managed (AKS) kind.
@@ -285,6 +293,9 @@ type Decision struct {
 	// when unknown.
 	Region       string `json:"region"`
 	RegionSource string `json:"regionSource"`
+	// Binding says how the object was tied to a cluster (ClusterInfo.BoundBy), "ClusterClass NAME"
+	// for a class template, or "unbound" when nothing references it yet.
+	Binding string `json:"binding"`
 	// Catalog is the source of the VM-size data used for the region.
 	Catalog skus.SourceInfo `json:"catalog"`
 	// Evidence lists the catalog facts the VM-size verdicts used (empty when no verdict needed the

@@ -32,7 +32,7 @@ const webhookTimeout = 10 * time.Second
 
 type eastus struct{}
 
-func (eastus) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (eastus) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	return clusterinfo.Result{Locations: []policy.LocationCandidate{{Location: "eastus", Source: "cluster"}}}
 }
 

@@ -94,6 +94,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"policy DES is a Key Vault key URL", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"https://kv.vault.azure.net/keys/k/0123"}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
 		{"policy DES empty", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":""}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
 		{"policy default sets nothing", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":false}]`}, []string{"/policy/defaults/0"}},
+		{"policy data disk storage type", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"/subscriptions/6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90/resourceGroups/k/providers/Microsoft.Compute/diskEncryptionSets/d","dataDiskStorageAccountType":"UltraSSD_LRS"}]`}, []string{"/policy/defaults/0/dataDiskStorageAccountType", "Premium_LRS"}},
+		{"policy data disk storage type without a DES", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"dataDiskStorageAccountType":"Premium_LRS"}]`}, []string{"/policy/defaults/0"}},
 		{"policy default unknown key", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"des":"y"}]`}, []string{"/policy/defaults/0", "'des'"}},
 		{"policy selector operator", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"namespaceSelector":{"matchExpressions":[{"key":"env","operator":"Equals"}]}}]`}, []string{"/policy/defaults/0/namespaceSelector/matchExpressions/0/operator"}},
 		{"policy keyExpiryWarning without a unit", []string{"--set-string", "policy.keyExpiryWarning=30"}, []string{"/policy/keyExpiryWarning"}},

@@ -39,14 +39,18 @@ var clusterScoped = map[string]bool{
 // so that a change to the chart's rules fails a test instead of quietly changing what is enforced.
 var (
 	wantMutatingResources   = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools"}
-	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools", "azuremanagedmachinepools", "azuremanagedcontrolplanes"}
+	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools",
+		"azuremanagedmachinepools", "azuremanagedmachinepooltemplates", "azuremanagedcontrolplanes", "azuremanagedcontrolplanetemplates",
+		"azureasomanagedmachinepools", "azureasomanagedmachinepooltemplates", "azureasomanagedcontrolplanes", "azureasomanagedcontrolplanetemplates"}
 )
 
 // The ClusterRole of the contract: read-only, for region and AKS resolution.
 var wantRBAC = map[string][]string{
-	"":                                {"namespaces"},
-	"cluster.x-k8s.io":                {"clusters"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters"},
+	"":                              {"namespaces"},
+	"cluster.x-k8s.io":              {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
+	"controlplane.cluster.x-k8s.io": {"kubeadmcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools",
+		"azuremanagedcontrolplanes", "azureasomanagedcontrolplanes"},
 }
 
 // wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
@@ -742,15 +746,20 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 			FailurePolicy: mw.FailurePolicy, MatchPolicy: mw.MatchPolicy, NamespaceSelector: mw.NamespaceSelector,
 			ObjectSelector: mw.ObjectSelector, SideEffects: mw.SideEffects, TimeoutSeconds: mw.TimeoutSeconds,
 			AdmissionReviewVersions: mw.AdmissionReviewVersions, MatchConditions: mw.MatchConditions}
-		hooks = append(hooks, renderedHook{"mutating", vw, mw.ReinvocationPolicy, m.Annotations, "/mutate", []admissionregistrationv1.OperationType{"CREATE"}, wantMutatingResources})
+		hooks = append(hooks, renderedHook{"mutating", vw, mw.ReinvocationPolicy, m.Annotations, "/mutate", []admissionregistrationv1.OperationType{"CREATE"},
+			[]ruleWant{{capz, []string{"*"}, wantMutatingResources}}})
 	}
 	for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
 		v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o)
-		if len(v.Webhooks) != 2 {
-			t.Fatalf("%d validating webhooks, want the CAPZ one and the policy check", len(v.Webhooks))
+		if len(v.Webhooks) != 3 {
+			t.Fatalf("%d validating webhooks, want the CAPZ one, the policy check and the binding check", len(v.Webhooks))
 		}
 		checkPolicyCheckWebhook(t, objs, v.Webhooks[1])
-		hooks = append(hooks, renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, wantValidatingResources})
+		hooks = append(hooks,
+			renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"},
+				[]ruleWant{{capz, []string{"*"}, wantValidatingResources}}},
+			renderedHook{"binding", v.Webhooks[2], nil, v.Annotations, "/validate-binding", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"},
+				wantBindingRules})
 	}
 	if len(hooks) == 0 {
 		t.Fatal("no webhook configuration rendered")
@@ -786,21 +795,26 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 			t.Errorf("%s: webhook name %s is not qualified", h.kind, w.Name)
 		}
 		// Only our kinds, only the operations of the contract; never DELETE.
-		if len(w.Rules) != 1 {
-			t.Fatalf("%s: %d rules", h.kind, len(w.Rules))
+		if len(w.Rules) != len(h.wantRules) {
+			t.Fatalf("%s: %d rules, want %d", h.kind, len(w.Rules), len(h.wantRules))
 		}
-		r := w.Rules[0]
-		if !slices.Equal(r.APIGroups, []string{"infrastructure.cluster.x-k8s.io"}) || !slices.Equal(r.APIVersions, []string{"*"}) {
-			t.Errorf("%s: groups %v versions %v", h.kind, r.APIGroups, r.APIVersions)
+		for i, r := range w.Rules {
+			want := h.wantRules[i]
+			if !slices.Equal(r.APIGroups, []string{want.group}) || !slices.Equal(r.APIVersions, want.versions) {
+				t.Errorf("%s: groups %v versions %v, want %s %v", h.kind, r.APIGroups, r.APIVersions, want.group, want.versions)
+			}
+			if !slices.Equal(r.Operations, h.wantOps) {
+				t.Errorf("%s: operations = %v, want %v", h.kind, r.Operations, h.wantOps)
+			}
+			if !slices.Equal(r.Resources, want.resources) {
+				t.Errorf("%s: resources = %v, want %v", h.kind, r.Resources, want.resources)
+			}
+			if r.Scope == nil || *r.Scope != admissionregistrationv1.NamespacedScope {
+				t.Errorf("%s: scope = %v", h.kind, r.Scope)
+			}
 		}
-		if !slices.Equal(r.Operations, h.wantOps) {
-			t.Errorf("%s: operations = %v, want %v", h.kind, r.Operations, h.wantOps)
-		}
-		if !slices.Equal(r.Resources, h.wantResrcs) {
-			t.Errorf("%s: resources = %v, want %v", h.kind, r.Resources, h.wantResrcs)
-		}
-		if r.Scope == nil || *r.Scope != admissionregistrationv1.NamespacedScope {
-			t.Errorf("%s: scope = %v", h.kind, r.Scope)
+		if h.kind == "binding" {
+			checkBindingHook(t, w)
 		}
 		// Never kube-system, never the webhook's own namespace.
 		sel, err := metav1LabelSelector(w.NamespaceSelector)
@@ -856,13 +870,47 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 // renderedHook is one webhook of either configuration, with what the contract expects of it. A mutating
 // webhook is carried in the validating type (they share every field but reinvocationPolicy).
 type renderedHook struct {
-	kind       string
-	w          admissionregistrationv1.ValidatingWebhook
-	reinvoke   *admissionregistrationv1.ReinvocationPolicyType
-	meta       map[string]string
-	wantPath   string
-	wantOps    []admissionregistrationv1.OperationType
-	wantResrcs []string
+	kind      string
+	w         admissionregistrationv1.ValidatingWebhook
+	reinvoke  *admissionregistrationv1.ReinvocationPolicyType
+	meta      map[string]string
+	wantPath  string
+	wantOps   []admissionregistrationv1.OperationType
+	wantRules []ruleWant
+}
+
+type ruleWant struct {
+	group     string
+	versions  []string
+	resources []string
+}
+
+const capz = "infrastructure.cluster.x-k8s.io"
+
+// The binding-time check's rules: the CAPI objects that bind a template to a cluster, in every
+// version served.
+var wantBindingRules = []ruleWant{
+	{"cluster.x-k8s.io", []string{"*"}, []string{"machinedeployments", "machinepools"}},
+	{"controlplane.cluster.x-k8s.io", []string{"*"}, []string{"kubeadmcontrolplanes"}},
+}
+
+// checkBindingHook: its own failurePolicy (Ignore by default, so a CAPI scale-up never depends on
+// the webhook), and a first matchCondition that lets only CREATE and reference changes through.
+// What the condition does is shown against a real apiserver in test/e2e (TestBindingMatchConditions).
+func checkBindingHook(t *testing.T, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	if w.Name != "validate-binding.capz-encryption-webhook.io" {
+		t.Errorf("binding webhook named %s", w.Name)
+	}
+	if len(w.MatchConditions) == 0 || w.MatchConditions[0].Name != "capz-encryption-webhook-binds-a-template" {
+		t.Fatalf("binding webhook matchConditions = %+v", w.MatchConditions)
+	}
+	for _, want := range []string{"request.operation == 'CREATE'", "spec.?template.?spec.?infrastructureRef",
+		"spec.?machineTemplate.?infrastructureRef", "spec.?machineTemplate.?spec.?infrastructureRef"} {
+		if !strings.Contains(w.MatchConditions[0].Expression, want) {
+			t.Errorf("binding matchCondition lacks %q: %s", want, w.MatchConditions[0].Expression)
+		}
+	}
 }
 
 func certSecret(t *testing.T, dep *appsv1.Deployment) string {
@@ -899,4 +947,46 @@ func metav1LabelSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 		return nil, fmt.Errorf("no selector")
 	}
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+// TestBindingWebhookValues: the binding check has its own switch and failurePolicy, independent of
+// the CAPZ validating webhook's; the user's matchConditions come after its own.
+func TestBindingWebhookValues(t *testing.T) {
+	names := func(objs []*unstructured.Unstructured) map[string]admissionregistrationv1.ValidatingWebhook {
+		out := map[string]admissionregistrationv1.ValidatingWebhook{}
+		for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
+			for _, w := range typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o).Webhooks {
+				out[w.Name] = w
+			}
+		}
+		return out
+	}
+	const binding, validate = "validate-binding.capz-encryption-webhook.io", "validate.capz-encryption-webhook.io"
+	def := names(render(t))
+	if fp := def[binding].FailurePolicy; fp == nil || *fp != admissionregistrationv1.Ignore {
+		t.Errorf("binding failurePolicy = %v, want Ignore by default", fp)
+	}
+	if fp := def[validate].FailurePolicy; fp == nil || *fp != admissionregistrationv1.Fail {
+		t.Errorf("validate failurePolicy = %v, want Fail", fp)
+	}
+	hooks := names(render(t, "--set", "webhook.binding.failurePolicy=Fail", "--set", "webhook.failurePolicy=Ignore",
+		"--set-json", `webhook.matchConditions=[{"name":"not-capi","expression":"request.userInfo.username != 'system:serviceaccount:capi-system:capi-manager'"}]`))
+	if fp := hooks[binding].FailurePolicy; *fp != admissionregistrationv1.Fail {
+		t.Errorf("binding failurePolicy = %v, want the value's Fail", *fp)
+	}
+	if fp := hooks[validate].FailurePolicy; *fp != admissionregistrationv1.Ignore {
+		t.Errorf("validate failurePolicy = %v, want Ignore", *fp)
+	}
+	if mc := hooks[binding].MatchConditions; len(mc) != 4 || mc[0].Name != "capz-encryption-webhook-binds-a-template" || mc[3].Name != "not-capi" {
+		t.Errorf("binding matchConditions = %+v", mc)
+	}
+	if only := names(render(t, "--set", "webhook.validating.enabled=false")); len(only) != 1 || only[binding].Name == "" {
+		t.Errorf("validating disabled: %v", only)
+	}
+	if only := names(render(t, "--set", "webhook.binding.enabled=false")); len(only) != 2 || only[validate].Name == "" || only[binding].Name != "" {
+		t.Errorf("binding disabled: %v", only)
+	}
+	if none := names(render(t, "--set", "webhook.binding.enabled=false", "--set", "webhook.validating.enabled=false")); len(none) != 0 {
+		t.Errorf("both disabled: %v", none)
+	}
 }

@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
@@ -291,7 +292,7 @@ func (w *warningCollector) take() []string {
 
 // collectCRDs returns the CRD files to install: cert-manager's (rendered from the Helm chart in its
 // module: the files under deploy/crds are, in its own words, incomplete sources), the ServiceMonitor
-// and PrometheusRule, CAPZ's, and CAPI's Cluster.
+// and PrometheusRule, CAPZ's, and CAPI's (core, kubeadm bootstrap and control plane).
 func collectCRDs(t *testing.T, root, helm string) []string {
 	t.Helper()
 	out := t.TempDir()
@@ -330,12 +331,12 @@ func collectCRDs(t *testing.T, root, helm string) []string {
 	}
 
 	capz := moduleDir(t, "sigs.k8s.io/cluster-api-provider-azure", projectModuleVersion(t, root, "sigs.k8s.io/cluster-api-provider-azure"))
-	capi := moduleDir(t, "sigs.k8s.io/cluster-api", projectModuleVersion(t, root, "sigs.k8s.io/cluster-api/api"))
-	return []string{
-		out,
-		filepath.Join(capz, "config", "crd", "bases"),
-		filepath.Join(capi, "core", "config", "crd", "bases", "cluster.x-k8s.io_clusters.yaml"),
+	// CAPI's too: the binding check's rules and the RBAC name MachineDeployments, KubeadmControlPlanes, ...
+	capi, err := testsupport.CAPICRDDirs(root)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return append([]string{out, filepath.Join(capz, "config", "crd", "bases")}, capi...)
 }
 
 // projectModuleVersion returns the version go.mod selects for a module (read-only).

@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
@@ -46,7 +45,8 @@ const (
 )
 
 // e2ePolicy: customer-managed keys required; defaults for eastus and southcentralus only, so an
-// object in westcentralus shows des-required.
+// object in westcentralus shows des-required. Data disks without managedDisk (CAPZ's etcd disk) get
+// one, Premium_LRS, with the region's DES.
 const e2ePolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
 kind: EncryptionPolicy
 requireCustomerManagedKeys: true
@@ -55,10 +55,12 @@ defaults:
 - name: eastus
   regions: [eastus]
   diskEncryptionSetID: ` + desEast + `
+  dataDiskStorageAccountType: Premium_LRS
   encryptionAtHost: true
 - name: southcentralus
   regions: [southcentralus]
   diskEncryptionSetID: ` + desSouth + `
+  dataDiskStorageAccountType: Premium_LRS
   encryptionAtHost: true
 `
 
@@ -225,41 +227,20 @@ rules:
 	return m.Run(), nil
 }
 
-// loadCRDs reads the CAPZ CRDs and CAPI's Cluster CRD from the module cache (no copies in the repo)
-// and adds one field to AzureMachineTemplate's schema: it stands for a field of a newer CAPZ that our
-// Go types do not know, which the mutation must carry through untouched.
+// loadCRDs reads the CAPZ CRDs and CAPI's (core, kubeadm bootstrap and control plane: what CAPZ's
+// flavors create) from the module cache (no copies in the repo), and changes two things:
+//   - CAPI's schemas keep unknown fields (testsupport.KeepFieldsAcrossVersions): this apiserver has
+//     no CAPI conversion webhook, and would otherwise store a flavor's v1beta1 KubeadmControlPlane
+//     without its infrastructure reference;
+//   - AzureMachineTemplate gets one more field: it stands for a field of a newer CAPZ that our Go
+//     types do not know, which the mutation must carry through untouched.
 func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	capz, err := goList("-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api-provider-azure")
+	crds, err := testsupport.FlavorCRDs(repoRoot)
 	if err != nil {
 		return nil, err
 	}
-	capiVersion, err := goList("-m", "-f", "{{.Version}}", "sigs.k8s.io/cluster-api/api")
-	if err != nil {
-		return nil, err
-	}
-	out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/cluster-api@"+capiVersion).Output()
-	if err != nil {
-		return nil, fmt.Errorf("go mod download sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
-	}
-	var capi struct{ Dir string }
-	if err := json.Unmarshal(out, &capi); err != nil || capi.Dir == "" {
-		return nil, fmt.Errorf("locating sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
-	}
-	files, err := filepath.Glob(filepath.Join(capz, "config", "crd", "bases", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no CAPZ CRDs under %s", capz)
-	}
-	files = append(files, filepath.Join(capi.Dir, "core", "config", "crd", "bases", "cluster.x-k8s.io_clusters.yaml"))
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, crd); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
+	testsupport.KeepFieldsAcrossVersions(crds, "cluster.x-k8s.io", "controlplane.cluster.x-k8s.io", "bootstrap.cluster.x-k8s.io")
+	for _, crd := range crds {
 		if crd.Name == "azuremachinetemplates.infrastructure.cluster.x-k8s.io" {
 			for i := range crd.Spec.Versions {
 				spec := crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"]
@@ -267,19 +248,8 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 				crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"] = spec
 			}
 		}
-		crds = append(crds, crd)
 	}
 	return crds, nil
-}
-
-func goList(args ...string) (string, error) {
-	cmd := exec.Command("go", append([]string{"list"}, args...)...)
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go list %v: %w", args, err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // webhookUser is the identity the webhook process authenticates as.

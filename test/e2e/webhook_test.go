@@ -490,6 +490,11 @@ func TestFailClosed(t *testing.T) {
 		t.Errorf("the deletion did not finish: %v", err)
 	}
 
+	// The binding check fails open (webhook.binding.failurePolicy Ignore): CAPI's MachineDeployments
+	// never depend on the webhook.
+	if err := k8s.Create(ctx(t), machineDeployment(mdV2, testNS, "while-down-md", "c", "while-down", 1)); err != nil {
+		t.Errorf("with the webhook down, the binding check must let a MachineDeployment through; got %v", err)
+	}
 	if err := hook.start(); err != nil {
 		t.Fatal(err)
 	}

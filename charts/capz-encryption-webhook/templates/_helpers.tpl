@@ -149,7 +149,34 @@ only cover a version the apiserver converts to one listed here).
     - azuremachines
     - azuremachinepools
     - azuremanagedmachinepools
+    - azuremanagedmachinepooltemplates
     - azuremanagedcontrolplanes
+    - azuremanagedcontrolplanetemplates
+    - azureasomanagedmachinepools
+    - azureasomanagedmachinepooltemplates
+    - azureasomanagedcontrolplanes
+    - azureasomanagedcontrolplanetemplates
+  scope: Namespaced
+{{- end }}
+
+{{/*
+The binding-time check's rules: the CAPI objects that bind a template to a cluster
+(internal/capiref BindingKinds; test/chart/kindtable holds this list to it). Every served version,
+as for the CAPZ kinds: each request comes in its own, and the webhook reads both CAPI shapes.
+*/}}
+{{- define "capz-encryption-webhook.bindingRules" -}}
+- apiGroups: ["cluster.x-k8s.io"]
+  apiVersions: ["*"]
+  operations: ["CREATE", "UPDATE"]
+  resources:
+    - machinedeployments
+    - machinepools
+  scope: Namespaced
+- apiGroups: ["controlplane.cluster.x-k8s.io"]
+  apiVersions: ["*"]
+  operations: ["CREATE", "UPDATE"]
+  resources:
+    - kubeadmcontrolplanes
   scope: Namespaced
 {{- end }}
 

@@ -1,9 +1,11 @@
 // Package kindtable_test holds the chart against the tables in the code that say which kinds the
-// webhook decides on (policy.Kinds) and which it reads (clusterinfo.WatchedKinds): the webhook
-// rules must name exactly the policy's kinds, and the RBAC must let the webhook read what it watches.
+// webhook decides on (policy.Kinds, capiref.BindingKinds) and which it reads
+// (clusterinfo.WatchedKinds): the webhook rules must name exactly those kinds, and the RBAC must let
+// the webhook read what it watches.
 package kindtable_test
 
 import (
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
@@ -69,7 +72,7 @@ func TestWebhookRulesNameThePolicysKinds(t *testing.T) {
 		}
 	}
 	for _, w := range v.Webhooks {
-		if w.Name == policyCheckWebhook {
+		if w.Name == policyCheckWebhook || w.Name == bindingWebhook {
 			continue
 		}
 		for _, rule := range w.Rules {
@@ -101,6 +104,39 @@ func TestWebhookRulesNameThePolicysKinds(t *testing.T) {
 	check("validating", vr, vg, all)
 }
 
+const bindingWebhook = "validate-binding.capz-encryption-webhook.io"
+
+// TestBindingWebhookRulesNameTheBindingKinds holds the binding check's rules to capiref's table of
+// binding kinds: every group and resource, and nothing else (every version: see the version check
+// above, which covers this webhook too).
+func TestBindingWebhookRulesNameTheBindingKinds(t *testing.T) {
+	_, v, err := chart.Webhooks(render(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, w := range v.Webhooks {
+		if w.Name != bindingWebhook {
+			continue
+		}
+		for _, rule := range w.Rules {
+			for _, g := range rule.APIGroups {
+				for _, res := range rule.Resources {
+					got[g+"/"+res] = true
+				}
+			}
+		}
+	}
+	want := map[string]bool{}
+	for _, k := range capiref.BindingKinds() {
+		want[k.Group+"/"+k.Resource] = true
+	}
+	if len(want) == 0 || !maps.Equal(got, want) {
+		t.Errorf("binding webhook rules cover %v; capiref.BindingKinds() says %v: update the chart's bindingRules (_helpers.tpl) or the table (internal/capiref)",
+			slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+}
+
 // TestRBACIsExactlyWhatTheWebhookReads: the ClusterRole lets the webhook get, list and watch every
 // kind it watches (clusterinfo.WatchedKinds) and nothing else, plus create on the two reviews the
 // metrics filter makes. A grant the code never uses is a grant too many.
@@ -119,7 +155,7 @@ func TestRBACIsExactlyWhatTheWebhookReads(t *testing.T) {
 		t.Fatal("no ClusterRole for the webhook")
 	}
 	want := map[string][]string{}
-	for _, w := range clusterinfo.WatchedKinds(clusterinfo.ClusterV1Beta2) {
+	for _, w := range clusterinfo.WatchedKinds(nil) {
 		want[w.GVK.Group+"/"+w.Resource] = []string{"get", "list", "watch"}
 	}
 	for _, review := range []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"} {
