@@ -293,6 +293,10 @@ func (o *serveOptions) run(signal context.Context) error {
 			// MachineDeployments, Machines, ... are trimmed further, to their references.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         byObject,
+			// A read of a kind nobody registered fails instead of quietly starting an informer: what
+			// the webhook caches is exactly clusterinfo.WatchedKinds, so its memory cannot grow with
+			// kinds read by accident (the templates are read on demand, with the API reader).
+			ReaderFailOnMissingInformer: true,
 		},
 	}
 	o.audit.managerOptions(&mgrOpts)

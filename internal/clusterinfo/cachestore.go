@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,6 +54,11 @@ type watchable struct {
 	refs     bool // a CAPI kind whose references are followed
 	trim     bool // the cache keeps only what capiref reads
 	noStatus bool // the cache drops status (CAPZ objects read for their spec)
+	// onDemand kinds are read with a GET when needed, never watched: the templates the binding
+	// check reads. A management cluster keeps every template a topology change ever made, the
+	// check runs only when a MachineDeployment or KubeadmControlPlane is created or re-pointed, and
+	// caching them all would make the webhook's memory grow with the cluster's history.
+	onDemand bool
 }
 
 func watchables() []watchable {
@@ -67,15 +73,18 @@ func watchables() []watchable {
 		out = append(out, watchable{gk: schema.GroupKind{Group: k.Group, Kind: k.Kind}, resource: k.Resource,
 			versions: []string{"v1beta2", v1beta1}, refs: true, trim: k.Kind != kindCluster})
 	}
-	// What a binding object references, for the binding-time check; AKS control planes.
-	for _, t := range []struct{ kind, resource string }{
-		{"AzureMachineTemplate", "azuremachinetemplates"}, {"AzureMachinePool", "azuremachinepools"},
-		{"AzureManagedMachinePool", "azuremanagedmachinepools"}, {"AzureASOManagedMachinePool", "azureasomanagedmachinepools"},
-		// An AKS cluster's region is its control plane's.
-		{"AzureManagedControlPlane", "azuremanagedcontrolplanes"}, {"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes"},
+	// What a binding object references, for the binding-time check (read on demand); AKS control
+	// planes (watched: an AKS cluster's region is its control plane's, asked on every request).
+	for _, t := range []struct {
+		kind, resource string
+		onDemand       bool
+	}{
+		{"AzureMachineTemplate", "azuremachinetemplates", true}, {"AzureMachinePool", "azuremachinepools", true},
+		{"AzureManagedMachinePool", "azuremanagedmachinepools", true}, {"AzureASOManagedMachinePool", "azureasomanagedmachinepools", true},
+		{"AzureManagedControlPlane", "azuremanagedcontrolplanes", false}, {"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes", false},
 	} {
 		out = append(out, watchable{gk: schema.GroupKind{Group: policy.Group, Kind: t.kind}, resource: t.resource,
-			versions: []string{v1beta1, "v1alpha1"}, noStatus: true})
+			versions: []string{v1beta1, "v1alpha1"}, noStatus: true, onDemand: t.onDemand})
 	}
 	return out
 }
@@ -112,9 +121,18 @@ func ServedVersions(mapper meta.RESTMapper) Served {
 // informer (and, for CAPI kinds, the IndexRef index and a trimming transform) for each, and
 // test/chart checks that the chart's ClusterRole lets the webhook list and watch every one. A nil
 // served lists every kind at its newest version.
-func WatchedKinds(served Served) []WatchedKind {
+func WatchedKinds(served Served) []WatchedKind { return kindsOf(served, false) }
+
+// OnDemandKinds lists the kinds the resolver reads with a GET when it needs one, without watching
+// them; the chart's RBAC grants get on each (test/chart/kindtable).
+func OnDemandKinds(served Served) []WatchedKind { return kindsOf(served, true) }
+
+func kindsOf(served Served, onDemand bool) []WatchedKind {
 	var out []WatchedKind
 	for _, w := range watchables() {
+		if w.onDemand != onDemand {
+			continue
+		}
 		v := w.versions[0]
 		if served != nil {
 			var ok bool
@@ -176,11 +194,13 @@ func IndexRefs(k capiref.Kind) client.IndexerFunc {
 // apiserver, each live call bounded by timeout.
 type CacheStore struct {
 	cache, live client.Reader
-	served      Served
-	watched     map[schema.GroupKind]bool
-	timeout     time.Duration
-	metrics     *Metrics
-	log         logr.Logger
+	// liveBinds remembers recent live bindings by object (see Bind); bounded, entries expire.
+	liveBinds *utilcache.LRUExpireCache
+	served    Served
+	watched   map[schema.GroupKind]bool
+	timeout   time.Duration
+	metrics   *Metrics
+	log       logr.Logger
 }
 
 // NewCacheStore returns a store over the manager's cache and its uncached API reader.
@@ -189,7 +209,8 @@ func NewCacheStore(cache, live client.Reader, served Served, timeout time.Durati
 	for _, w := range WatchedKinds(served) {
 		watched[w.GVK.GroupKind()] = true
 	}
-	return &CacheStore{cache: cache, live: live, served: served, watched: watched, timeout: timeout, metrics: m, log: log}
+	return &CacheStore{cache: cache, live: live, served: served, watched: watched, timeout: timeout, metrics: m, log: log,
+		liveBinds: utilcache.NewLRUExpireCache(1024)}
 }
 
 var _ Store = (*CacheStore)(nil)
@@ -292,18 +313,38 @@ func itemsOf(list *unstructured.UnstructuredList) []map[string]any {
 // filtered by reference (no field selector reaches into spec), so it lists the referrer kinds in the
 // namespace and filters here, bounded by the store's timeout; it only happens for objects the cache
 // cannot bind, which is rare outside a cluster's creation.
+//
+// The answer of such a live pass is kept for a few seconds under the object's name, so that the
+// validating call of a CREATE reuses what its mutating call looked up instead of listing again.
 func (s *CacheStore) Bind(ctx context.Context, subj Subject) policy.ClusterInfo {
 	b := Bind(ctx, s, subj)
 	if b.Name != "" || b.Class != "" || b.BoundBy != "" {
 		s.metrics.resolved("cache", b)
 		return b
 	}
+	key := ""
+	if subj.Name != "" { // an object named by generateName only has no name yet
+		key = subj.Namespace + "/" + subj.Group + "/" + subj.Kind + "/" + subj.Name
+		if v, ok := s.liveBinds.Get(key); ok {
+			b = v.(policy.ClusterInfo)
+			s.metrics.resolved("live-reused", b)
+			return b
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	b = Bind(ctx, liveStore{s}, subj)
 	s.metrics.resolved("live", b)
+	if key != "" && ctx.Err() == nil {
+		s.liveBinds.Add(key, b, liveBindTTL)
+	}
 	return b
 }
+
+// liveBindTTL is how long a live binding answers again for the same object: long enough for the
+// validating call that follows the mutating one, short enough that an object re-created later is
+// looked up afresh.
+const liveBindTTL = 5 * time.Second
 
 // liveStore reads everything from the apiserver.
 type liveStore struct{ s *CacheStore }
@@ -368,7 +409,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		resolutions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capz_encryption_webhook_binding_resolutions_total",
-			Help: "Objects bound to a cluster by phase (cache, or live after the cache found nothing) and result (bound, class, ambiguous, unbound).",
+			Help: "Objects bound to a cluster by phase (cache; live after the cache found nothing; live-reused, a live answer of a few seconds ago for the same object) and result (bound, class, ambiguous, unbound).",
 		}, []string{"phase", "result"}),
 		liveCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capz_encryption_webhook_live_lookups_total",

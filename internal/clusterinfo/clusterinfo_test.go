@@ -40,7 +40,7 @@ func unstr(o map[string]any) *unstructured.Unstructured { return &unstructured.U
 // served is what ServedVersions returns against CAPI v1.14 and CAPZ v1.27.
 func served() Served {
 	s := Served{}
-	for _, w := range WatchedKinds(nil) {
+	for _, w := range append(WatchedKinds(nil), OnDemandKinds(nil)...) {
 		s[w.GVK.GroupKind()] = w.GVK.Version
 	}
 	return s
@@ -181,6 +181,24 @@ func TestLiveFallback(t *testing.T) {
 		t.Errorf("live unbound = %v, want 1", n)
 	}
 
+	// The validating call of a CREATE reuses what its mutating call looked up live.
+	counting := &countingReader{Reader: apiserver}
+	r = New(empty, NewCacheStore(empty, counting, sv, time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
+	for _, name := range []string{"alone", "flavor-md-0"} {
+		r.Resolve(context.Background(), amt(name))
+		first := counting.lists
+		if first == 0 {
+			t.Fatalf("%s: no live List at all", name)
+		}
+		if got := r.Resolve(context.Background(), amt(name)); name == "flavor-md-0" && got.Cluster.Name != "flavor" {
+			t.Errorf("%s, reused: %+v", name, got)
+		}
+		if counting.lists != first {
+			t.Errorf("%s: the second resolution listed again (%d Lists, then %d)", name, first, counting.lists)
+		}
+		counting.lists = 0
+	}
+
 	// With the cache caught up, the apiserver is not asked.
 	full := fakeCache(sv, flavor...)
 	r = New(full, NewCacheStore(full, failing{t: t}, sv, time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
@@ -220,4 +238,15 @@ func TestTransforms(t *testing.T) {
 			}
 		}
 	}
+}
+
+// countingReader counts the Lists that reach the apiserver.
+type countingReader struct {
+	client.Reader
+	lists int
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.lists++
+	return c.Reader.List(ctx, list, opts...)
 }

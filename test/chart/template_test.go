@@ -46,11 +46,16 @@ var (
 
 // The ClusterRole of the contract: read-only, for region and AKS resolution.
 var wantRBAC = map[string][]string{
-	"":                              {"namespaces"},
-	"cluster.x-k8s.io":              {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
-	"controlplane.cluster.x-k8s.io": {"kubeadmcontrolplanes"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools",
-		"azuremanagedcontrolplanes", "azureasomanagedcontrolplanes"},
+	"":                                {"namespaces"},
+	"cluster.x-k8s.io":                {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
+	"controlplane.cluster.x-k8s.io":   {"kubeadmcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedcontrolplanes", "azureasomanagedcontrolplanes"},
+}
+
+// wantGetRBAC is what the webhook reads one object at a time, never watches (get only): the
+// templates the binding-time check reads.
+var wantGetRBAC = map[string][]string{
+	"infrastructure.cluster.x-k8s.io": {"azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools"},
 }
 
 // wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
@@ -672,7 +677,7 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if role == nil {
 		t.Fatal("no ClusterRole for the webhook")
 	}
-	got, reviews := map[string][]string{}, map[string][]string{}
+	got, gets, reviews := map[string][]string{}, map[string][]string{}, map[string][]string{}
 	for _, r := range role.Rules {
 		if len(r.NonResourceURLs) != 0 || len(r.ResourceNames) != 0 {
 			t.Errorf("unexpected rule %+v", r)
@@ -684,11 +689,15 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 			reviews[r.APIGroups[0]] = append(reviews[r.APIGroups[0]], r.Resources...)
 			continue
 		}
-		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
-			t.Errorf("rule %+v: verbs must be exactly get, list, watch", r)
+		into := got
+		switch {
+		case slices.Equal(r.Verbs, []string{"get"}):
+			into = gets
+		case !slices.Equal(r.Verbs, []string{"get", "list", "watch"}):
+			t.Errorf("rule %+v: verbs must be exactly get, list, watch (or get alone)", r)
 		}
 		for _, g := range r.APIGroups {
-			got[g] = append(got[g], r.Resources...)
+			into[g] = append(into[g], r.Resources...)
 		}
 		for _, res := range r.Resources {
 			if res == "secrets" || res == "*" || strings.Contains(res, "/") {
@@ -698,6 +707,9 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 	if !reflect.DeepEqual(got, wantRBAC) {
 		t.Errorf("ClusterRole grants\n %v\nwant\n %v", got, wantRBAC)
+	}
+	if !reflect.DeepEqual(gets, wantGetRBAC) {
+		t.Errorf("ClusterRole grants get alone on\n %v\nwant\n %v", gets, wantGetRBAC)
 	}
 	if want := map[string][]string{}; secure && !reflect.DeepEqual(reviews, wantMetricsAuthRBAC) || !secure && !reflect.DeepEqual(reviews, want) {
 		t.Errorf("ClusterRole grants reviews %v (secure metrics %v)", reviews, secure)

@@ -138,8 +138,9 @@ func TestBindingWebhookRulesNameTheBindingKinds(t *testing.T) {
 }
 
 // TestRBACIsExactlyWhatTheWebhookReads: the ClusterRole lets the webhook get, list and watch every
-// kind it watches (clusterinfo.WatchedKinds) and nothing else, plus create on the two reviews the
-// metrics filter makes. A grant the code never uses is a grant too many.
+// kind it watches (clusterinfo.WatchedKinds), get what it reads on demand (clusterinfo.OnDemandKinds)
+// and nothing else, plus create on the two reviews the metrics filter makes. A grant the code never
+// uses is a grant too many.
 func TestRBACIsExactlyWhatTheWebhookReads(t *testing.T) {
 	var role *rbacv1.ClusterRole
 	for _, o := range chart.Find(render(t), "ClusterRole") {
@@ -157,6 +158,9 @@ func TestRBACIsExactlyWhatTheWebhookReads(t *testing.T) {
 	want := map[string][]string{}
 	for _, w := range clusterinfo.WatchedKinds(nil) {
 		want[w.GVK.Group+"/"+w.Resource] = []string{"get", "list", "watch"}
+	}
+	for _, w := range clusterinfo.OnDemandKinds(nil) {
+		want[w.GVK.Group+"/"+w.Resource] = []string{"get"}
 	}
 	for _, review := range []string{"authentication.k8s.io/tokenreviews", "authorization.k8s.io/subjectaccessreviews"} {
 		want[review] = []string{"create"}
