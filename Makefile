@@ -65,21 +65,30 @@ test: lint test-unit test-e2e ## Everything CI runs: lint, unit tests, end-to-en
 # test-unit also runs the packages whose state is shared between requests and background refreshes
 # under the race detector: their concurrency tests only mean something there.
 .PHONY: test-unit
-test-unit: helm ## Unit tests (no control plane; chart tests use helm).
-	HELM="$(HELM)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
-	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/...
+test-unit: helm clusterctl ## Unit tests (no control plane; chart tests use helm, test/capzflavors compares its rendering with clusterctl).
+	HELM="$(HELM)" CLUSTERCTL="$$(hack/clusterctl.sh)" go test -count=1 $$(go list ./... | grep -vE '/test/(e2e|chartapply)')
+	go test -count=1 -race ./internal/azure/... ./internal/admission/... ./internal/skus/... ./internal/policyfile/... ./internal/audit/... ./internal/catalogfile/...
 
 .PHONY: test-e2e
 test-e2e: envtest-assets helm ## End-to-end tests against a real kube-apiserver + etcd built from source.
 	@mkdir -p $(LOCALBIN); rc=0; \
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test -count=1 -timeout 40m -v ./test/e2e/... ./test/chartapply/... > $(LOCALBIN)/e2e.log 2>&1 || rc=$$?; \
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test -count=1 -timeout 40m -v ./test/e2e/... ./test/chartapply/... ./test/capzflavors/... > $(LOCALBIN)/e2e.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok|FAIL|PASS|panic)|^\s+\S+_test.go:[0-9]+:|setup took|slowest' $(LOCALBIN)/e2e.log || true; \
 	if [ $$rc -ne 0 ]; then echo "e2e failed (exit $$rc); full log: $(LOCALBIN)/e2e.log"; tail -50 $(LOCALBIN)/e2e.log; fi; \
 	exit $$rc
 
+# Every Fuzz* function of the repository, found in the sources, one after the other (go test fuzzes
+# one target at a time). `make test` runs their seed corpora only, as plain tests.
 .PHONY: fuzz
-fuzz: ## Run the fuzz tests (FUZZTIME per target, default 60s).
-	go test ./internal/desid -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s}
+fuzz: ## Run every fuzz target of the repo for FUZZTIME each (default 60s); prints each one's last progress line.
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
+	    echo "== $$dir $$t (FUZZTIME $${FUZZTIME:-60s})"; \
+	    rc=0; out=$$(go test $$dir -run '^$$' -fuzz "^$$t\$$" -fuzztime $${FUZZTIME:-60s} 2>&1) || rc=$$?; \
+	    echo "$$out" | grep -E '^fuzz: elapsed' | tail -1; \
+	    if [ $$rc -ne 0 ]; then echo "$$out" | tail -40; exit $$rc; fi; \
+	  done; \
+	done
 
 # Load harness knobs: creates per mode and round, concurrent clients, rounds (every round measures
 # every mode once, in turn).
@@ -123,6 +132,10 @@ sku-catalog: ## Regenerate the embedded catalog from a live subscription (needs 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd and kubectl from Go modules (cached outside the clone).
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) hack/envtest-assets.sh >/dev/null
+
+.PHONY: clusterctl
+clusterctl: ## Build clusterctl at go.mod's Cluster API version from Go modules (cached outside the clone).
+	hack/clusterctl.sh >/dev/null
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.

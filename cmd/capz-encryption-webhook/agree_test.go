@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
@@ -147,7 +148,9 @@ func TestCheckAndWebhookAgree(t *testing.T) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	resolver := clusterinfo.New(fake.NewClientBuilder().WithScheme(scheme).WithObjects(cache...).Build(), clusterinfo.ClusterV1Beta2, logr.Discard())
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(cache...).Build()
+	served := clusterinfo.Served{clusterinfo.ClusterV1Beta2.GroupKind(): "v1beta2", clusterinfo.AzureCluster.GroupKind(): "v1beta1"}
+	resolver := clusterinfo.New(c, clusterinfo.NewCacheStore(c, c, served, time.Second, nil, logr.Discard()), logr.Discard())
 	catalog, err := skucatalog.Build(nil, "")
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
 }
 
 func (o *celOptions) run(stdout io.Writer) error {
-	if o.output != "yaml" && o.output != "json" {
+	if o.output != "yaml" && o.output != outputJSON {
 		return &exitError{code: 2, err: fmt.Errorf("--output must be yaml or json, not %q", o.output)}
 	}
 	pol := policy.DefaultPolicy()
@@ -86,7 +86,7 @@ func (o *celOptions) run(stdout io.Writer) error {
 	switch {
 	case o.explain:
 		err = res.WriteExplain(stdout)
-	case o.output == "json":
+	case o.output == outputJSON:
 		err = res.WriteJSON(stdout)
 	default:
 		err = res.WriteYAML(stdout)

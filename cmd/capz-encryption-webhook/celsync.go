@@ -27,19 +27,15 @@ type celSyncOptions struct {
 	namespaceSelector string
 	interval          time.Duration
 	resync            time.Duration
-	leaderElectionID  string
-	leaderElectionNS  string
 }
 
 func (o *celSyncOptions) addFlags(f *pflag.FlagSet) {
-	f.BoolVar(&o.enabled, "cel-sync", false, "keep the admission policies that `cel` compiles from the policy in force in the cluster (server-side apply; leader-elected; the webhook serves on every replica)")
+	f.BoolVar(&o.enabled, "cel-sync", false, "keep the admission policies that `cel` compiles from the policy in force in the cluster (server-side apply; on the replica elected with --leader-election-id; the webhook serves on every replica)")
 	f.StringVar(&o.namespace, "cel-namespace", "", "the webhook's namespace, which the compiled policies leave out (default: $POD_NAMESPACE, else "+celpolicy.DefaultNamespace+")")
 	f.StringSliceVar(&o.excludeNamespaces, "cel-exclude-namespaces", nil, "namespaces the compiled policies leave out, besides kube-system and --cel-namespace (as the webhook configurations do)")
 	f.StringVar(&o.namespaceSelector, "cel-namespace-selector", "", "label selector (JSON: matchLabels, matchExpressions) that narrows the compiled policies' namespaces, as the webhook configurations' namespaceSelector does")
 	f.DurationVar(&o.interval, "cel-sync-interval", 10*time.Second, "how often the policy in force and the catalog are compiled and compared with what was applied")
 	f.DurationVar(&o.resync, "cel-resync-interval", 10*time.Minute, "how often everything is applied again even if unchanged, repairing compiled objects that someone edited or deleted")
-	f.StringVar(&o.leaderElectionID, "leader-election-id", "capz-encryption-webhook", "name of the Lease that elects the replica that writes (with --cel-sync)")
-	f.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of that Lease (default: --cel-namespace)")
 }
 
 func (o *celSyncOptions) celNamespace() string {
@@ -50,16 +46,6 @@ func (o *celSyncOptions) celNamespace() string {
 		return os.Getenv("POD_NAMESPACE")
 	}
 	return celpolicy.DefaultNamespace
-}
-
-func (o *celSyncOptions) leaderElectionNamespace() string {
-	if !o.enabled {
-		return ""
-	}
-	if o.leaderElectionNS != "" {
-		return o.leaderElectionNS
-	}
-	return o.celNamespace()
 }
 
 // compileOptions checks the flags even when the sync is off, so that a typo fails the start.
@@ -85,6 +71,22 @@ func (o *celSyncOptions) compileOptions() (celpolicy.Options, error) {
 		return opts, fmt.Errorf("--cel-*: %w", err)
 	}
 	return opts, nil
+}
+
+// managerOptions turns leader election on (with leaderElection, the Lease the background audit
+// shares) when the sync is: the syncer runs on the elected replica only.
+func (o *celSyncOptions) managerOptions(mo *manager.Options, leaderElection func(*manager.Options)) {
+	if o.enabled {
+		leaderElection(mo)
+	}
+}
+
+// start adds the syncer to the manager, when the sync is on.
+func (o *celSyncOptions) start(mgr manager.Manager, policies *policyfile.Store, catalog skus.Catalog, opts celpolicy.Options, log logr.Logger) error {
+	if !o.enabled {
+		return nil
+	}
+	return mgr.Add(o.syncer(mgr, policies, catalog, opts, log))
 }
 
 func (o *celSyncOptions) syncer(mgr manager.Manager, policies *policyfile.Store, catalog skus.Catalog, opts celpolicy.Options, log logr.Logger) *celsync.Syncer {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/manifest"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
@@ -64,8 +67,10 @@ type checkResult struct {
 	Warnings     []findingOut        `json:"warnings"`
 	Audit        []findingOut        `json:"audit"`
 	Patch        []map[string]any    `json:"patch"`
+	Injected     []string            `json:"injected,omitempty"`
 	Region       string              `json:"region"`
 	RegionSource string              `json:"regionSource"`
+	Binding      string              `json:"binding"`
 	Catalog      string              `json:"catalog"`
 	Default      string              `json:"default,omitempty"`
 	Cluster      *policy.ClusterInfo `json:"cluster,omitempty"`
@@ -79,7 +84,7 @@ type findingOut struct {
 }
 
 func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
-	if o.output != "text" && o.output != "json" {
+	if o.output != "text" && o.output != outputJSON {
 		return &exitError{code: 2, err: fmt.Errorf("--output must be text or json, not %q", o.output)}
 	}
 	objs, err := manifest.ReadPaths(o.files, stdin)
@@ -94,7 +99,10 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	index := newClusterIndex(objs, o.namespace)
+	store, err := newInputStore(objs, o.namespace)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	now := time.Now()
 	var results []checkResult
 	skipped := 0
@@ -107,7 +115,10 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 		if ns == "" {
 			ns = o.namespace
 		}
-		info := index.resolve(ns, obj.Labels[policy.LabelClusterName])
+		info, err := store.resolve(obj, ns)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
 		if o.location != "" {
 			info.Locations = append(info.Locations, policy.LocationCandidate{Location: o.location, Source: "flag"})
 		}
@@ -127,7 +138,7 @@ func (o *checkOptions) run(stdin io.Reader, stdout io.Writer) error {
 			denied++
 		}
 	}
-	if o.output == "json" {
+	if o.output == outputJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if results == nil {
@@ -175,8 +186,8 @@ func (o *checkOptions) loadPolicy(objs []manifest.Object) (*policy.Policy, error
 func toResult(obj manifest.Object, d *policy.Decision, cluster policy.ClusterInfo) checkResult {
 	r := checkResult{
 		Kind: d.Kind, Namespace: d.Namespace, Name: d.Name, File: obj.File, Line: obj.Line,
-		Allowed: d.Allowed, Region: d.Region, RegionSource: d.RegionSource, Catalog: d.Catalog.Name,
-		Default:    d.DefaultName,
+		Allowed: d.Allowed, Region: d.Region, RegionSource: d.RegionSource, Binding: d.Binding, Catalog: d.Catalog.Name,
+		Default: d.DefaultName, Injected: d.Injected,
 		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{},
 	}
 	r.Evidence = d.Evidence
@@ -216,6 +227,9 @@ func printText(w io.Writer, results []checkResult, skipped int, policySource str
 		if r.Region != "" {
 			region = "region " + r.Region + " from " + r.RegionSource
 		}
+		if r.Binding != "" && r.Binding != policy.BindingUnbound {
+			region += ", bound by " + r.Binding
+		}
 		fmt.Fprintf(w, "%s %s/%s (%s:%d): %s  [%s; catalog %s]\n", r.Kind, r.Namespace, r.Name, r.File, r.Line, verdict, region, r.Catalog)
 		for _, f := range r.Violations {
 			fmt.Fprintf(w, "  deny  [%s] %s: %s\n", f.Rule, f.Field, f.Message)
@@ -238,38 +252,30 @@ func printText(w io.Writer, results []checkResult, skipped int, policySource str
 		len(results), denied, len(results)-denied, patched, skipped, policySource)
 }
 
-// clusterIndex holds the Clusters and AzureClusters of the input, so that objects are resolved the
-// way the webhook resolves them from its cache (clusterinfo.ResolveCluster).
-type clusterIndex struct {
-	byKey map[string]map[string]any // kind/namespace/name → object
-}
+// inputStore holds the whole input, so that objects are bound to their clusters the way the webhook
+// binds them from its cache: by label, by owner, and by whoever references them (a flavor's
+// KubeadmControlPlane and MachineDeployments), then read the Cluster and its AzureCluster.
+type inputStore struct{ store *clusterinfo.ObjectStore }
 
-func newClusterIndex(objs []manifest.Object, defaultNS string) *clusterIndex {
-	ix := &clusterIndex{byKey: map[string]map[string]any{}}
+func newInputStore(objs []manifest.Object, defaultNS string) (*inputStore, error) {
+	decoded := make([]map[string]any, 0, len(objs))
 	for _, o := range objs {
-		if o.Kind != "Cluster" && o.Kind != clusterinfo.AzureCluster.Kind {
-			continue
-		}
 		var m map[string]any
-		if json.Unmarshal(o.JSON, &m) != nil {
-			continue
+		if err := json.Unmarshal(o.JSON, &m); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", o.File, o.Line, err)
 		}
-		ns := o.Namespace
-		if ns == "" {
-			ns = defaultNS
-		}
-		ix.byKey[o.Kind+"/"+ns+"/"+o.Name] = m
+		decoded = append(decoded, m)
 	}
-	return ix
+	return &inputStore{store: clusterinfo.NewObjectStore(decoded, defaultNS)}, nil
 }
 
-func (ix *clusterIndex) resolve(ns, clusterName string) clusterinfo.Result {
-	if clusterName == "" {
-		return clusterinfo.Result{}
+func (st *inputStore) resolve(obj manifest.Object, ns string) (clusterinfo.Result, error) {
+	meta, err := objmeta.Decode(obj.JSON)
+	if err != nil {
+		return clusterinfo.Result{}, fmt.Errorf("%s:%d: %w", obj.File, obj.Line, err)
 	}
-	cluster, locations := clusterinfo.ResolveCluster(clusterName, func(kind, name string) (map[string]any, bool) {
-		m, ok := ix.byKey[kind+"/"+ns+"/"+name]
-		return m, ok
-	})
-	return clusterinfo.Result{Cluster: cluster, Locations: locations}
+	subject := clusterinfo.SubjectOf(meta, ns, nil)
+	self := st.store.Excluding(schema.GroupKind{Group: subject.Group, Kind: subject.Kind}, ns, subject.Name)
+	cluster, locations := clusterinfo.Resolve(context.Background(), self, subject)
+	return clusterinfo.Result{Cluster: cluster, Locations: locations}, nil
 }

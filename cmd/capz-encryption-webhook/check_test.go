@@ -12,6 +12,7 @@ import (
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/capzflavors"
 )
 
 // runCLI runs the command in-process and returns stdout and the exit code main would use.
@@ -175,5 +176,69 @@ func TestVersion(t *testing.T) {
 	out, code := runCLI(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "capz-encryption-webhook ") {
 		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+// TestCheckBindsFlavorTemplatesByReference runs check on CAPZ's default flavor as clusterctl renders
+// it: no template carries the cluster-name label, so the region must come from the
+// KubeadmControlPlane and MachineDeployment that reference them, through the Cluster.
+func TestCheckBindsFlavorTemplatesByReference(t *testing.T) {
+	f, err := capzflavors.Lookup("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := capzflavors.Render(f, capzflavors.DefaultVars("southcentralus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "flavor.yaml")
+	policyFile := filepath.Join(dir, "policy.yaml")
+	des := "/subscriptions/" + capzflavors.TestSubscriptionID + "/resourceGroups/k/providers/Microsoft.Compute/diskEncryptionSets/scus"
+	if err := os.WriteFile(manifest, rendered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(policyFile, []byte(`apiVersion: policy.capz-encryption-webhook.io/v1alpha1
+kind: EncryptionPolicy
+requireCustomerManagedKeys: true
+defaults:
+- name: scus
+  regions: [southcentralus]
+  diskEncryptionSetID: `+des+`
+  dataDiskStorageAccountType: Premium_LRS
+  encryptionAtHost: true
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, "", "check", "-f", manifest, "--policy", policyFile, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	var results []struct {
+		jsonResult
+		Binding string `json:"binding"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"capz-southcentralus-control-plane": "KubeadmControlPlane capz-southcentralus-control-plane",
+		"capz-southcentralus-md-0":          "MachineDeployment capz-southcentralus-md-0",
+	}
+	for _, r := range results {
+		if r.Kind != "AzureMachineTemplate" {
+			continue
+		}
+		if r.Region != "southcentralus" || r.RegionSource != "cluster" || r.Binding != want[r.Name] {
+			t.Errorf("%s: region %q from %q, binding %q; want southcentralus from cluster, bound by %q", r.Name, r.Region, r.RegionSource, r.Binding, want[r.Name])
+		}
+		delete(want, r.Name)
+		patch, _ := json.Marshal(r.Patch)
+		if !strings.Contains(string(patch), `"path":"/spec/template/spec/osDisk/managedDisk","value":{"diskEncryptionSet":{"id":"`+des+`"}}`) {
+			t.Errorf("%s: the region's DES was not injected: %s", r.Name, patch)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("not checked: %v", want)
 	}
 }

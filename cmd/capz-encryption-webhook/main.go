@@ -1,5 +1,6 @@
 // Command capz-encryption-webhook enforces the organisation's disk-encryption policy on Cluster API
-// Provider Azure objects: `serve` runs the admission webhook, `check` evaluates manifests offline.
+// Provider Azure objects: `serve` runs the admission webhook, `check` evaluates manifests offline,
+// `audit` judges what already exists in a cluster (and in Azure).
 package main
 
 import (
@@ -28,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), newServeCmd(), newCELCmd(), newVersionCmd())
+	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newCELCmd(), newVersionCmd())
 	return root
 }
 
@@ -58,3 +59,6 @@ func main() {
 	fmt.Fprintln(os.Stderr, "error:", err)
 	os.Exit(2)
 }
+
+// outputJSON is the -o value for JSON output (check, audit, cel).
+const outputJSON = "json"

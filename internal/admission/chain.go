@@ -2,8 +2,10 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -57,6 +59,104 @@ func WithRecovery() Middleware {
 						fmt.Errorf("capz-encryption-webhook: internal error deciding on %s %s/%s", req.Kind.Kind, req.Namespace, req.Name))
 				}
 			}()
+			return next(ctx, req, e)
+		}
+	}
+}
+
+// Limiter bounds the admission work done at once, across both webhooks: at most Max requests are
+// decided concurrently, and of those at most MaxLarge whose objects together exceed LargeBytes. A
+// request beyond the bound waits at most Wait for a slot.
+//
+// The decision's memory grows with the objects (each is decoded, the stored one too on UPDATE), and
+// controller-runtime reads bodies of up to 7 MiB: a few requests near that size cost more than a
+// thousand real CAPZ objects, which are kilobytes. Giving them a lane of their own means they wait
+// for each other, never for a normal request's slot, and normal requests never wait behind them.
+type Limiter struct {
+	Max, MaxLarge int
+	LargeBytes    int
+	Wait          time.Duration
+
+	once         sync.Once
+	slots, large chan struct{}
+}
+
+// errOverloaded is the answer when no slot frees up within Wait.
+var errOverloaded = errors.New("capz-encryption-webhook: too many requests in flight; retry")
+
+func (l *Limiter) init() {
+	l.once.Do(func() {
+		l.slots = make(chan struct{}, max(l.Max, 1))
+		l.large = make(chan struct{}, max(l.MaxLarge, 1))
+	})
+}
+
+// acquire takes the slots req needs, waiting until Wait has passed or ctx ends; release gives them
+// back. It reports false when it got none.
+func (l *Limiter) acquire(ctx context.Context, size int) (release func(), ok bool) {
+	l.init()
+	timer := time.NewTimer(l.Wait)
+	defer timer.Stop()
+	take := func(ch chan struct{}) bool {
+		select {
+		case ch <- struct{}{}:
+			return true
+		default:
+		}
+		select {
+		case ch <- struct{}{}:
+			return true
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	isLarge := size > l.LargeBytes
+	if isLarge && !take(l.large) {
+		return nil, false
+	}
+	if !take(l.slots) {
+		if isLarge {
+			<-l.large
+		}
+		return nil, false
+	}
+	return func() {
+		<-l.slots
+		if isLarge {
+			<-l.large
+		}
+	}, true
+}
+
+// inFlight is the number of requests holding a slot.
+func (l *Limiter) inFlight() int {
+	l.init()
+	return len(l.slots)
+}
+
+// WithInFlightLimit answers a request that finds no slot within the limiter's Wait with an error:
+// the apiserver takes an errored answer as a rejection, whatever the failurePolicy, like every other
+// answer that is not a decision (see WithRecovery), so load cannot be used to get objects admitted
+// unchecked where failurePolicy is Ignore. Waiting briefly rather than answering at once absorbs a
+// burst (a MachineDeployment scaling out creates its machines together); waiting far less than the
+// webhook timeout makes sure the apiserver gets this answer, and the client a message to retry,
+// instead of a timeout. A nil limiter limits nothing.
+func WithInFlightLimit(l *Limiter, m *Metrics) Middleware {
+	return func(next HandlerFunc) HandlerFunc {
+		if l == nil {
+			return next
+		}
+		return func(ctx context.Context, req admission.Request, e *decisionlog.Entry) admission.Response {
+			release, ok := l.acquire(ctx, len(req.Object.Raw)+len(req.OldObject.Raw))
+			if !ok {
+				e.Err = errOverloaded
+				m.overloaded(e.Webhook)
+				return admission.Errored(http.StatusTooManyRequests, errOverloaded)
+			}
+			defer release()
+			m.setInFlight(l.inFlight())
 			return next(ctx, req, e)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
@@ -29,11 +30,20 @@ type Mode string
 const (
 	Mutate   Mode = "mutate"
 	Validate Mode = "validate"
+	// Binding is the binding-time check of MachineDeployments, KubeadmControlPlanes and
+	// MachinePools (binding.go).
+	Binding Mode = "validate-binding"
 )
 
 // Resolver finds an object's surroundings (clusterinfo.Resolver in production).
 type Resolver interface {
-	Resolve(ctx context.Context, namespace string, objLabels map[string]string) clusterinfo.Result
+	Resolve(ctx context.Context, s clusterinfo.Subject) clusterinfo.Result
+}
+
+// ObjectReader reads the object a binding references (clusterinfo.Resolver in production: the
+// informer cache, then the apiserver).
+type ObjectReader interface {
+	Object(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool)
 }
 
 // PolicySource returns the policy in force (policyfile.Store in production).
@@ -41,30 +51,43 @@ type PolicySource interface {
 	Get() *policy.Policy
 }
 
-var _ Resolver = (*clusterinfo.Resolver)(nil)
+var (
+	_ Resolver     = (*clusterinfo.Resolver)(nil)
+	_ ObjectReader = (*clusterinfo.Resolver)(nil)
+)
 
 // Config is what a handler needs.
 type Config struct {
 	Mode     Mode
 	Policies PolicySource
 	Resolver Resolver
-	Catalog  skus.Catalog
+	// Objects is needed by the Binding mode only.
+	Objects ObjectReader
+	Catalog skus.Catalog
 	// DES is optional live Disk Encryption Set data (nil: rules that need it skip).
 	DES      policy.DESCatalog
 	Recorder *decisionlog.Recorder
 	Metrics  *Metrics
+	// Limiter bounds the work in flight; share one between the webhooks. Nil limits nothing.
+	Limiter *Limiter
 	// Now is the clock (tests pin it); nil means time.Now.
 	Now func() time.Time
 }
 
-// New returns the handler for cfg.Mode: the decision wrapped in panic recovery, the audit record
-// and the metrics, in that order from the inside out.
+// New returns the handler for cfg.Mode: the decision wrapped in panic recovery, the in-flight
+// limit, the audit record and the metrics, in that order from the inside out (so that a request
+// refused for overload is recorded and counted like any other).
 func New(cfg Config) admission.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	d := &decider{cfg: cfg}
-	return chain(cfg.Mode, d.review, WithMetrics(cfg.Metrics), WithAuditRecord(cfg.Recorder, cfg.Now), WithRecovery())
+	decide := d.review
+	if cfg.Mode == Binding {
+		decide = d.reviewBinding
+	}
+	return chain(cfg.Mode, decide, WithMetrics(cfg.Metrics), WithAuditRecord(cfg.Recorder, cfg.Now),
+		WithInFlightLimit(cfg.Limiter, cfg.Metrics), WithRecovery())
 }
 
 type decider struct{ cfg Config }
@@ -91,7 +114,7 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 	if ns == "" {
 		ns = meta.Namespace
 	}
-	info := d.cfg.Resolver.Resolve(ctx, ns, meta.Labels)
+	info := d.cfg.Resolver.Resolve(ctx, clusterinfo.SubjectOf(meta, ns, nil))
 	// The mutating webhook computes the patch (and records what the result would be judged); the
 	// validating webhook judges the object exactly as it arrives, after every mutation, because our
 	// own mutation may be disabled, may have failed open, or may have been undone by a later webhook.
@@ -100,7 +123,7 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 		stage = policy.StageValidate
 	}
 	env := info.Environment(d.cfg.Catalog, d.cfg.DES)
-	env.Now = d.cfg.Now() // the age of catalog evidence is judged against it
+	env.Now = d.cfg.Now() // catalog evidence ages and Key Vault key expiry (des-key-expiry) are judged against it
 	dec, err := policy.Evaluate(d.cfg.Policies.Get(), policy.Request{
 		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,

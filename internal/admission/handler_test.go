@@ -29,13 +29,13 @@ var des = testsupport.DESID("keys", "des")
 
 type staticResolver clusterinfo.Result
 
-func (s staticResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (s staticResolver) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	return clusterinfo.Result(s)
 }
 
 type panicResolver struct{}
 
-func (panicResolver) Resolve(context.Context, string, map[string]string) clusterinfo.Result {
+func (panicResolver) Resolve(context.Context, clusterinfo.Subject) clusterinfo.Result {
 	panic("boom")
 }
 
@@ -215,5 +215,21 @@ capz_encryption_webhook_requests_total{operation="CREATE",outcome="denied",webho
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("metric lint: %v %v", err, problems)
+	}
+}
+
+// TestRegionLabelsAreBounded: the region a user writes becomes a metric label only when a catalog has
+// data for it.
+func TestRegionLabelsAreBounded(t *testing.T) {
+	h, reg := newHandlerWithRegistry(t, Validate, staticResolver{}, logr.Discard())
+	for _, region := range []string{"eastus", "attacker-chosen-1", "Attacker Chosen 2"} {
+		req := request(admissionv1.Create, "Standard_D2s_v3", false)
+		req.Object.Raw = bytes.Replace(req.Object.Raw, []byte(`"namespace":"team"`),
+			[]byte(`"namespace":"team","annotations":{"capz-encryption-webhook.io/location":"`+region+`"}`), 1)
+		h.Handle(context.Background(), req)
+	}
+	got, err := testutil.GatherAndCount(reg, "capz_encryption_webhook_catalog_age_seconds")
+	if err != nil || got != 1 {
+		t.Errorf("catalog_age series = %d (%v), want 1 (eastus)", got, err)
 	}
 }

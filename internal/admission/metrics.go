@@ -14,6 +14,8 @@ type Metrics struct {
 	requests   *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	catalogAge *prometheus.GaugeVec
+	inFlight   prometheus.Gauge
+	overload   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -36,9 +38,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "capz_encryption_webhook_catalog_age_seconds",
 			Help: "Age of the VM-size data used by the last decision, by region and source.",
 		}, []string{"region", "source"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "capz_encryption_webhook_requests_in_flight",
+			Help: "Admission requests being decided, as last seen when one started (bounded by --max-in-flight).",
+		}),
+		overload: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capz_encryption_webhook_overloaded_total",
+			Help: "Admission requests refused because no slot freed up in time (--max-in-flight), by webhook.",
+		}, []string{"webhook"}),
 	}
-	reg.MustRegister(m.decisions, m.requests, m.latency, m.catalogAge)
+	reg.MustRegister(m.decisions, m.requests, m.latency, m.catalogAge, m.inFlight, m.overload)
 	return m
+}
+
+func (m *Metrics) setInFlight(n int) {
+	if m != nil {
+		m.inFlight.Set(float64(n))
+	}
+}
+
+func (m *Metrics) overloaded(webhook string) {
+	if m != nil {
+		m.overload.WithLabelValues(webhook).Inc()
+	}
 }
 
 func (m *Metrics) observe(e *decisionlog.Entry) {
@@ -55,7 +77,10 @@ func (m *Metrics) observe(e *decisionlog.Entry) {
 		// Two findings of one rule count twice: the counter is rule hits, not requests.
 		m.decisions.WithLabelValues(e.Webhook, string(f.Rule), string(f.Action)).Inc()
 	}
-	if d.Region != "" && e.CatalogAge > 0 {
+	// Only a region some catalog has data for becomes a label: region names come from objects, and
+	// an arbitrary string must not make a new series (the live catalog only holds the subscription's
+	// locations, the file and embedded catalogs what the platform team gave them).
+	if d.Region != "" && e.CatalogAge > 0 && d.Catalog.Name != "" && d.Catalog.Name != "none" {
 		m.catalogAge.WithLabelValues(d.Region, d.Catalog.Name).Set(e.CatalogAge.Seconds())
 	}
 }

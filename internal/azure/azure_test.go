@@ -13,6 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8/fake"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armsubscriptions"
+	subfake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armsubscriptions/fake"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -46,6 +48,19 @@ func (o *outage) Do(req *http.Request) (*http.Response, error) {
 func vmSKU(name, loc, eah string) *armcompute.ResourceSKU {
 	return &armcompute.ResourceSKU{ResourceType: to.Ptr("virtualMachines"), Name: to.Ptr(name), Locations: []*string{to.Ptr(loc)},
 		Capabilities: []*armcompute.ResourceSKUCapabilities{{Name: to.Ptr(skus.CapabilityEncryptionAtHost), Value: to.Ptr(eah)}}}
+}
+
+// subscriptionLocations are the locations the fake subscription lists.
+var subscriptionLocations = []string{"eastus", "westus2", "southcentralus"}
+
+// route sends the subscription's location list to one fake server and everything else to another.
+type route struct{ locations, compute policy.Transporter }
+
+func (r route) Do(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/locations") {
+		return r.locations.Do(req)
+	}
+	return r.compute.Do(req)
 }
 
 func newFakeClients(t *testing.T) (*Clients, *outage, *atomic.Int32) {
@@ -83,7 +98,17 @@ func newFakeClients(t *testing.T) (*Clients, *outage, *atomic.Int32) {
 			},
 		},
 	}
-	o := &outage{next: fake.NewServerFactoryTransport(srv)}
+	locations := &subfake.ServerFactory{Server: subfake.Server{
+		NewListLocationsPager: func(string, *armsubscriptions.ClientListLocationsOptions) (resp azfake.PagerResponder[armsubscriptions.ClientListLocationsResponse]) {
+			var list []*armsubscriptions.Location
+			for _, l := range subscriptionLocations {
+				list = append(list, &armsubscriptions.Location{Name: to.Ptr(l)})
+			}
+			resp.AddPage(http.StatusOK, armsubscriptions.ClientListLocationsResponse{LocationListResult: armsubscriptions.LocationListResult{Value: list}}, nil)
+			return resp
+		},
+	}}
+	o := &outage{next: route{locations: subfake.NewServerFactoryTransport(locations), compute: fake.NewServerFactoryTransport(srv)}}
 	c, err := NewClients(Config{SubscriptionID: sub, Credential: &azfake.TokenCredential{}, Transport: o, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +124,7 @@ func TestSKUCache(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { return now }
 	ctx := context.Background()
+	c.locations.once(ctx)
 
 	// Unknown at first: the layered catalog answers from the embedded data, and the region is queued.
 	layered := skus.NewLayered(c, skucatalog.Embedded())
@@ -145,13 +171,16 @@ func TestSKUCache(t *testing.T) {
 	}
 }
 
+// noList is a policy without allowedDESSubscriptions.
+func noList() []string { return nil }
+
 func unregister(c *SKUCache) {
 	// Tests build several caches; each registers its age collector.
 }
 
 func TestDESCache(t *testing.T) {
 	clients, o, _ := newFakeClients(t)
-	c := NewDESCache(clients, time.Hour, time.Minute, logr.Discard())
+	c := NewDESCache(clients, time.Hour, time.Minute, logr.Discard(), WithDESScope(SubscriptionScope(sub, noList)))
 	ctx := context.Background()
 	for _, id := range []string{desEast, desWest, desGone} {
 		if _, state := c.LookupDES(id); state != pol.DESUnknown {
@@ -175,7 +204,8 @@ func TestDESCache(t *testing.T) {
 	}
 	// An outage keeps what is known.
 	o.down.Store(true)
-	c.now = func() time.Time { return time.Now().Add(3 * time.Hour) }
+	// Past the ttl (a refresh is due), within the idle time (the ID is still kept).
+	c.now = func() time.Time { return time.Now().Add(90 * time.Minute) }
 	c.once(ctx)
 	if _, state := c.LookupDES(desEast); state != pol.DESFound {
 		t.Error("an outage dropped a known DES")
@@ -185,7 +215,7 @@ func TestDESCache(t *testing.T) {
 // TestPolicyWithLiveDES: the caches plug into the policy as its DES catalog.
 func TestPolicyWithLiveDES(t *testing.T) {
 	clients, _, _ := newFakeClients(t)
-	c := NewDESCache(clients, time.Hour, time.Minute, logr.Discard())
+	c := NewDESCache(clients, time.Hour, time.Minute, logr.Discard(), WithDESScope(SubscriptionScope(sub, noList)))
 	c.LookupDES(desWest)
 	c.once(context.Background())
 	obj := `{"apiVersion":"infrastructure.cluster.x-k8s.io/v1beta1","kind":"AzureMachine","metadata":{"name":"m","namespace":"d"},
@@ -225,9 +255,10 @@ func TestCloudConfig(t *testing.T) {
 // Run with -race: readers must only ever see snapshots.
 func TestSKUCacheReadsDuringRefresh(t *testing.T) {
 	clients, _, _ := newFakeClients(t)
-	c := NewSKUCache(clients, time.Nanosecond, 0, logr.Discard())
+	c := NewSKUCache(clients, time.Nanosecond, 0, logr.Discard(), WithLimits(Limits{Idle: time.Hour}))
 	t.Cleanup(func() { unregister(c) })
 	ctx := context.Background()
+	c.locations.once(ctx)
 	c.Want("eastus")
 	c.once(ctx)
 	done := make(chan struct{})

@@ -220,6 +220,8 @@ func TestPaletteCompilesWhole(t *testing.T) {
 		policy.RuleDESLocationMismatch: true, policy.RuleDESNotFound: true, policy.RuleDESEncryptionType: true, policy.RuleDESKeyRotation: true,
 		policy.RuleSKUUnknown: true, policy.RuleDefaultNotApplied: true, policy.RuleRepave: true,
 		policy.RuleCatalogRegionMissing: true, policy.RuleLocationAnnotationIgnored: true, policy.RuleLocationMismatch: true,
+		policy.RuleDESKeyExpiry: true, policy.RuleCreatedBeforeDefault: true, policy.RuleAzureDiskNotCustomerKey: true,
+		policy.RuleAzureDiskDESMismatch: true, policy.RuleAzureEAHDisabled: true,
 	}
 	for _, o := range res.NotCompiled {
 		if !needsData[o.Rule] && o.Scope == "" {

@@ -3,6 +3,7 @@ package celpolicy
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,9 +30,16 @@ func (c *compiler) compileDefaults() {
 	if dataDES == "" {
 		dataDES = d.DiskEncryptionSetID
 	}
+	// A data disk without managedDisk gets one with the default's storage type, as the webhook gives
+	// it; a Premium type only where the size can attach Premium SSD disks in the machine's region,
+	// which the compiled policies cannot tell: those are left to the webhook.
+	storage := d.DataDiskStorageAccountType
+	if premiumStorage(storage) {
+		storage = ""
+	}
 	for _, k := range machineKinds {
 		if d.DiskEncryptionSetID != "" || dataDES != "" {
-			c.injectDES(k, d.Name, d.DiskEncryptionSetID, dataDES)
+			c.injectDES(k, d.Name, d.DiskEncryptionSetID, dataDES, storage)
 		}
 		if d.EncryptionAtHost && c.sizes != nil {
 			c.injectEAH(k, d.Name)
@@ -59,7 +67,10 @@ func op(o, path, shape, injected string) string {
 	return `{"op": ` + str(o) + `, "path": ` + path + `, "shape": ` + str(shape) + `, "injected": ` + injected + "}"
 }
 
-func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
+// premiumStorage is a storage type the webhook injects only on sizes with PremiumIO in the region.
+func premiumStorage(t string) bool { return strings.HasPrefix(t, "Premium") }
+
+func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES, storage string) {
 	m := opt("object", k.machine...)
 	base := k.pointer()
 	var vars []admissionregistrationv1.Variable
@@ -82,10 +93,16 @@ func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
 	if dataDES != "" {
 		disk := str(base+"/dataDisks/") + " + string(i) + " + str("/managedDisk/diskEncryptionSet")
 		injected := `"dataDisks[" + string(i) + "].managedDisk.diskEncryptionSet.id"`
-		// As defaultDataDiskDES: only disks that have a managedDisk (CAPZ needs its storageAccountType,
-		// which a default cannot choose) and no DES yet.
-		vars = append(vars, admissionregistrationv1.Variable{Name: "dataOps", Expression: opt(m, "dataDisks") + `.orValue([]).transformList(i, d, has(d.managedDisk) && d.managedDisk.?diskEncryptionSet.?id.orValue("") == "", ` +
-			"!has(d.managedDisk.diskEncryptionSet) ? " + op("add", disk, "data-diskEncryptionSet", injected) +
+		// As defaultDataDiskDES: disks that have a managedDisk and no DES yet; and, as
+		// defaultManagedDisk, disks without one when the default names their storage type (CAPZ
+		// sends a data disk's managedDisk to Azure as it is, so it needs storageAccountType).
+		withoutMD := "false"
+		if storage != "" {
+			withoutMD = "!has(d.managedDisk)"
+		}
+		vars = append(vars, admissionregistrationv1.Variable{Name: "dataOps", Expression: opt(m, "dataDisks") + `.orValue([]).transformList(i, d, ` + withoutMD + ` || has(d.managedDisk) && d.managedDisk.?diskEncryptionSet.?id.orValue("") == "", ` +
+			"!has(d.managedDisk) ? " + op("add", str(base+"/dataDisks/")+" + string(i) + "+str("/managedDisk"), "data-managedDisk", `"dataDisks[" + string(i) + "].managedDisk"`) +
+			" : !has(d.managedDisk.diskEncryptionSet) ? " + op("add", disk, "data-diskEncryptionSet", injected) +
 			" : !has(d.managedDisk.diskEncryptionSet.id) ? " + op("add", disk+` + "/id"`, "data-id", injected) +
 			" : " + op("replace", disk+` + "/id"`, "data-id", injected) + ")"})
 		if ops == "[]" {
@@ -99,6 +116,7 @@ func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES string) {
 	value := `o.shape == "os-managedDisk" ? dyn({"diskEncryptionSet": {"id": ` + str(osDES) + `}}) : ` +
 		`o.shape == "os-diskEncryptionSet" ? dyn({"id": ` + str(osDES) + `}) : ` +
 		`o.shape == "os-id" ? dyn(` + str(osDES) + `) : ` +
+		`o.shape == "data-managedDisk" ? dyn({"storageAccountType": dyn(` + str(storage) + `), "diskEncryptionSet": dyn({"id": ` + str(dataDES) + `})}) : ` +
 		`o.shape == "data-diskEncryptionSet" ? dyn({"id": ` + str(dataDES) + `}) : dyn(` + str(dataDES) + `)`
 	c.mutating("inject-des", k, defName, vars, "variables.ops.map(o, JSONPatch{op: o.op, path: o.path, value: "+value+"}) + "+annotationPatch, nil)
 }

@@ -97,7 +97,7 @@ func mutate(t testing.TB, maps []compiledMAP, obj map[string]any, reverse bool) 
 func TestMutationParity(t *testing.T) {
 	cat := testCatalog()
 	for _, pc := range []struct{ name, doc string }{
-		{"full", fullPolicy}, {"palette", paletteValues}, {"des-only", desOnlyPolicy}, {"eah-only", eahOnlyPolicy},
+		{"full", fullPolicy}, {"full-ssd", fullPolicy + "    dataDiskStorageAccountType: StandardSSD_LRS\n"}, {"palette", paletteValues}, {"des-only", desOnlyPolicy}, {"eah-only", eahOnlyPolicy},
 	} {
 		p := mustParse(t, pc.name+".yaml", pc.doc)
 		res := mustCompile(t, p, cat)
@@ -152,4 +152,35 @@ func patchString(d *policy.Decision) string {
 		ops = append(ops, o.Operation+" "+o.Path+" "+string(v))
 	}
 	return strings.Join(ops, "; ")
+}
+
+// A default with a Premium storage type gives a data disk without managedDisk one only where the size
+// can attach Premium SSD disks in the machine's region: the compiled policies neither inject it nor
+// refuse the disk (des-required), and say so; the webhook decides.
+func TestPremiumDataDiskLeftToTheWebhook(t *testing.T) {
+	p := mustParse(t, "premium.yaml", fullPolicy+"    dataDiskStorageAccountType: Premium_LRS\n")
+	res := mustCompile(t, p, testCatalog())
+	obj := object(t, azureMachineTemplate, "t", vmOK+osDES(desOS)+"dataDisks:\n  - nameSuffix: etcd\n    diskSizeGB: 64\n")
+	got := mutate(t, compiledMAPs(t, res), obj, false)
+	if md := lookupPath(got, "spec", "template", "spec", "dataDisks"); md.([]any)[0].(map[string]any)["managedDisk"] != nil {
+		t.Errorf("the compiled injection gave the data disk a Premium managedDisk: %v", md)
+	}
+	for _, v := range compiledVAPs(t, res) {
+		if v.kind == azureMachineTemplate.kind && v.rule == policy.RuleDESRequired {
+			if out := runVAP(t, v.eval, v.policy.Name, request{op: admission.Create, obj: got}); out.denied {
+				t.Errorf("des-required refuses the disk the webhook may fill: %s", out.message)
+			}
+		}
+	}
+	found := false
+	for _, o := range res.NotCompiled {
+		found = found || strings.Contains(o.Scope, "Premium_LRS")
+	}
+	if !found {
+		t.Errorf("not listed as not compiled: %+v", res.NotCompiled)
+	}
+	// The webhook, with the region unknown, gives it one where every catalog region has PremiumIO.
+	if d := evaluate(t, p, testCatalog(), request{op: admission.Create, obj: obj}, policy.StageAdmit); !slices.Contains(d.Injected, "dataDisks[0].managedDisk") {
+		t.Errorf("the webhook no longer injects here (%v): the case shows nothing", d.Injected)
+	}
 }

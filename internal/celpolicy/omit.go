@@ -41,6 +41,15 @@ func (c *compiler) omit() {
 	add(policy.RuleAKSTarget, "AzureManagedControlPlane patches whose Disk Encryption Set key is written with JSON escapes, or that are not valid JSON",
 		"CEL cannot decode JSON: the compiled rule denies only the patches it is certain about, so that it never denies what the webhook allows")
 
+	add(policy.RuleDESKeyExpiry, "", needsAzure("the expiry of its Key Vault key"))
+	for _, r := range []policy.RuleID{policy.RuleCreatedBeforeDefault, policy.RuleAzureDiskNotCustomerKey, policy.RuleAzureDiskDESMismatch, policy.RuleAzureEAHDisabled} {
+		add(r, "", "not an admission rule: only the audit of stored objects and of what Azure built judges it")
+	}
+	if d := c.def; d != nil && premiumStorage(d.DataDiskStorageAccountType) {
+		add("", fmt.Sprintf("the managedDisk (%s) that default %q gives data disks without one", d.DataDiskStorageAccountType, d.Name),
+			"a Premium storage type is given only where the size can attach Premium SSD disks in "+needsRegion+"; des-required leaves those disks to the webhook too")
+	}
+
 	switch {
 	case !c.p.RequireCustomerManagedKeys:
 		inactive(policy.RuleDESRequired, "requireCustomerManagedKeys is false")

@@ -302,6 +302,13 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 		return `(request.operation == "UPDATE" ? "organisation defaults are injected on CREATE only" : ` + str(reason) + ")"
 	}
 	osDES := k.dotted() + ".osDisk.managedDisk.diskEncryptionSet.id"
+	// A data disk without managedDisk gets one, with the DES, from a default with a Premium storage
+	// type only where the size can attach Premium SSD disks in the machine's region: the webhook
+	// judges those disks.
+	skipPremium := ""
+	if c.def != nil && premiumStorage(c.def.DataDiskStorageAccountType) {
+		skipPremium = "has(d.managedDisk) && "
+	}
 	return ruleGen{
 		rule: policy.RuleDESRequired, kind: k,
 		static: "the policy requires customer-managed keys: every managed disk needs a Disk Encryption Set",
@@ -318,7 +325,7 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 					str("the policy requires customer-managed keys, but the OS disk is ephemeral (diffDiskSettings) and cannot use a Disk Encryption Set: remove diffDiskSettings and set "+osDES))),
 				when(noOS+" && !"+ephemeral, s.entry(str("os"), str(osDES),
 					join(str("the policy requires customer-managed keys: set "+osDES+" to a Disk Encryption Set ID ("), why(false), str(")")))),
-				l+`.filter(d, d.?managedDisk.?diskEncryptionSet.?id.orValue("") == "").map(d, `+
+				l+`.filter(d, `+skipPremium+`d.?managedDisk.?diskEncryptionSet.?id.orValue("") == "").map(d, `+
 					s.entry(`"data|" + `+diskIdentity("d", l), field,
 						join(str("the policy requires customer-managed keys: set "), field, str(" to a Disk Encryption Set ID ("), why(true), str(")")))+")",
 			)

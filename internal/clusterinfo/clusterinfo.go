@@ -21,28 +21,15 @@ import (
 
 // GVKs the resolver reads.
 var (
-	ClusterV1Beta2 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: "Cluster"}
-	ClusterV1Beta1 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta1", Kind: "Cluster"}
-	AzureCluster   = schema.GroupVersionKind{Group: policy.Group, Version: "v1beta1", Kind: "AzureCluster"}
+	ClusterV1Beta2 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: "v1beta2", Kind: kindCluster}
+	ClusterV1Beta1 = schema.GroupVersionKind{Group: "cluster.x-k8s.io", Version: v1beta1, Kind: kindCluster}
+	AzureCluster   = schema.GroupVersionKind{Group: policy.Group, Version: v1beta1, Kind: "AzureCluster"}
 )
 
-// WatchedKind is a kind the resolver reads from the informer cache.
-type WatchedKind struct {
-	GVK schema.GroupVersionKind
-	// Resource is the plural the chart's RBAC grants get, list and watch on.
-	Resource string
-}
-
-// WatchedKinds lists what the resolver reads, with the Cluster at clusterGVK (left out when the CAPI
-// CRD is not installed: an empty GVK). `serve` registers an informer for each, and test/chart checks
-// that the chart's ClusterRole lets the webhook list and watch every one of them.
-func WatchedKinds(clusterGVK schema.GroupVersionKind) []WatchedKind {
-	out := []WatchedKind{{GVK: corev1.SchemeGroupVersion.WithKind("Namespace"), Resource: "namespaces"}}
-	if clusterGVK.Kind != "" {
-		out = append(out, WatchedKind{GVK: clusterGVK, Resource: "clusters"})
-	}
-	return append(out, WatchedKind{GVK: AzureCluster, Resource: "azureclusters"})
-}
+const (
+	kindCluster = "Cluster"
+	v1beta1     = "v1beta1"
+)
 
 // Result is what the resolver found; missing pieces are simply absent.
 type Result struct {
@@ -58,16 +45,17 @@ func (r Result) Environment(catalog skus.Catalog, des policy.DESCatalog) policy.
 	return policy.Environment{Locations: r.Locations, Cluster: r.Cluster, Catalog: catalog, DES: des}
 }
 
-// Resolver reads from a cache-backed client.Reader.
+// Resolver finds an object's surroundings for the webhook: namespaces from reader, everything else
+// from a CacheStore (the informer cache, and the apiserver when the cache has not caught up).
 type Resolver struct {
-	reader     client.Reader
-	clusterGVK schema.GroupVersionKind
-	log        logr.Logger
+	reader client.Reader
+	store  *CacheStore
+	log    logr.Logger
 }
 
-// New returns a resolver that reads Clusters at clusterGVK (v1beta2 where the CRD serves it).
-func New(reader client.Reader, clusterGVK schema.GroupVersionKind, log logr.Logger) *Resolver {
-	return &Resolver{reader: reader, clusterGVK: clusterGVK, log: log}
+// New returns a resolver that reads namespaces from reader and CAPI and CAPZ objects from store.
+func New(reader client.Reader, store *CacheStore, log logr.Logger) *Resolver {
+	return &Resolver{reader: reader, store: store, log: log}
 }
 
 // PreferredClusterGVK picks the newest Cluster version the apiserver serves, or false when the CAPI
@@ -81,64 +69,65 @@ func PreferredClusterGVK(mapper meta.RESTMapper) (schema.GroupVersionKind, bool)
 	return schema.GroupVersionKind{}, false
 }
 
-// Resolve looks up the namespace and, through the cluster-name label, the Cluster and its
-// AzureCluster. Failures degrade to "unknown" (logged): the policy then uses its fallbacks.
-func (r *Resolver) Resolve(ctx context.Context, namespace string, objLabels map[string]string) Result {
+// Resolve looks up the namespace and the object's cluster (Bind: label, spec.clusterName, owners,
+// referrers), then that Cluster and its AzureCluster. When the cache binds the object to nothing,
+// the apiserver is asked (CacheStore.Live): in a CAPZ flavor the MachineDeployment that references
+// a template is created milliseconds before it, and the informer may not have seen it yet. Failures
+// degrade to "unknown" (logged): the policy then uses its fallbacks.
+func (r *Resolver) Resolve(ctx context.Context, s Subject) Result {
 	var res Result
 	var nsLocation string
-	if namespace != "" {
+	if s.Namespace != "" {
 		var ns corev1.Namespace
-		if err := r.reader.Get(ctx, client.ObjectKey{Name: namespace}, &ns); err == nil {
+		if err := r.reader.Get(ctx, client.ObjectKey{Name: s.Namespace}, &ns); err == nil {
 			res.NamespaceLabels = ns.Labels
 			nsLocation = ns.Annotations[policy.AnnotationLocation]
 		} else if !apierrors.IsNotFound(err) {
-			r.log.V(1).Info("namespace lookup failed", "namespace", namespace, "error", err.Error())
+			r.log.V(1).Info("namespace lookup failed", "namespace", s.Namespace, "error", err.Error())
 		}
 	}
-	name := objLabels[policy.LabelClusterName]
-	res.Cluster.Name = name
-	if name != "" && r.clusterGVK.Kind != "" {
-		r.resolveCluster(ctx, namespace, name, &res)
-	}
+	b := r.store.Bind(ctx, s)
+	res.Cluster, res.Locations = resolveBound(ctx, r.store, s, b)
 	if nsLocation != "" {
 		res.Locations = append(res.Locations, policy.LocationCandidate{Location: nsLocation, Source: "namespace-annotation"})
 	}
 	return res
 }
 
-func (r *Resolver) resolveCluster(ctx context.Context, namespace, name string, res *Result) {
-	get := func(gvk schema.GroupVersionKind, name string) (map[string]any, bool) {
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(gvk)
-		if err := r.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
-			if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
-				r.log.V(1).Info("lookup failed", "kind", gvk.Kind, "namespace", namespace, "name", name, "error", err.Error())
-			}
-			return nil, false
+// ResolveIn is Resolve for a caller that holds the namespace and a Store of its objects (the audit,
+// which lists each namespace once): the same binding, cluster and region, and the namespace's labels
+// and location annotation, in the same order.
+func ResolveIn(ctx context.Context, st Store, ns *corev1.Namespace, s Subject) Result {
+	var res Result
+	res.Cluster, res.Locations = Resolve(ctx, st, s)
+	if ns != nil {
+		res.NamespaceLabels = ns.Labels
+		if loc := ns.Annotations[policy.AnnotationLocation]; loc != "" {
+			res.Locations = append(res.Locations, policy.LocationCandidate{Location: loc, Source: "namespace-annotation"})
 		}
-		return u.Object, true
 	}
-	info, locations := ResolveCluster(name, func(kind, name string) (map[string]any, bool) {
-		if kind == "Cluster" {
-			return get(r.clusterGVK, name)
-		}
-		return get(AzureCluster, name)
-	})
-	res.Cluster = info
-	res.Locations = append(res.Locations, locations...)
+	return res
 }
 
-// Lookup returns the content of the object of kind ("Cluster" or "AzureCluster") and name in the
-// namespace being resolved, from wherever the caller keeps objects.
+// Object reads an object of group and kind from the store (cache, then the apiserver): the binding
+// check reads the template a MachineDeployment references with it.
+func (r *Resolver) Object(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool) {
+	return r.store.Get(ctx, gk, namespace, name)
+}
+
+// Lookup returns the content of the object of kind ("Cluster", "AzureCluster",
+// "AzureManagedControlPlane" or "AzureASOManagedControlPlane") and name in the namespace being
+// resolved, from wherever the caller keeps objects.
 type Lookup func(kind, name string) (map[string]any, bool)
 
 // ResolveCluster is the one place that reads a Cluster: its infrastructure and control-plane refs
-// (v1beta2 and v1beta1 spell the kind and name alike), whether they make it AKS, and the region of
-// its AzureCluster. The webhook feeds it from the informer cache, `check` from the input manifests.
-// A Cluster that does not exist yet (templates often come first) leaves Found false.
+// (v1beta2 and v1beta1 spell the kind and name alike), whether they make it AKS, and its region:
+// its AzureCluster's, or for AKS its AzureManagedControlPlane's (or the ASO ManagedCluster's that an
+// AzureASOManagedControlPlane embeds). The webhook feeds it from the informer cache, `check` from the
+// input manifests. A Cluster that does not exist yet (templates often come first) leaves Found false.
 func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.LocationCandidate) {
 	info := policy.ClusterInfo{Name: name}
-	cluster, ok := get("Cluster", name)
+	cluster, ok := get(kindCluster, name)
 	if !ok {
 		return info, nil
 	}
@@ -146,17 +135,40 @@ func ResolveCluster(name string, get Lookup) (policy.ClusterInfo, []policy.Locat
 	infraKind, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "kind")
 	infraName, _, _ := unstructured.NestedString(cluster, "spec", "infrastructureRef", "name")
 	cpKind, _, _ := unstructured.NestedString(cluster, "spec", "controlPlaneRef", "kind")
+	cpName, _, _ := unstructured.NestedString(cluster, "spec", "controlPlaneRef", "name")
 	info.InfrastructureKind, info.ControlPlaneKind = infraKind, cpKind
 	info.AKS = policy.IsAKSKind(infraKind) || policy.IsAKSKind(cpKind)
-	if infraKind != AzureCluster.Kind || infraName == "" {
-		return info, nil
+	var loc string
+	switch {
+	case infraKind == AzureCluster.Kind && infraName != "":
+		if az, ok := get(AzureCluster.Kind, infraName); ok {
+			loc, _, _ = unstructured.NestedString(az, "spec", "location")
+		}
+	case cpKind == "AzureManagedControlPlane" && cpName != "":
+		if cp, ok := get(cpKind, cpName); ok {
+			loc, _, _ = unstructured.NestedString(cp, "spec", "location")
+		}
+	case cpKind == "AzureASOManagedControlPlane" && cpName != "":
+		if cp, ok := get(cpKind, cpName); ok {
+			loc = asoManagedClusterLocation(cp)
+		}
 	}
-	az, ok := get(AzureCluster.Kind, infraName)
-	if !ok {
-		return info, nil
-	}
-	if loc, _, _ := unstructured.NestedString(az, "spec", "location"); strings.TrimSpace(loc) != "" {
+	if strings.TrimSpace(loc) != "" {
 		return info, []policy.LocationCandidate{{Location: strings.TrimSpace(loc), Source: "cluster", Cluster: true}}
 	}
 	return info, nil
+}
+
+// asoManagedClusterLocation is the location of the ASO ManagedCluster an AzureASOManagedControlPlane
+// embeds in spec.resources[].
+func asoManagedClusterLocation(cp map[string]any) string {
+	resources, _, _ := unstructured.NestedSlice(cp, "spec", "resources")
+	for _, r := range resources {
+		m, _ := r.(map[string]any)
+		if kind, _ := m["kind"].(string); kind == "ManagedCluster" {
+			loc, _, _ := unstructured.NestedString(m, "spec", "location")
+			return loc
+		}
+	}
+	return ""
 }

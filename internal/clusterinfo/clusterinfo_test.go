@@ -2,9 +2,13 @@ package clusterinfo
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
 
@@ -30,6 +35,30 @@ func azureCluster(name, location string) *unstructured.Unstructured {
 	return u
 }
 
+func unstr(o map[string]any) *unstructured.Unstructured { return &unstructured.Unstructured{Object: o} }
+
+// served is what ServedVersions returns against CAPI v1.14 and CAPZ v1.27.
+func served() Served {
+	s := Served{}
+	for _, w := range append(WatchedKinds(nil), OnDemandKinds(nil)...) {
+		s[w.GVK.GroupKind()] = w.GVK.Version
+	}
+	return s
+}
+
+// fakeCache is a fake client with the IndexRef index on every CAPI kind, as `serve` registers it.
+func fakeCache(sv Served, objs ...client.Object) client.WithWatch {
+	scheme := runtime.NewScheme()
+	_ = corev1.AddToScheme(scheme)
+	b := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...)
+	for _, w := range WatchedKinds(sv) {
+		if w.Refs != nil {
+			b = b.WithIndex(w.Object(), IndexRef, IndexRefs(*w.Refs))
+		}
+	}
+	return b.Build()
+}
+
 func TestResolve(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"env": "prod"},
 		Annotations: map[string]string{policy.AnnotationLocation: "westus2"}}}
@@ -41,44 +70,183 @@ func TestResolve(t *testing.T) {
 		cluster(ClusterV1Beta2, "aks", map[string]any{"apiGroup": policy.Group, "kind": "AzureManagedCluster", "name": "aks"},
 			map[string]any{"apiGroup": policy.Group, "kind": "AzureManagedControlPlane", "name": "aks"}),
 		cluster(ClusterV1Beta2, "no-azurecluster", map[string]any{"kind": "AzureCluster", "name": "missing"}, nil),
+		unstr(capi("cluster.x-k8s.io/v1beta2", "MachineDeployment", "iaas-md-0", map[string]any{"clusterName": "iaas",
+			"template": infra(ref2("AzureMachineTemplate", "iaas-md-0"))})),
 	}
-	scheme := runtime.NewScheme()
-	_ = corev1.AddToScheme(scheme)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).Build()
-	r := New(c, ClusterV1Beta2, logr.Discard())
+	c := fakeCache(served(), objs...)
+	r := New(c, NewCacheStore(c, c, served(), time.Second, nil, logr.Discard()), logr.Discard())
 	ctx := context.Background()
+	labelled := func(cluster string) Subject {
+		s := amt("t")
+		s.Labels = map[string]string{policy.LabelClusterName: cluster}
+		return s
+	}
 
-	got := r.Resolve(ctx, "team", map[string]string{policy.LabelClusterName: "iaas"})
-	if !got.Cluster.Found || got.Cluster.AKS || len(got.Locations) != 2 ||
+	got := r.Resolve(ctx, labelled("iaas"))
+	if !got.Cluster.Found || got.Cluster.AKS || got.Cluster.BoundBy != "label" || len(got.Locations) != 2 ||
 		got.Locations[0] != (policy.LocationCandidate{Location: "East US", Source: "cluster", Cluster: true}) ||
 		got.Locations[1] != (policy.LocationCandidate{Location: "westus2", Source: "namespace-annotation"}) ||
 		got.NamespaceLabels["env"] != "prod" {
 		t.Errorf("iaas: %+v", got)
 	}
-	if got := r.Resolve(ctx, "team", map[string]string{policy.LabelClusterName: "aks"}); !got.Cluster.AKS || got.Cluster.InfrastructureKind != "AzureManagedCluster" {
+	// No label: the MachineDeployment that references the template binds it.
+	if got := r.Resolve(ctx, amt("iaas-md-0")); got.Cluster.Name != "iaas" || got.Cluster.BoundBy != "MachineDeployment iaas-md-0" ||
+		len(got.Locations) != 2 || got.Locations[0].Location != "East US" {
+		t.Errorf("bound by reference: %+v", got)
+	}
+	if got := r.Resolve(ctx, labelled("aks")); !got.Cluster.AKS || got.Cluster.InfrastructureKind != "AzureManagedCluster" {
 		t.Errorf("aks: %+v", got)
 	}
 	// The Cluster exists but its AzureCluster does not (yet): only the namespace annotation is left.
-	if got := r.Resolve(ctx, "team", map[string]string{policy.LabelClusterName: "no-azurecluster"}); !got.Cluster.Found || len(got.Locations) != 1 {
+	if got := r.Resolve(ctx, labelled("no-azurecluster")); !got.Cluster.Found || len(got.Locations) != 1 {
 		t.Errorf("no-azurecluster: %+v", got)
 	}
 	// Templates are often created before their Cluster.
-	if got := r.Resolve(ctx, "team", map[string]string{policy.LabelClusterName: "later"}); got.Cluster.Found || got.Cluster.Name != "later" {
+	if got := r.Resolve(ctx, labelled("later")); got.Cluster.Found || got.Cluster.Name != "later" {
 		t.Errorf("later: %+v", got)
 	}
-	if got := r.Resolve(ctx, "other", nil); got.NamespaceLabels != nil || len(got.Locations) != 0 {
+	if got := r.Resolve(ctx, Subject{Namespace: "other"}); got.NamespaceLabels != nil || len(got.Locations) != 0 || got.Cluster.Name != "" {
 		t.Errorf("unknown namespace: %+v", got)
 	}
 }
 
 func TestResolveV1Beta1(t *testing.T) {
-	objs := []client.Object{
+	sv := served()
+	sv[ClusterV1Beta1.GroupKind()] = "v1beta1"
+	c := fakeCache(sv,
 		cluster(ClusterV1Beta1, "old", map[string]any{"apiVersion": policy.Group + "/v1beta1", "kind": "AzureCluster", "name": "old-az"}, nil),
 		azureCluster("old-az", "southcentralus"),
-	}
-	c := fake.NewClientBuilder().WithObjects(objs...).Build()
-	got := New(c, ClusterV1Beta1, logr.Discard()).Resolve(context.Background(), "team", map[string]string{policy.LabelClusterName: "old"})
+	)
+	s := amt("t")
+	s.Labels = map[string]string{policy.LabelClusterName: "old"}
+	got := New(c, NewCacheStore(c, c, sv, time.Second, nil, logr.Discard()), logr.Discard()).Resolve(context.Background(), s)
 	if len(got.Locations) != 1 || got.Locations[0].Location != "southcentralus" {
 		t.Errorf("v1beta1: %+v", got)
 	}
+}
+
+// failing is a reader that must not be called.
+type failing struct {
+	client.Reader
+	t *testing.T
+}
+
+func (f failing) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	f.t.Error("the apiserver was asked although the cache could answer")
+	return errors.New("unexpected")
+}
+
+func (f failing) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	f.t.Error("the apiserver was asked although the cache could answer")
+	return errors.New("unexpected")
+}
+
+// TestLiveFallback is the race of CAPZ's flavors: the KubeadmControlPlane, MachineDeployment and
+// Cluster were created a moment before the template, and the informer cache has none of them yet.
+// The apiserver has them; the store asks it, and only when the cache binds the template to nothing.
+func TestLiveFallback(t *testing.T) {
+	flavor := []client.Object{
+		unstr(capi("cluster.x-k8s.io/v1beta1", "Cluster", "flavor", map[string]any{
+			"infrastructureRef": ref1("AzureCluster", "flavor"),
+			"controlPlaneRef":   map[string]any{"apiVersion": "controlplane.cluster.x-k8s.io/v1beta1", "kind": "KubeadmControlPlane", "name": "flavor-cp"}})),
+		azureCluster("flavor", "southcentralus"),
+		unstr(capi("controlplane.cluster.x-k8s.io/v1beta1", "KubeadmControlPlane", "flavor-cp", map[string]any{
+			"machineTemplate": map[string]any{"infrastructureRef": ref1("AzureMachineTemplate", "flavor-cp")}})),
+		unstr(capi("cluster.x-k8s.io/v1beta1", "MachineDeployment", "flavor-md-0", map[string]any{"clusterName": "flavor",
+			"template": infra(ref1("AzureMachineTemplate", "flavor-md-0"))})),
+	}
+	// The test's objects are v1beta1; the store reads what is served.
+	sv := served()
+	for _, k := range capiref.Kinds() {
+		sv[schema.GroupKind{Group: k.Group, Kind: k.Kind}] = "v1beta1"
+	}
+	empty := fakeCache(sv)
+	apiserver := fakeCache(sv, flavor...)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	r := New(empty, NewCacheStore(empty, apiserver, sv, time.Second, m, logr.Discard()), logr.Discard())
+	for _, name := range []string{"flavor-cp", "flavor-md-0"} {
+		got := r.Resolve(context.Background(), amt(name))
+		if got.Cluster.Name != "flavor" || !got.Cluster.Found || len(got.Locations) != 1 || got.Locations[0].Location != "southcentralus" {
+			t.Errorf("%s: %+v", name, got)
+		}
+	}
+	if got := r.Resolve(context.Background(), amt("alone")); got.Cluster.Name != "" {
+		t.Errorf("alone: %+v", got)
+	}
+	if n := testutil.ToFloat64(m.resolutions.WithLabelValues("live", "bound")); n != 2 {
+		t.Errorf("live bound = %v, want 2", n)
+	}
+	if n := testutil.ToFloat64(m.resolutions.WithLabelValues("live", "unbound")); n != 1 {
+		t.Errorf("live unbound = %v, want 1", n)
+	}
+
+	// The validating call of a CREATE reuses what its mutating call looked up live.
+	counting := &countingReader{Reader: apiserver}
+	r = New(empty, NewCacheStore(empty, counting, sv, time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
+	for _, name := range []string{"alone", "flavor-md-0"} {
+		r.Resolve(context.Background(), amt(name))
+		first := counting.lists
+		if first == 0 {
+			t.Fatalf("%s: no live List at all", name)
+		}
+		if got := r.Resolve(context.Background(), amt(name)); name == "flavor-md-0" && got.Cluster.Name != "flavor" {
+			t.Errorf("%s, reused: %+v", name, got)
+		}
+		if counting.lists != first {
+			t.Errorf("%s: the second resolution listed again (%d Lists, then %d)", name, first, counting.lists)
+		}
+		counting.lists = 0
+	}
+
+	// With the cache caught up, the apiserver is not asked.
+	full := fakeCache(sv, flavor...)
+	r = New(full, NewCacheStore(full, failing{t: t}, sv, time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
+	if got := r.Resolve(context.Background(), amt("flavor-md-0")); got.Cluster.Name != "flavor" || len(got.Locations) != 1 {
+		t.Errorf("from the cache: %+v", got)
+	}
+}
+
+func TestTransforms(t *testing.T) {
+	for _, w := range WatchedKinds(nil) {
+		switch w.GVK.Kind {
+		case "MachineDeployment":
+			md := unstr(capi("cluster.x-k8s.io/v1beta2", "MachineDeployment", "md", map[string]any{"clusterName": "c",
+				"template": map[string]any{"spec": map[string]any{"infrastructureRef": ref2("AzureMachineTemplate", "t"), "bootstrap": map[string]any{"x": "y"}}}}))
+			md.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kubectl"}})
+			out, err := w.Transform(md)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := out.(*unstructured.Unstructured)
+			if u.GetManagedFields() != nil || u.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["bootstrap"] != nil {
+				t.Errorf("MachineDeployment not trimmed: %v", u.Object)
+			}
+			if keys := IndexRefs(*w.Refs)(u); len(keys) != 1 || keys[0] != "AzureMachineTemplate/t" {
+				t.Errorf("index keys after the trim: %v", keys)
+			}
+		case "AzureMachinePool":
+			amp := unstr(map[string]any{"apiVersion": policy.Group + "/v1beta1", "kind": "AzureMachinePool", "metadata": map[string]any{"name": "p"},
+				"spec": map[string]any{"location": "eastus"}, "status": map[string]any{"instances": []any{"many"}}})
+			out, _ := w.Transform(amp)
+			if _, ok := out.(*unstructured.Unstructured).Object["status"]; ok {
+				t.Error("AzureMachinePool status kept")
+			}
+		case "Cluster":
+			if w.Transform != nil {
+				t.Error("the Cluster must be cached whole")
+			}
+		}
+	}
+}
+
+// countingReader counts the Lists that reach the apiserver.
+type countingReader struct {
+	client.Reader
+	lists int
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.lists++
+	return c.Reader.List(ctx, list, opts...)
 }

@@ -64,7 +64,7 @@ func (r *Recorder) Record(e *Entry) {
 		kv = append(kv,
 			"allowed", d.Allowed, "rules", RulesSummary(d), "findings", findings,
 			"patchOps", len(d.Patch), "injected", d.Injected, "default", d.DefaultName,
-			"region", d.Region, "regionSource", d.RegionSource,
+			"region", d.Region, "regionSource", d.RegionSource, "binding", d.Binding,
 			"catalogSource", d.Catalog.Name, "catalogAgeSeconds", int64(e.CatalogAge.Seconds()),
 		)
 		if len(d.Evidence) > 0 {

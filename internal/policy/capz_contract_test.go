@@ -7,7 +7,10 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+	infrav1alpha "sigs.k8s.io/cluster-api-provider-azure/api/v1alpha1"
 	infrav1 "sigs.k8s.io/cluster-api-provider-azure/api/v1beta1"
 	infrav1exp "sigs.k8s.io/cluster-api-provider-azure/exp/api/v1beta1"
 )
@@ -121,26 +124,111 @@ func TestContractPatchDecodesIntoCAPZTypes(t *testing.T) {
 	}
 }
 
+// TestContractAKSKinds builds every AKS kind CAPZ ships, in every API version, with CAPZ's Go types
+// and encryption settings in each place CAPZ lets them be written, and expects aks-target at each.
 func TestContractAKSKinds(t *testing.T) {
-	ammp := &infrav1.AzureManagedMachinePool{
-		TypeMeta:   metav1.TypeMeta{APIVersion: infrav1.GroupVersion.String(), Kind: "AzureManagedMachinePool"},
-		ObjectMeta: metav1.ObjectMeta{Name: "pool", Namespace: "default"},
-		Spec: infrav1.AzureManagedMachinePoolSpec{AzureManagedMachinePoolClassSpec: infrav1.AzureManagedMachinePoolClassSpec{
-			Mode: "System", SKU: "Standard_D4s_v3", EnableEncryptionAtHost: ptr.To(true)}},
+	meta := metav1.ObjectMeta{Name: "aks", Namespace: "default"}
+	tm := func(gv schema.GroupVersion, kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: gv.String(), Kind: kind}
 	}
-	amcp := &infrav1.AzureManagedControlPlane{
-		TypeMeta:   metav1.TypeMeta{APIVersion: infrav1.GroupVersion.String(), Kind: "AzureManagedControlPlane"},
-		ObjectMeta: metav1.ObjectMeta{Name: "cp", Namespace: "default"},
-		Spec: infrav1.AzureManagedControlPlaneSpec{AzureManagedControlPlaneClassSpec: infrav1.AzureManagedControlPlaneClassSpec{
-			Version: "v1.33.2", ASOManagedClusterPatches: []string{`{"spec":{"diskEncryptionSetReference":{"armId":"x"}}}`}}},
+	eahPatch := []string{`{"spec":{"enableEncryptionAtHost":true}}`}
+	desPatch := []string{`{"spec":{"diskEncryptionSetReference":{"armId":"` + desEast + `"}}}`}
+	pool := infrav1.AzureManagedMachinePoolClassSpec{Mode: "System", SKU: "Standard_D4s_v3", EnableEncryptionAtHost: ptr.To(true), ASOManagedClustersAgentPoolPatches: eahPatch}
+	cp := infrav1.AzureManagedControlPlaneClassSpec{Version: "v1.33.2", ASOManagedClusterPatches: desPatch}
+	raw := func(o map[string]any) runtime.RawExtension { return runtime.RawExtension{Raw: typed(t, o)} }
+	agentPool := raw(map[string]any{"apiVersion": "containerservice.azure.com/v1api20240901", "kind": "ManagedClustersAgentPool",
+		"metadata": map[string]any{"name": "pool0"}, "spec": map[string]any{"enableEncryptionAtHost": true}})
+	cluster := raw(map[string]any{"apiVersion": "containerservice.azure.com/v1api20240901", "kind": "ManagedCluster",
+		"metadata": map[string]any{"name": "aks"}, "spec": map[string]any{
+			"diskEncryptionSetReference": map[string]any{"armId": desEast},
+			"agentPoolProfiles":          []any{map[string]any{"name": "pool0", "enableEncryptionAtHost": true}}}})
+	const aso = "spec.resources[0].spec."
+	const asoT = "spec.template.spec.resources[0].spec."
+	cases := []struct {
+		obj    any
+		fields []string
+	}{
+		{&infrav1.AzureManagedMachinePool{TypeMeta: tm(infrav1.GroupVersion, "AzureManagedMachinePool"), ObjectMeta: meta,
+			Spec: infrav1.AzureManagedMachinePoolSpec{AzureManagedMachinePoolClassSpec: pool}},
+			[]string{"spec.asoManagedClustersAgentPoolPatches[0]", "spec.enableEncryptionAtHost"}},
+		{&infrav1.AzureManagedMachinePoolTemplate{TypeMeta: tm(infrav1.GroupVersion, "AzureManagedMachinePoolTemplate"), ObjectMeta: meta,
+			Spec: infrav1.AzureManagedMachinePoolTemplateSpec{Template: infrav1.AzureManagedMachinePoolTemplateResource{
+				Spec: infrav1.AzureManagedMachinePoolTemplateResourceSpec{AzureManagedMachinePoolClassSpec: pool}}}},
+			[]string{"spec.template.spec.asoManagedClustersAgentPoolPatches[0]", "spec.template.spec.enableEncryptionAtHost"}},
+		{&infrav1.AzureManagedControlPlane{TypeMeta: tm(infrav1.GroupVersion, "AzureManagedControlPlane"), ObjectMeta: meta,
+			Spec: infrav1.AzureManagedControlPlaneSpec{AzureManagedControlPlaneClassSpec: cp}},
+			[]string{"spec.asoManagedClusterPatches[0]"}},
+		{&infrav1.AzureManagedControlPlaneTemplate{TypeMeta: tm(infrav1.GroupVersion, "AzureManagedControlPlaneTemplate"), ObjectMeta: meta,
+			Spec: infrav1.AzureManagedControlPlaneTemplateSpec{Template: infrav1.AzureManagedControlPlaneTemplateResource{
+				Spec: infrav1.AzureManagedControlPlaneTemplateResourceSpec{AzureManagedControlPlaneClassSpec: cp}}}},
+			[]string{"spec.template.spec.asoManagedClusterPatches[0]"}},
+		{&infrav1.AzureASOManagedMachinePool{TypeMeta: tm(infrav1.GroupVersion, "AzureASOManagedMachinePool"), ObjectMeta: meta,
+			Spec: infrav1.AzureASOManagedMachinePoolSpec{AzureASOManagedMachinePoolTemplateResourceSpec: infrav1.AzureASOManagedMachinePoolTemplateResourceSpec{
+				Resources: []runtime.RawExtension{agentPool}}}},
+			[]string{aso + "enableEncryptionAtHost"}},
+		{&infrav1alpha.AzureASOManagedMachinePool{TypeMeta: tm(infrav1alpha.GroupVersion, "AzureASOManagedMachinePool"), ObjectMeta: meta,
+			Spec: infrav1alpha.AzureASOManagedMachinePoolSpec{AzureASOManagedMachinePoolTemplateResourceSpec: infrav1alpha.AzureASOManagedMachinePoolTemplateResourceSpec{
+				Resources: []runtime.RawExtension{agentPool}}}},
+			[]string{aso + "enableEncryptionAtHost"}},
+		{&infrav1.AzureASOManagedMachinePoolTemplate{TypeMeta: tm(infrav1.GroupVersion, "AzureASOManagedMachinePoolTemplate"), ObjectMeta: meta,
+			Spec: infrav1.AzureASOManagedMachinePoolTemplateSpec{Template: infrav1.AzureASOManagedControlPlaneResource{
+				Spec: infrav1.AzureASOManagedControlPlaneTemplateResourceSpec{Resources: []runtime.RawExtension{agentPool}}}}},
+			[]string{asoT + "enableEncryptionAtHost"}},
+		{&infrav1alpha.AzureASOManagedMachinePoolTemplate{TypeMeta: tm(infrav1alpha.GroupVersion, "AzureASOManagedMachinePoolTemplate"), ObjectMeta: meta,
+			Spec: infrav1alpha.AzureASOManagedMachinePoolTemplateSpec{Template: infrav1alpha.AzureASOManagedControlPlaneResource{
+				Spec: infrav1alpha.AzureASOManagedControlPlaneTemplateResourceSpec{Resources: []runtime.RawExtension{agentPool}}}}},
+			[]string{asoT + "enableEncryptionAtHost"}},
+		{&infrav1.AzureASOManagedControlPlane{TypeMeta: tm(infrav1.GroupVersion, "AzureASOManagedControlPlane"), ObjectMeta: meta,
+			Spec: infrav1.AzureASOManagedControlPlaneSpec{AzureASOManagedControlPlaneTemplateResourceSpec: infrav1.AzureASOManagedControlPlaneTemplateResourceSpec{
+				Resources: []runtime.RawExtension{cluster}}}},
+			[]string{aso + "agentPoolProfiles[0].enableEncryptionAtHost", aso + "diskEncryptionSetReference"}},
+		{&infrav1alpha.AzureASOManagedControlPlane{TypeMeta: tm(infrav1alpha.GroupVersion, "AzureASOManagedControlPlane"), ObjectMeta: meta,
+			Spec: infrav1alpha.AzureASOManagedControlPlaneSpec{AzureASOManagedControlPlaneTemplateResourceSpec: infrav1alpha.AzureASOManagedControlPlaneTemplateResourceSpec{
+				Resources: []runtime.RawExtension{cluster}}}},
+			[]string{aso + "agentPoolProfiles[0].enableEncryptionAtHost", aso + "diskEncryptionSetReference"}},
+		{&infrav1.AzureASOManagedControlPlaneTemplate{TypeMeta: tm(infrav1.GroupVersion, "AzureASOManagedControlPlaneTemplate"), ObjectMeta: meta,
+			Spec: infrav1.AzureASOManagedControlPlaneTemplateSpec{Template: infrav1.AzureASOManagedControlPlaneResource{
+				Spec: infrav1.AzureASOManagedControlPlaneTemplateResourceSpec{Resources: []runtime.RawExtension{cluster}}}}},
+			[]string{asoT + "agentPoolProfiles[0].enableEncryptionAtHost", asoT + "diskEncryptionSetReference"}},
+		{&infrav1alpha.AzureASOManagedControlPlaneTemplate{TypeMeta: tm(infrav1alpha.GroupVersion, "AzureASOManagedControlPlaneTemplate"), ObjectMeta: meta,
+			Spec: infrav1alpha.AzureASOManagedControlPlaneTemplateSpec{Template: infrav1alpha.AzureASOManagedControlPlaneResource{
+				Spec: infrav1alpha.AzureASOManagedControlPlaneTemplateResourceSpec{Resources: []runtime.RawExtension{cluster}}}}},
+			[]string{asoT + "agentPoolProfiles[0].enableEncryptionAtHost", asoT + "diskEncryptionSetReference"}},
 	}
-	for obj, field := range map[any]string{ammp: "spec.enableEncryptionAtHost", amcp: "spec.asoManagedClusterPatches[0]"} {
-		d, err := Evaluate(DefaultPolicy(), Request{Operation: OperationCreate, Object: typed(t, obj)}, Environment{})
-		if err != nil {
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		b := typed(t, tc.obj)
+		var head struct{ APIVersion, Kind string }
+		if err := json.Unmarshal(b, &head); err != nil {
 			t.Fatal(err)
 		}
-		if got := rulesAt(d); !slices.Equal(got, []string{string(RuleAKSTarget) + "@" + field}) {
-			t.Errorf("%T: %v", obj, got)
+		t.Run(head.APIVersion+"/"+head.Kind, func(t *testing.T) {
+			covered[head.Kind+" "+strings.TrimPrefix(head.APIVersion, Group+"/")] = true
+			d, err := Evaluate(DefaultPolicy(), Request{Operation: OperationCreate, Object: b}, Environment{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, f := range tc.fields {
+				want = append(want, string(RuleAKSTarget)+"@"+f)
+			}
+			if got := rulesAt(d); !slices.Equal(got, want) {
+				t.Errorf("findings %v, want %v", got, want)
+			}
+			if d.Allowed || len(d.Patch) != 0 {
+				t.Errorf("allowed %v, patch %v: want a denial and nothing injected", d.Allowed, d.Patch)
+			}
+		})
+	}
+	// Every AKS kind of the table, in every version it lists, has a case.
+	for _, k := range Kinds() {
+		if k.Mutable {
+			continue
+		}
+		for _, v := range k.Versions {
+			if !covered[k.Kind+" "+v] {
+				t.Errorf("no contract case for %s %s", k.Kind, v)
+			}
 		}
 	}
 }

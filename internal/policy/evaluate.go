@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 
@@ -35,6 +37,8 @@ type evaluation struct {
 	// stage replays the mutation on a scratch copy: a missing value there means the mutating webhook
 	// did not inject it, which the messages say.
 	wouldInject map[string]bool
+	// stored is true for EvaluateStored: the object is judged as it is stored, for the audit.
+	stored bool
 }
 
 // Evaluate decides on one request. In StageAdmit it injects the organisation defaults (CREATE only)
@@ -43,6 +47,52 @@ type evaluation struct {
 // findings and an empty patch, so `check` (StageAdmit) and the webhook pair (StageAdmit for the patch,
 // StageValidate on the patched object) reach the same verdict.
 func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
+	e, err := newEvaluation(p, req, env)
+	if err != nil {
+		return nil, err
+	}
+	if req.Operation == OperationDelete {
+		// Deletion is never blocked: a policy that prevents cleaning up is worse than none.
+		e.decision.Allowed, e.decision.Exempt = true, "delete"
+		return e.decision, nil
+	}
+	if e.spec.Mutable && req.Operation == OperationCreate {
+		if req.Stage == StageValidate {
+			e.replayMutation()
+		} else {
+			e.mutate()
+		}
+	}
+	e.validate()
+	e.enforce()
+	return e.decision, nil
+}
+
+// EvaluateStored judges an object as it is stored, for the audit of what already exists: exactly
+// as received (StageValidate), with no old object to ratchet against, no defaults injected and no
+// exemption for metadata-only updates — the same view of the stored object that ratcheting takes on
+// UPDATE, plus what only the audit asks: Decision.MissingDefaults lists what the organisation default
+// would inject on CREATE but the object lacks (reported as created-before-default), and des-key-expiry
+// judges an expired key as it would judge a new machine. Only req.Object, req.Namespace and
+// req.NamespaceLabels are read.
+func EvaluateStored(p *Policy, req Request, env Environment) (*Decision, error) {
+	e, err := newEvaluation(p, Request{Operation: OperationUpdate, Stage: StageValidate, Object: req.Object,
+		Namespace: req.Namespace, NamespaceLabels: req.NamespaceLabels}, env)
+	if err != nil {
+		return nil, err
+	}
+	e.stored = true
+	if e.spec.Mutable {
+		e.replayMutation()
+		e.reportMissingDefaults()
+	}
+	e.validate()
+	e.enforce()
+	return e.decision, nil
+}
+
+// newEvaluation decodes the request and resolves the object's kind and region.
+func newEvaluation(p *Policy, req Request, env Environment) (*evaluation, error) {
 	if p == nil {
 		p = DefaultPolicy()
 	}
@@ -72,22 +122,7 @@ func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
 	}
 	e.decision = &Decision{Kind: kind, Namespace: ns, Name: meta.DisplayName(), Patch: []jsonpatch.Operation{}, Findings: []Finding{}}
 	e.resolveRegion()
-
-	if req.Operation == OperationDelete {
-		// Deletion is never blocked: a policy that prevents cleaning up is worse than none.
-		e.decision.Allowed, e.decision.Exempt = true, "delete"
-		return e.decision, nil
-	}
-	if e.spec.Mutable && req.Operation == OperationCreate {
-		if req.Stage == StageValidate {
-			e.replayMutation()
-		} else {
-			e.mutate()
-		}
-	}
-	e.validate()
-	e.enforce()
-	return e.decision, nil
+	return e, nil
 }
 
 // decodeObject decodes JSON keeping numbers as json.Number, so that nothing the policy does can
@@ -120,6 +155,7 @@ func decodeObject(raw []byte, what string) (map[string]any, error) {
 // caller, and the policy's default location. So a user cannot pick, with an annotation, the region
 // whose defaults or rules suit them; a disagreement is reported (reportRegionConflicts).
 func (e *evaluation) resolveRegion() {
+	e.decision.Binding = bindingOf(e.env.Cluster)
 	set := func(region, source string) bool {
 		region = skus.NormalizeRegion(region)
 		if region == "" {
@@ -154,6 +190,11 @@ func (e *evaluation) resolveRegion() {
 		}
 		if !found && !set(e.policy.DefaultLocation, "policy-default") {
 			e.decision.RegionSource = "unknown"
+			if e.decision.Binding == BindingUnbound {
+				// Nothing ties the object to a cluster yet (a template applied before whatever
+				// will reference it): say so, rather than that its cluster has no region.
+				e.decision.RegionSource = BindingUnbound
+			}
 		}
 	}
 	e.regionConflicts = e.regionConflicts[:0]
@@ -197,6 +238,25 @@ func clusterName(c ClusterInfo) string {
 		return "of the object"
 	}
 	return fmt.Sprintf("%q", c.Name)
+}
+
+// BindingUnbound is the binding, and the region source, of an object that nothing ties to a cluster.
+const BindingUnbound = "unbound"
+
+func bindingOf(c ClusterInfo) string {
+	switch {
+	case c.Name != "" && c.BoundBy != "":
+		return c.BoundBy
+	case c.Name != "":
+		return "label"
+	case c.Class != "":
+		return "ClusterClass " + c.Class
+	case c.BoundBy != "":
+		// No cluster, but a reason (referrers of different clusters): not "unbound".
+		return c.BoundBy
+	default:
+		return BindingUnbound
+	}
 }
 
 func stringAt(obj any, p fieldPath) string {
@@ -303,6 +363,27 @@ func (e *evaluation) replayMutation() {
 		e.wouldInject[p] = true
 	}
 	e.decision.Patch, e.decision.Injected = []jsonpatch.Operation{}, nil
+}
+
+// reportMissingDefaults records, after replayMutation, what the organisation default would have
+// injected on CREATE but the stored object lacks.
+func (e *evaluation) reportMissingDefaults() {
+	if len(e.wouldInject) == 0 {
+		return
+	}
+	missing := make([]string, 0, len(e.wouldInject))
+	for p := range e.wouldInject {
+		missing = append(missing, p)
+	}
+	slices.Sort(missing)
+	e.decision.MissingDefaults = missing
+	why := "it has no " + AnnotationInjected + " annotation: it was created before the default existed, or while the mutating webhook was absent or disabled"
+	if prev := stringAt(e.obj, pathOf("metadata", "annotations", AnnotationInjected)); prev != "" {
+		why = fmt.Sprintf("its %s annotation records only %s: the default changed after the object was created", AnnotationInjected, prev)
+	}
+	e.report(RuleCreatedBeforeDefault, e.spec.machine,
+		"organisation default %q applies to this object, but it lacks %s; %s. Machines built from it do not get these settings: set them on the object (or recreate it, for immutable templates) and roll the machines",
+		e.decision.DefaultName, strings.Join(missing, ", "), why)
 }
 
 // cloneJSON deep-copies a decoded JSON value.

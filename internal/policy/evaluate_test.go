@@ -83,8 +83,29 @@ func TestRegionPrecedence(t *testing.T) {
 		})
 	}
 	d := create(t, DefaultPolicy(), template(), Environment{})
-	if d.Region != "" || d.RegionSource != "unknown" || d.Catalog.Name != "none" {
-		t.Errorf("nothing known: region %q from %q, catalog %q", d.Region, d.RegionSource, d.Catalog.Name)
+	if d.Region != "" || d.RegionSource != BindingUnbound || d.Binding != BindingUnbound || d.Catalog.Name != "none" {
+		t.Errorf("nothing known: region %q from %q, binding %q, catalog %q", d.Region, d.RegionSource, d.Binding, d.Catalog.Name)
+	}
+	d = create(t, DefaultPolicy(), template(), Environment{Cluster: ClusterInfo{Name: "c1", BoundBy: "MachineDeployment md-0"}})
+	if d.Region != "" || d.RegionSource != "unknown" || d.Binding != "MachineDeployment md-0" {
+		t.Errorf("bound, cluster without a region: region %q from %q, binding %q", d.Region, d.RegionSource, d.Binding)
+	}
+}
+
+func TestBindingRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		cluster ClusterInfo
+		want    string
+	}{
+		{ClusterInfo{}, BindingUnbound},
+		{ClusterInfo{Name: "c1"}, "label"},
+		{ClusterInfo{Name: "c1", BoundBy: "owner MachineSet ms-1"}, "owner MachineSet ms-1"},
+		{ClusterInfo{Class: "quick-start"}, "ClusterClass quick-start"},
+		{ClusterInfo{BoundBy: "ambiguous: referenced by ..."}, "ambiguous: referenced by ..."},
+	} {
+		if d := create(t, DefaultPolicy(), template(), Environment{Cluster: tc.cluster}); d.Binding != tc.want {
+			t.Errorf("%+v: binding %q, want %q", tc.cluster, d.Binding, tc.want)
+		}
 	}
 }
 

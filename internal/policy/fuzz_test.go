@@ -25,6 +25,8 @@ func FuzzEvaluate(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"infrastructure.cluster.x-k8s.io/v1beta1","kind":"AzureMachinePool","spec":{"location":7,"template":null}}`))
 	p := defaultsPolicy(f, "requireCustomerManagedKeys: true\n")
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		// The audit's view of a stored object must not panic either.
+		_, _ = EvaluateStored(p, Request{Object: raw}, eastEnv())
 		d, err := Evaluate(p, Request{Operation: OperationCreate, Object: raw}, eastEnv())
 		if err != nil || len(d.Patch) == 0 {
 			return

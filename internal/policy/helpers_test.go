@@ -25,17 +25,18 @@ const (
 )
 
 // testCatalog: eastus and westus2. Standard_Mixed supports EAH in eastus only, so with no region
-// known its verdict is mixed.
+// known its verdict is mixed. Only the DSv3 sizes can attach Premium SSD disks (PremiumIO).
 func testCatalog() skus.Catalog {
 	eah := func(v string) map[string]string { return map[string]string{skus.CapabilityEncryptionAtHost: v} }
+	premium := func(c map[string]string) map[string]string { c[skus.CapabilityPremiumIO] = "True"; return c }
 	restricted := []skus.Restriction{{Type: skus.RestrictionTypeZone, ReasonCode: skus.ReasonNotAvailableForSub, Zones: []string{"2"}}}
 	return skus.NewStatic([]skus.SKU{
-		{Name: "Standard_D4s_v3", Region: "eastus", Family: "standardDSv3Family", Capabilities: eah("True")},
-		{Name: "Standard_D8s_v3", Region: "eastus", Family: "standardDSv3Family", Capabilities: eah("True")},
+		{Name: "Standard_D4s_v3", Region: "eastus", Family: "standardDSv3Family", Capabilities: premium(eah("True"))},
+		{Name: "Standard_D8s_v3", Region: "eastus", Family: "standardDSv3Family", Capabilities: premium(eah("True"))},
 		{Name: "Standard_D2_v3", Region: "eastus", Family: "standardDv3Family", Capabilities: eah("False")},
 		{Name: "Standard_M8-2ms", Region: "eastus", Family: "standardMSFamily", Capabilities: eah("True"), Restrictions: restricted},
 		{Name: "Standard_Mixed", Region: "eastus", Family: "x", Capabilities: eah("True")},
-		{Name: "Standard_D4s_v3", Region: "westus2", Family: "standardDSv3Family", Capabilities: eah("True")},
+		{Name: "Standard_D4s_v3", Region: "westus2", Family: "standardDSv3Family", Capabilities: premium(eah("True"))},
 		{Name: "Standard_D2_v3", Region: "westus2", Family: "standardDv3Family", Capabilities: map[string]string{}},
 		{Name: "Standard_M8-2ms", Region: "westus2", Family: "standardMSFamily", Capabilities: eah("True")},
 		{Name: "Standard_Mixed", Region: "westus2", Family: "x", Capabilities: eah("False")},

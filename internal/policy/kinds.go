@@ -42,10 +42,26 @@ var kindTable = []kindSpec{
 	machineKind("AzureMachineTemplate", "azuremachinetemplates", pathOf("spec", "template", "spec"), nil),
 	machineKind("AzureMachine", "azuremachines", pathOf("spec"), nil),
 	machineKind("AzureMachinePool", "azuremachinepools", pathOf("spec", "template"), pathOf("spec", "location")),
-	{KindInfo: KindInfo{Kind: "AzureManagedMachinePool", Resource: "azuremanagedmachinepools", Group: Group, Versions: []string{"v1beta1"}},
-		validate: (*evaluation).validateManagedMachinePool},
-	{KindInfo: KindInfo{Kind: "AzureManagedControlPlane", Resource: "azuremanagedcontrolplanes", Group: Group, Versions: []string{"v1beta1"}},
-		validate: (*evaluation).validateManagedControlPlane},
+	// AKS, in every API generation CAPZ ships: the managed kinds and their ClusterClass templates,
+	// and the ASO-based kinds (v1alpha1 and v1beta1), whose spec.resources[] embed ASO objects.
+	aksKind("AzureManagedMachinePool", pathOf("spec"), nil, "v1beta1"),
+	aksKind("AzureManagedMachinePoolTemplate", pathOf("spec", "template", "spec"), nil, "v1beta1"),
+	aksKind("AzureManagedControlPlane", pathOf("spec"), pathOf("spec", "location"), "v1beta1"),
+	aksKind("AzureManagedControlPlaneTemplate", pathOf("spec", "template", "spec"), pathOf("spec", "template", "spec", "location"), "v1beta1"),
+	aksKind("AzureASOManagedMachinePool", pathOf("spec"), nil, "v1alpha1", "v1beta1"),
+	aksKind("AzureASOManagedMachinePoolTemplate", pathOf("spec", "template", "spec"), nil, "v1alpha1", "v1beta1"),
+	aksKind("AzureASOManagedControlPlane", pathOf("spec"), nil, "v1alpha1", "v1beta1"),
+	aksKind("AzureASOManagedControlPlaneTemplate", pathOf("spec", "template", "spec"), nil, "v1alpha1", "v1beta1"),
+}
+
+// aksKind is an entry for an AKS kind: nothing is injected, and aks-target denies the encryption
+// settings it can carry at spec (spec.template.spec for templates).
+func aksKind(kind string, spec, location fieldPath, versions ...string) kindSpec {
+	return kindSpec{
+		KindInfo:      KindInfo{Kind: kind, Resource: strings.ToLower(kind) + "s", Group: Group, Versions: versions},
+		locationField: location,
+		validate:      func(e *evaluation) { e.validateAKS(spec) },
+	}
 }
 
 // machineKind is an entry for a kind that describes virtual machines: it gets defaults injected and

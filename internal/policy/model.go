@@ -2,6 +2,7 @@ package policy
 
 import (
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -27,6 +28,9 @@ type Policy struct {
 	AllowedDESSubscriptions []string
 	// Actions per rule; rules not named keep their built-in action.
 	Actions map[RuleID]Action
+	// KeyExpiryWarning is how long before its Key Vault key expires a Disk Encryption Set warns
+	// (des-key-expiry); zero means DefaultKeyExpiryWarning.
+	KeyExpiryWarning time.Duration
 	// Defaults are tried in order; the first whose regions and namespace selector match applies.
 	Defaults []Default
 	// Source names where the policy came from (file path, "built-in"), for the audit trail.
@@ -47,6 +51,10 @@ type Default struct {
 	// every data disk. Empty injects no DES.
 	DiskEncryptionSetID     string
 	DataDiskEncryptionSetID string
+	// DataDiskStorageAccountType, when set, lets the default give a data disk that has no
+	// managedDisk one: {storageAccountType, diskEncryptionSet}. CAPZ sends a data disk's managedDisk
+	// to Azure as it is, so one is never injected without a storage type.
+	DataDiskStorageAccountType string
 	// EncryptionAtHost, when true, injects securityProfile.encryptionAtHost: true where the VM size
 	// supports it.
 	EncryptionAtHost bool
@@ -75,6 +83,24 @@ var builtinActions = map[RuleID]Action{
 	// The cluster's region was used anyway; the annotation is only stale or misleading.
 	RuleLocationAnnotationIgnored: ActionWarn,
 	RuleLocationMismatch:          ActionWarn,
+	// An expired or disabled key denies new machines; one about to expire can only warn.
+	RuleDESKeyExpiry:         ActionDeny,
+	RuleCreatedBeforeDefault: ActionWarn,
+	// What Azure built: reported by the audit only (admission never has the VM), as failures.
+	RuleAzureDiskNotCustomerKey: ActionDeny,
+	RuleAzureDiskDESMismatch:    ActionDeny,
+	RuleAzureEAHDisabled:        ActionDeny,
+}
+
+// DefaultKeyExpiryWarning is keyExpiryWarning when the policy file does not set it.
+const DefaultKeyExpiryWarning = 30 * 24 * time.Hour
+
+// KeyExpiryWindow is how long before a key's expiry des-key-expiry warns.
+func (p *Policy) KeyExpiryWindow() time.Duration {
+	if p.KeyExpiryWarning > 0 {
+		return p.KeyExpiryWarning
+	}
+	return DefaultKeyExpiryWarning
 }
 
 // Rules lists every rule ID, sorted.

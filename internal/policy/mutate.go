@@ -19,7 +19,12 @@ func (e *evaluation) mutate() {
 	}
 	def, ok := e.policy.DefaultFor(e.decision.Region, e.nsLabels)
 	if !ok {
-		if len(e.policy.Defaults) > 0 {
+		switch {
+		case len(e.policy.Defaults) > 0 && e.decision.Region == "" && e.env.Cluster.Class != "" && e.env.Cluster.Name == "":
+			// A ClusterClass's template has no region of its own, by design: recorded, not warned.
+			e.reportAtMost(RuleDefaultNotApplied, ActionAudit, e.spec.machine,
+				"no default applies to a template of ClusterClass %s, which has no region of its own: CAPI's topology controller copies it for each Cluster of the class, and each copy gets its cluster's region's default", e.env.Cluster.Class)
+		case len(e.policy.Defaults) > 0:
 			// Silence would read as "nothing to inject"; say that the organisation's defaults exist
 			// and why none of them reached this object.
 			e.report(RuleDefaultNotApplied, e.spec.machine, "the policy has defaults, but none applies to this object: %s", e.whyNoDefault())
@@ -76,16 +81,36 @@ func (e *evaluation) defaultDataDiskDES(disk fieldPath, raw any, des string, def
 		return // validation and the CRD schema report a data disk that is not an object
 	}
 	if md, ok := m["managedDisk"].(map[string]any); !ok || md == nil {
-		// CAPZ sends managedDisk.storageAccountType to Azure verbatim for data disks; inventing a
-		// managedDisk without it would break VM creation, so the user has to choose the type.
-		e.report(RuleDefaultNotApplied, disk.child("managedDisk"),
-			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set; add managedDisk with a storageAccountType (e.g. Premium_LRS)", disk, def.Name)
+		e.defaultManagedDisk(disk, des, def)
 		return
 	}
 	target := disk.child("managedDisk", "diskEncryptionSet", "id")
 	if !hasValue(e.obj, target) {
 		e.fill(target, des)
 	}
+}
+
+// defaultManagedDisk gives a data disk without managedDisk one that carries the Disk Encryption Set
+// (CAPZ's flavors leave the etcd disk so, which keeps etcd on platform-managed keys). CAPZ sends a
+// data disk's managedDisk to Azure as it is, so one without storageAccountType would break VM
+// creation: it is only injected when the default names the type, and a Premium type only where the
+// size can attach Premium SSD disks.
+func (e *evaluation) defaultManagedDisk(disk fieldPath, des string, def Default) {
+	target := disk.child("managedDisk")
+	storage := def.DataDiskStorageAccountType
+	if storage == "" {
+		e.report(RuleDefaultNotApplied, target,
+			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set (a managedDisk needs a storageAccountType, which the default does not name): add managedDisk with a storageAccountType (e.g. Premium_LRS), or set dataDiskStorageAccountType in the default", disk, def.Name)
+		return
+	}
+	if strings.HasPrefix(storage, "Premium") {
+		if ok, why := premiumIO(e.env.Catalog, e.decision.Region, stringAt(e.obj, e.spec.machine.child("vmSize"))); !ok {
+			e.report(RuleDefaultNotApplied, target,
+				"%s has no managedDisk, and default %q would give it storageAccountType %s, but %s: its Disk Encryption Set was not injected; add managedDisk with a storage type the size supports (e.g. StandardSSD_LRS), or choose a size with PremiumIO", disk, def.Name, storage, why)
+			return
+		}
+	}
+	e.fill(target, map[string]any{"storageAccountType": storage, "diskEncryptionSet": map[string]any{"id": des}})
 }
 
 func (e *evaluation) defaultEncryptionAtHost(base fieldPath, def Default) {
@@ -131,8 +156,12 @@ func (e *evaluation) whyNoDefault() string {
 	}
 	out := strings.Join(reasons, "; ")
 	if e.decision.Region == "" {
-		out = fmt.Sprintf("the object's region is unknown (no cluster found through the label %s, no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
-			LabelClusterName, AnnotationLocation, out)
+		cluster := fmt.Sprintf("cluster %q has no known region", e.env.Cluster.Name)
+		if e.env.Cluster.Name == "" {
+			cluster = fmt.Sprintf("nothing binds it to a cluster yet: no label %s, and no MachineDeployment, KubeadmControlPlane, MachinePool or Machine references it", LabelClusterName)
+		}
+		out = fmt.Sprintf("the object's region is unknown (%s; no annotation %s, no namespace annotation, no defaultLocation in the policy), and %s",
+			cluster, AnnotationLocation, out)
 	}
 	return out
 }

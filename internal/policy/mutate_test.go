@@ -156,6 +156,97 @@ func TestDefaulting(t *testing.T) {
 	}
 }
 
+// CAPZ's flavors leave the etcd data disk without managedDisk. With dataDiskStorageAccountType the
+// default gives it one that carries the DES; never one without a storage type.
+func TestDefaultingDataDiskWithoutManagedDisk(t *testing.T) {
+	policyWith := func(storage string) *Policy {
+		return mustPolicy(t, policyHeader+`requireCustomerManagedKeys: true
+defaults:
+- name: eastus
+  diskEncryptionSetID: `+desEast+`
+  dataDiskStorageAccountType: `+storage+"\n")
+	}
+	etcd := func(size string) obj {
+		return template().set(tpl("vmSize"), size).set(tpl("osDisk.managedDisk.diskEncryptionSet.id"), desEast).
+			set(tpl("dataDisks"), []any{map[string]any{"nameSuffix": "etcddisk", "diskSizeGB": 256, "lun": 0}})
+	}
+	injected := func(storage string) []patchOp {
+		return []patchOp{
+			{"add", base + "/dataDisks/0/managedDisk", `{"diskEncryptionSet":{"id":"` + desEast + `"},"storageAccountType":"` + storage + `"}`},
+			{"add", "/metadata/annotations", `{"capz-encryption-webhook.io/injected":"dataDisks[0].managedDisk"}`},
+		}
+	}
+	for _, tc := range []struct {
+		name        string
+		policy      *Policy
+		object      obj
+		env         Environment
+		want        []patchOp
+		wantRules   []RuleID
+		wantMessage string
+		wantAllowed bool
+	}{
+		{name: "Premium_LRS on a size with PremiumIO", policy: policyWith("Premium_LRS"), object: etcd("Standard_D4s_v3"),
+			want: injected("Premium_LRS"), wantAllowed: true},
+		{name: "StandardSSD_LRS on a size without PremiumIO", policy: policyWith("StandardSSD_LRS"), object: etcd("Standard_D2_v3"),
+			want: injected("StandardSSD_LRS"), wantAllowed: true},
+		{name: "Premium_LRS on a size without PremiumIO", policy: policyWith("Premium_LRS"), object: etcd("Standard_D2_v3"),
+			wantRules: []RuleID{RuleDefaultNotApplied, RuleDESRequired}, wantMessage: "cannot attach Premium SSD disks in eastus"},
+		{name: "Premium_LRS, region unknown, PremiumIO in every region that offers the size", policy: policyWith("Premium_LRS"), object: etcd("Standard_D4s_v3"),
+			env: Environment{Catalog: testCatalog()}, want: injected("Premium_LRS"), wantAllowed: true},
+		{name: "Premium_LRS, region unknown, PremiumIO in some regions only", policy: policyWith("Premium_LRS"), object: etcd("Standard_Mixed"),
+			env:       Environment{Catalog: testCatalog()},
+			wantRules: []RuleID{RuleDefaultNotApplied, RuleDESRequired}, wantMessage: "region is unknown"},
+		{name: "no storage type: nothing injected, the warning stays", policy: mustPolicy(t, policyHeader+"requireCustomerManagedKeys: true\ndefaults:\n- name: eastus\n  diskEncryptionSetID: "+desEast+"\n"),
+			object: etcd("Standard_D4s_v3"), wantRules: []RuleID{RuleDefaultNotApplied, RuleDESRequired}, wantMessage: "dataDiskStorageAccountType"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := tc.env
+			if env.Catalog == nil {
+				env = eastEnv()
+			}
+			d := create(t, tc.policy, tc.object, env)
+			if got := opsOf(t, d); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("patch:\n got %v\nwant %v", got, tc.want)
+			}
+			var rules []RuleID
+			var msgs []string
+			for _, f := range d.Findings {
+				rules = append(rules, f.Rule)
+				msgs = append(msgs, f.Message)
+			}
+			if !reflect.DeepEqual(rules, tc.wantRules) {
+				t.Errorf("findings = %v, want %v (%v)", rules, tc.wantRules, msgs)
+			}
+			if tc.wantMessage != "" && !strings.Contains(strings.Join(msgs, "\n"), tc.wantMessage) {
+				t.Errorf("no message says %q: %v", tc.wantMessage, msgs)
+			}
+			if d.Allowed != tc.wantAllowed {
+				t.Errorf("allowed = %v, want %v", d.Allowed, tc.wantAllowed)
+			}
+			// The validating webhook, on what the mutating one produced, agrees; on the object as it
+			// was (the mutating webhook did not run), it says so.
+			patched := applyPatch(t, tc.object.json(t), d)
+			v, err := Evaluate(tc.policy, Request{Operation: OperationCreate, Stage: StageValidate, Object: patched}, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Allowed != d.Allowed {
+				t.Errorf("validating the patched object: allowed = %v, want %v (%+v)", v.Allowed, d.Allowed, v.Findings)
+			}
+			if len(tc.want) > 0 {
+				v, err = Evaluate(tc.policy, Request{Operation: OperationCreate, Stage: StageValidate, Object: tc.object.json(t)}, env)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f := findingsOf(v, RuleDESRequired); len(f) != 1 || !strings.Contains(f[0].Message, "mutating webhook did not inject it") {
+					t.Errorf("validating the unpatched object: %+v", v.Findings)
+				}
+			}
+		})
+	}
+}
+
 func TestDefaultingOtherKinds(t *testing.T) {
 	p := defaultsPolicy(t, "")
 	machine := obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureMachine",
@@ -323,4 +414,19 @@ func assertNoFieldLost(t *testing.T, before, after []byte) {
 		}
 	}
 	walk("", b, a)
+}
+
+// A ClusterClass's template has no region: no regional default applies, and that is recorded, not
+// warned (its per-cluster copies get their region's default); an unbound template is warned.
+func TestNoDefaultForClassTemplates(t *testing.T) {
+	p := mustPolicy(t, policyHeader+"defaults:\n- name: eastus\n  regions: [eastus]\n  diskEncryptionSetID: "+desEast+"\n")
+	class := Environment{Catalog: testCatalog(), Cluster: ClusterInfo{Class: "quick-start"}}
+	d := create(t, p, template(), class)
+	if f := findingsOf(d, RuleDefaultNotApplied); len(f) != 1 || f[0].Action != ActionAudit || !strings.Contains(f[0].Message, "ClusterClass quick-start") {
+		t.Errorf("class template: %+v", d.Findings)
+	}
+	d = create(t, p, template(), Environment{Catalog: testCatalog()})
+	if f := findingsOf(d, RuleDefaultNotApplied); len(f) != 1 || f[0].Action != ActionWarn || !strings.Contains(f[0].Message, "nothing binds it to a cluster yet") {
+		t.Errorf("unbound template: %+v", d.Findings)
+	}
 }

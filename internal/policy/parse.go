@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +45,7 @@ type fileDoc struct {
 	DefaultLocation            string        `yaml:"defaultLocation"`
 	RequireCustomerManagedKeys bool          `yaml:"requireCustomerManagedKeys"`
 	AllowedDESSubscriptions    []string      `yaml:"allowedDESSubscriptions"`
+	KeyExpiryWarning           *positioned   `yaml:"keyExpiryWarning"`
 	Rules                      yaml.Node     `yaml:"rules"`
 	Defaults                   []fileDefault `yaml:"defaults"`
 }
@@ -53,7 +56,10 @@ type fileDefault struct {
 	NamespaceSelector       *fileSelector `yaml:"namespaceSelector"`
 	DiskEncryptionSetID     *positioned   `yaml:"diskEncryptionSetID"`
 	DataDiskEncryptionSetID *positioned   `yaml:"dataDiskEncryptionSetID"`
-	EncryptionAtHost        bool          `yaml:"encryptionAtHost"`
+	// DataDiskStorageAccountType is the storage type of a managedDisk injected into data disks
+	// that have none (see Default).
+	DataDiskStorageAccountType *positioned `yaml:"dataDiskStorageAccountType"`
+	EncryptionAtHost           bool        `yaml:"encryptionAtHost"`
 }
 
 type fileSelector struct {
@@ -137,6 +143,13 @@ func parseEncryptionPolicy(name string, data []byte) (*Policy, error) {
 		}
 		p.AllowedDESSubscriptions = append(p.AllowedDESSubscriptions, strings.ToLower(s))
 	}
+	if doc.KeyExpiryWarning != nil {
+		d, err := parseKeyExpiryWarning(doc.KeyExpiryWarning.Value)
+		if err != nil {
+			return nil, &ParseError{File: name, Line: doc.KeyExpiryWarning.Line, Msg: "keyExpiryWarning: " + err.Error()}
+		}
+		p.KeyExpiryWarning = d
+	}
 	if err := parseRules(name, &doc.Rules, p.Actions); err != nil {
 		return nil, err
 	}
@@ -153,6 +166,31 @@ func parseEncryptionPolicy(name string, data []byte) (*Policy, error) {
 		p.Defaults = append(p.Defaults, d)
 	}
 	return p, nil
+}
+
+// parseKeyExpiryWarning reads whole days ("30d") or a Go duration ("720h"), between an hour and a
+// year: a key's expiry is planned in days, and anything outside that range is a typo.
+func parseKeyExpiryWarning(v string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || days == "" || days[0] == '+' || days[0] == '-' {
+			return 0, fmt.Errorf("%q is not a number of days such as 30d, nor a duration such as 720h", v)
+		}
+		if n > 365 {
+			return 0, fmt.Errorf("%q is outside 1h..365d", v)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q is not a number of days such as 30d, nor a duration such as 720h", v)
+		}
+	}
+	if d < time.Hour || d > 365*24*time.Hour {
+		return 0, fmt.Errorf("%q is outside 1h..365d", v)
+	}
+	return d, nil
 }
 
 func parseRules(name string, n *yaml.Node, into map[RuleID]Action) error {
@@ -217,6 +255,16 @@ func (fd fileDefault) toDefault(file string, i int) (Default, error) {
 		}
 		*f.out = id.String()
 	}
+	if t := fd.DataDiskStorageAccountType; t != nil {
+		v, err := dataDiskStorageType(t.Value)
+		if err != nil {
+			return Default{}, &ParseError{File: file, Line: t.Line, Msg: fmt.Sprintf("%s.dataDiskStorageAccountType: %v", where, err)}
+		}
+		if d.DiskEncryptionSetID == "" && d.DataDiskEncryptionSetID == "" {
+			return Default{}, &ParseError{File: file, Line: t.Line, Msg: fmt.Sprintf("%s.dataDiskStorageAccountType is set but the default has no Disk Encryption Set: a managedDisk is only injected to carry one; set diskEncryptionSetID or dataDiskEncryptionSetID", where)}
+		}
+		d.DataDiskStorageAccountType = v
+	}
 	if d.DiskEncryptionSetID == "" && d.DataDiskEncryptionSetID == "" && !d.EncryptionAtHost {
 		return Default{}, &ParseError{File: file, Msg: fmt.Sprintf("%s (%s) sets nothing: give diskEncryptionSetID, dataDiskEncryptionSetID or encryptionAtHost: true", where, d.Name)}
 	}
@@ -260,6 +308,34 @@ func parsePackValues(name string, top *yaml.Node) (*Policy, error) {
 		p.Defaults = []Default{d}
 	}
 	return p, nil
+}
+
+// DataDiskStorageTypes are the storage account types a default may give an injected data disk:
+// Azure's managed-disk types (armcompute.StorageAccountTypes, held against the SDK by a test) except
+// UltraSSD_LRS and PremiumV2_LRS, which need more than a storage type (cachingType None, and the VM's
+// additionalCapabilities.ultraSSDEnabled or a zone) that a default cannot choose for the user.
+var DataDiskStorageTypes = []string{"Premium_LRS", "Premium_ZRS", "StandardSSD_LRS", "StandardSSD_ZRS", "Standard_LRS"}
+
+var needMoreThanAType = map[string]string{
+	"UltraSSD_LRS":  "an Ultra disk also needs cachingType None and additionalCapabilities.ultraSSDEnabled on the VM",
+	"PremiumV2_LRS": "a Premium SSD v2 disk also needs cachingType None and a zonal VM",
+}
+
+func dataDiskStorageType(v string) (string, error) {
+	for _, t := range DataDiskStorageTypes {
+		if v == t {
+			return t, nil
+		}
+		if strings.EqualFold(v, t) {
+			return "", fmt.Errorf("%q: Azure spells it %q", v, t)
+		}
+	}
+	for t, why := range needMoreThanAType {
+		if strings.EqualFold(v, t) {
+			return "", fmt.Errorf("%s cannot be a default: %s; set the data disk's managedDisk yourself", t, why)
+		}
+	}
+	return "", fmt.Errorf("%q is not an Azure managed-disk storage type (one of %s)", v, strings.Join(DataDiskStorageTypes, ", "))
 }
 
 func mappingValue(n *yaml.Node, key string) *yaml.Node {

@@ -1,9 +1,13 @@
 package policy
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -31,6 +35,11 @@ func TestParseErrors(t *testing.T) {
 		{"palette: unknown key", "cloud:\n  azure:\n    encryptionAtHost: true\n    diskEncryptionSetId: x\n", `test-policy.yaml:4: cloud.azure.diskEncryptionSetId: unknown key`},
 		{"palette: bad bool", "cloud:\n  azure:\n    encryptionAtHost: maybe\n", "test-policy.yaml:3: cloud.azure.encryptionAtHost"},
 		{"palette: no azure", "cloud:\n  aws: {}\n", "cloud.azure is missing"},
+		{"data disk storage type misspelt", storageDefault("premium_lrs"), `test-policy.yaml:6: defaults[0].dataDiskStorageAccountType: "premium_lrs": Azure spells it "Premium_LRS"`},
+		{"data disk storage type unknown", storageDefault("Premium_SSD"), `"Premium_SSD" is not an Azure managed-disk storage type (one of Premium_LRS,`},
+		{"data disk storage type Ultra", storageDefault("UltraSSD_LRS"), "UltraSSD_LRS cannot be a default: an Ultra disk also needs cachingType None"},
+		{"data disk storage type PremiumV2", storageDefault("PremiumV2_LRS"), "PremiumV2_LRS cannot be a default"},
+		{"data disk storage type without a DES", policyHeader + "defaults:\n- name: a\n  encryptionAtHost: true\n  dataDiskStorageAccountType: Premium_LRS\n", "dataDiskStorageAccountType is set but the default has no Disk Encryption Set"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,6 +51,29 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func storageDefault(storage string) string {
+	return policyHeader + "defaults:\n- name: a\n  diskEncryptionSetID: " + desEast + "\n  dataDiskStorageAccountType: " + storage + "\n"
+}
+
+// The storage types a default accepts, and those it refuses for needing more than a type, are
+// exactly Azure's managed-disk storage types as the compute SDK lists them.
+func TestDataDiskStorageTypesAreAzures(t *testing.T) {
+	got := append(slices.Clone(DataDiskStorageTypes), slices.Collect(maps.Keys(needMoreThanAType))...)
+	var want []string
+	for _, v := range armcompute.PossibleStorageAccountTypesValues() {
+		want = append(want, string(v))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("storage types %v, the Azure SDK has %v", got, want)
+	}
+	d := mustPolicy(t, storageDefault("StandardSSD_ZRS")).Defaults[0]
+	if d.DataDiskStorageAccountType != "StandardSSD_ZRS" {
+		t.Errorf("parsed %q", d.DataDiskStorageAccountType)
 	}
 }
 

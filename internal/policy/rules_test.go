@@ -194,6 +194,20 @@ func TestRuleAKSTarget(t *testing.T) {
 			wantRule: RuleAKSTarget, wantField: "spec.asoManagedClusterPatches[1]", wantAction: ActionDeny, wantMessage: []string{"diskEncryptionSetReference"}},
 		{name: "AKS control plane, DES patch that is not JSON", object: amcp(`{spec: diskEncryptionSetReference`),
 			wantRule: RuleAKSTarget, wantField: "spec.asoManagedClusterPatches[0]", wantAction: ActionDeny},
+		{name: "AKS pool, patch setting EAH", object: ammp(nil).set("spec.asoManagedClustersAgentPoolPatches", []any{`{"spec":{"enableEncryptionAtHost":true}}`}),
+			wantRule: RuleAKSTarget, wantField: "spec.asoManagedClustersAgentPoolPatches[0]", wantAction: ActionDeny, wantMessage: []string{"ManagedClustersAgentPool"}},
+		{name: "AKS pool, patch setting EAH false", object: ammp(nil).set("spec.asoManagedClustersAgentPoolPatches", []any{`{"spec":{"enableEncryptionAtHost":false}}`}), wantAllowed: true},
+		{name: "AKS pool, patch that is not JSON", object: ammp(nil).set("spec.asoManagedClustersAgentPoolPatches", []any{`{spec: {enableEncryptionAtHost: true}}`}),
+			wantRule: RuleAKSTarget, wantField: "spec.asoManagedClustersAgentPoolPatches[0]", wantAction: ActionDeny},
+		{name: "AKS control plane, patch enabling EAH on agent pool profiles", object: amcp(`{"spec":{"agentPoolProfiles":[{"name":"p","enableEncryptionAtHost":true}]}}`),
+			wantRule: RuleAKSTarget, wantField: "spec.asoManagedClusterPatches[0]", wantAction: ActionDeny, wantMessage: []string{"agentPoolProfiles"}},
+		{name: "ASO control plane without encryption", object: obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1", "kind": "AzureASOManagedControlPlane",
+			"metadata": map[string]any{"name": "cp", "namespace": "default"}, "spec": map[string]any{"resources": []any{
+				map[string]any{"kind": "ManagedCluster", "spec": map[string]any{"agentPoolProfiles": []any{map[string]any{"name": "p", "enableEncryptionAtHost": false}}}}}}}, wantAllowed: true},
+		{name: "ASO pool template with EAH", object: obj{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureASOManagedMachinePoolTemplate",
+			"metadata": map[string]any{"name": "p", "namespace": "default"}, "spec": map[string]any{"template": map[string]any{"spec": map[string]any{"resources": []any{
+				map[string]any{"kind": "ManagedClustersAgentPool", "spec": map[string]any{"enableEncryptionAtHost": true}}}}}}},
+			wantRule: RuleAKSTarget, wantField: "spec.template.spec.resources[0].spec.enableEncryptionAtHost", wantAction: ActionDeny},
 		{name: "template of an AKS cluster without encryption", object: template(), env: aks, wantAllowed: true},
 		{name: "template of an AKS cluster with a DES", object: template().set(tpl("osDisk.managedDisk.diskEncryptionSet.id"), desEast), env: aks,
 			wantRule: RuleAKSTarget, wantField: tpl("osDisk.managedDisk.diskEncryptionSet.id"), wantAction: ActionDeny,
@@ -219,7 +233,19 @@ func TestRuleDESRequired(t *testing.T) {
 			wantRule: RuleDESRequired, wantField: tpl("dataDisks[1].managedDisk.diskEncryptionSet.id"), wantAction: ActionDeny},
 		{name: "required, ephemeral OS disk", object: template().set(tpl("osDisk.diffDiskSettings"), map[string]any{"option": "Local"}), policy: require,
 			wantRule: RuleDESRequired, wantField: tpl("osDisk.diffDiskSettings"), wantAction: ActionDeny, wantMessage: []string{"ephemeral"}},
+		// A ClusterClass's template makes no machine: its per-cluster copies are judged.
+		{name: "required, template of a ClusterClass", object: template(), policy: require, env: classEnv("quick-start"),
+			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionAudit, wantMessage: []string{"ClusterClass quick-start", "copies"}, wantAllowed: true},
+		{name: "required, template of a ClusterClass and of a cluster", object: template(), policy: require,
+			env:      func() Environment { e := classEnv("quick-start"); e.Cluster.Name = "c1"; return e }(),
+			wantRule: RuleDESRequired, wantField: osDES, wantAction: ActionDeny},
 	})
+}
+
+func classEnv(class string) Environment {
+	e := eastEnv()
+	e.Cluster.Class = class
+	return e
 }
 
 func TestRuleDESSubscriptionNotAllowed(t *testing.T) {

@@ -375,3 +375,38 @@ func describeSource(s skus.SourceInfo) string {
 	}
 	return out
 }
+
+// premiumIO says whether the VM size can attach Premium SSD disks in the region (PremiumIO=True in
+// the catalog); with no region known, in every catalog region that offers the size. why explains a
+// false answer.
+func premiumIO(cat skus.Catalog, region, size string) (ok bool, why string) {
+	switch {
+	case strings.TrimSpace(size) == "":
+		return false, "the object has no vmSize"
+	case cat == nil:
+		return false, "no VM-size catalog is configured"
+	case region != "":
+		sku, found := cat.Lookup(region, size)
+		if !found {
+			return false, fmt.Sprintf("VM size %q is not in the catalog for %s", size, region)
+		}
+		if !sku.PremiumIOSupported() {
+			return false, fmt.Sprintf("VM size %s cannot attach Premium SSD disks in %s (capability %s is not True)", sku.Name, region, skus.CapabilityPremiumIO)
+		}
+		return true, ""
+	}
+	all := cat.LookupAll(size)
+	if len(all) == 0 {
+		return false, fmt.Sprintf("VM size %q is in no region of the catalog", size)
+	}
+	var no []string
+	for _, s := range all {
+		if !s.PremiumIOSupported() {
+			no = append(no, s.Region)
+		}
+	}
+	if len(no) > 0 {
+		return false, fmt.Sprintf("the region is unknown and VM size %s cannot attach Premium SSD disks in %s", all[0].Name, strings.Join(no, ", "))
+	}
+	return true, ""
+}

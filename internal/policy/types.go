@@ -45,6 +45,18 @@ const (
 	RuleDefaultNotApplied RuleID = "default-not-applied"
 	// RuleRepave warns that changing encryption settings of an existing object means a full repave.
 	RuleRepave RuleID = "encryption-change-repave"
+	// RuleDESKeyExpiry is hit when the active Key Vault key of a Disk Encryption Set is expired or
+	// disabled (denies new machines), or expires within the policy's keyExpiryWarning and nothing will
+	// replace it in time (warns).
+	RuleDESKeyExpiry RuleID = "des-key-expiry"
+	// RuleCreatedBeforeDefault is hit by the audit of stored objects: an organisation default applies
+	// to the object but it lacks what the default would inject (it was created before the default
+	// existed, or while the webhook was absent).
+	RuleCreatedBeforeDefault RuleID = "created-before-default"
+	// Rules on what Azure actually built for a machine (the audit's --azure reads; see ActualVM).
+	RuleAzureDiskNotCustomerKey RuleID = "azure-disk-not-customer-key"
+	RuleAzureDiskDESMismatch    RuleID = "azure-disk-des-mismatch"
+	RuleAzureEAHDisabled        RuleID = "azure-eah-disabled"
 )
 
 // Action is what a hit of a rule does to the request.
@@ -109,8 +121,16 @@ type LocationCandidate struct {
 
 // ClusterInfo is what the caller found out about the CAPI Cluster that owns the object.
 type ClusterInfo struct {
-	// Name of the Cluster (from the cluster.x-k8s.io/cluster-name label); empty when unknown.
+	// Name of the Cluster; empty when unknown.
 	Name string
+	// BoundBy says how the object was tied to its cluster: "label" (cluster.x-k8s.io/cluster-name),
+	// "spec.clusterName", "MachineDeployment md-0" (whoever references it), "owner MachineSet ms-1";
+	// empty when nothing binds it. Decisions record it.
+	BoundBy string
+	// Class is the ClusterClass that references the object when no Cluster does: a class template,
+	// which CAPI's topology controller copies for every Cluster of the class; the copies carry the
+	// cluster's label and are judged, and defaulted, in its region.
+	Class string
 	// Found is true when the Cluster object exists.
 	Found bool
 	// AKS is true when the Cluster's infrastructure or control plane is a managed (AKS) kind.
@@ -135,8 +155,29 @@ type DESInfo struct {
 	EncryptionType             string // EncryptionAtRestWithCustomerKey, ConfidentialVmEncryptedWithCustomerKey, ...
 	RotationToLatestKeyVersion bool
 	AutoKeyRotationError       string
+	// Key are the facts of the set's active Key Vault key (activeKey.keyUrl).
+	Key KeyInfo
 	// Source and AsOf say where the facts came from, for the audit trail.
 	Source string
+}
+
+// KeyInfo are the facts of a Disk Encryption Set's active Key Vault key that des-key-expiry judges.
+// Times are zero when they do not apply.
+type KeyInfo struct {
+	// URL is the set's activeKey.keyUrl; empty when the set names none.
+	URL string
+	// Known is true when Key Vault answered; the other fields mean nothing otherwise.
+	Known   bool
+	Enabled bool
+	// Expires is the key version's expiry (attributes.exp); zero: it never expires.
+	Expires time.Time
+	// NextRotation is when Key Vault's rotation policy for the key next creates a new version (a
+	// Rotate lifetime action); zero when the policy has none.
+	NextRotation time.Time
+	// NewerVersion is true when the key has a newer enabled version than the active one, which the set
+	// picks up by itself only with RotationToLatestKeyVersion; NewerExpires is that version's expiry.
+	NewerVersion bool
+	NewerExpires time.Time
 }
 
 // DESCatalog answers lookups of Disk Encryption Sets from data already at hand (a cache). It must not
@@ -157,9 +198,13 @@ type Environment struct {
 	Catalog skus.Catalog
 	// DES answers Disk Encryption Set questions; nil means no live data (rules that need it skip).
 	DES DESCatalog
-	// Now is the time of the decision, against which the age of catalog evidence is judged (the
-	// policy reads no clock). Zero means ages are not judged: every capture counts as current.
+	// Now is the time of the decision: the age of catalog evidence and the expiry of Disk Encryption
+	// Set keys (des-key-expiry) are judged against it (the policy reads no clock). Zero means ages are
+	// not judged (every capture counts as current) and key expiry is skipped.
 	Now time.Time
+	// Actual is what Azure built for this machine (its VM or scale-set model and managed disks); only
+	// the audit reads it, and nil skips the rules on it.
+	Actual *ActualVM
 }
 
 // Evidence is one fact of the VM-size catalog that a verdict used, with where it came from, so that
@@ -177,6 +222,34 @@ type Evidence struct {
 	CapturedAt string `json:"capturedAt,omitempty"`
 	// Stale is true when the capture is older than EvidenceMaxAgeYears at the time of the decision.
 	Stale bool `json:"stale,omitempty"`
+}
+
+// ActualVM is what Azure reports for a machine object: the VM of an AzureMachine (with its managed
+// disks), or the scale-set model of an AzureMachinePool.
+type ActualVM struct {
+	// Resource is the ARM ID of the VM or scale set, for messages.
+	Resource string
+	// ScaleSet is true for a scale-set model, whose disks have no encryption type of their own.
+	ScaleSet         bool
+	EncryptionAtHost bool
+	OSDisk           ActualDisk
+	DataDisks        []ActualDisk
+}
+
+// ActualDisk is one managed disk as Azure reports it.
+type ActualDisk struct {
+	// Name is the disk's name (or its ARM ID), for messages.
+	Name string
+	// Lun identifies a data disk; -1 for the OS disk.
+	Lun int32
+	// EncryptionType is the disk's encryption.type (EncryptionAtRestWithPlatformKey,
+	// EncryptionAtRestWithCustomerKey, EncryptionAtRestWithPlatformAndCustomerKeys), or the confidential
+	// disk's securityProfile.securityType when it encrypts with a customer key; empty when unknown
+	// (scale-set models).
+	EncryptionType string
+	// DESID is the Disk Encryption Set the disk is encrypted with (encryption.diskEncryptionSetId, or
+	// securityProfile.secureVMDiskEncryptionSetId of a confidential disk); empty for none.
+	DESID string
 }
 
 // Finding is one hit of one rule.
@@ -220,6 +293,9 @@ type Decision struct {
 	// when unknown.
 	Region       string `json:"region"`
 	RegionSource string `json:"regionSource"`
+	// Binding says how the object was tied to a cluster (ClusterInfo.BoundBy), "ClusterClass NAME"
+	// for a class template, or "unbound" when nothing references it yet.
+	Binding string `json:"binding"`
 	// Catalog is the source of the VM-size data used for the region.
 	Catalog skus.SourceInfo `json:"catalog"`
 	// Evidence lists the catalog facts the VM-size verdicts used (empty when no verdict needed the
@@ -231,6 +307,9 @@ type Decision struct {
 	WarnOnly bool `json:"warnOnly,omitempty"`
 	// Exempt names why findings were not enforced (deleting, metadata-only update, topology dry-run).
 	Exempt string `json:"exempt,omitempty"`
+	// MissingDefaults lists the paths (relative to the machine settings) that the organisation default
+	// would inject on CREATE but the stored object lacks; only EvaluateStored fills it.
+	MissingDefaults []string `json:"missingDefaults,omitempty"`
 }
 
 // Violations returns the findings whose action is deny.

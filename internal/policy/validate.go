@@ -28,40 +28,81 @@ func (e *evaluation) validate() {
 	e.spec.validate(e)
 }
 
-func (e *evaluation) validateManagedMachinePool() {
-	f := pathOf("spec", "enableEncryptionAtHost")
-	if lookupBool(e.obj, f) {
-		e.report(RuleAKSTarget, f, "encryption at host is not supported for AKS clusters on this platform; remove %s (or set it to false)", f)
+// validateAKS denies encryption settings aimed at an AKS cluster, wherever CAPZ lets them be written
+// (spec is spec, or spec.template.spec of a template): AzureManagedMachinePool's
+// enableEncryptionAtHost and the ASO merge patches CAPZ applies to the agent pool and the managed
+// cluster, and the ASO objects the AzureASOManaged kinds embed in resources[].
+func (e *evaluation) validateAKS(spec fieldPath) {
+	const eahWhy = "encryption at host is not supported for AKS clusters on this platform"
+	const desWhy = "server-side encryption with customer-managed keys is not supported for AKS clusters on this platform"
+	if f := spec.child("enableEncryptionAtHost"); lookupBool(e.obj, f) {
+		e.report(RuleAKSTarget, f, "%s; remove %s (or set it to false)", eahWhy, f)
 	}
-}
-
-func (e *evaluation) validateManagedControlPlane() {
-	patches := pathOf("spec", "asoManagedClusterPatches")
-	for i, raw := range lookupSlice(e.obj, patches) {
+	pool := spec.child("asoManagedClustersAgentPoolPatches")
+	for i, raw := range lookupSlice(e.obj, pool) {
+		if s, _ := raw.(string); patchSets(s, isEAH) {
+			e.report(RuleAKSTarget, pool.at(i), "this patch sets enableEncryptionAtHost on the AKS agent pool (ASO ManagedClustersAgentPool); %s: remove the patch", eahWhy)
+		}
+	}
+	cluster := spec.child("asoManagedClusterPatches")
+	for i, raw := range lookupSlice(e.obj, cluster) {
 		s, _ := raw.(string)
-		if mentionsDES(s) {
-			e.report(RuleAKSTarget, patches.at(i),
-				"this patch sets a Disk Encryption Set on the AKS ManagedCluster (diskEncryptionSetReference); server-side encryption with customer-managed keys is not supported for AKS clusters on this platform: remove the patch")
+		if patchSets(s, isDES) {
+			e.report(RuleAKSTarget, cluster.at(i),
+				"this patch sets a Disk Encryption Set on the AKS ManagedCluster (diskEncryptionSetReference); %s: remove the patch", desWhy)
+		} else if patchSets(s, isEAH) {
+			e.report(RuleAKSTarget, cluster.at(i), "this patch sets enableEncryptionAtHost on the AKS cluster's agent pools (agentPoolProfiles); %s: remove the patch", eahWhy)
+		}
+	}
+	resources := spec.child("resources")
+	for i, raw := range lookupSlice(e.obj, resources) {
+		r, _ := raw.(map[string]any)
+		kind, _ := r["kind"].(string)
+		item := resources.at(i)
+		switch kind {
+		case "ManagedClustersAgentPool":
+			if f := item.child("spec", "enableEncryptionAtHost"); lookupBool(e.obj, f) {
+				e.report(RuleAKSTarget, f, "%s (ASO ManagedClustersAgentPool) sets enableEncryptionAtHost; %s: remove it", item, eahWhy)
+			}
+		case "ManagedCluster":
+			if f := item.child("spec", "diskEncryptionSetReference"); lookupPresent(e.obj, f) {
+				e.report(RuleAKSTarget, f, "%s (ASO ManagedCluster) sets a Disk Encryption Set; %s: remove diskEncryptionSetReference", item, desWhy)
+			}
+			profiles := item.child("spec", "agentPoolProfiles")
+			for j := range lookupSlice(e.obj, profiles) {
+				if f := profiles.at(j).child("enableEncryptionAtHost"); lookupBool(e.obj, f) {
+					e.report(RuleAKSTarget, f, "%s (ASO ManagedCluster) sets enableEncryptionAtHost on an agent pool profile; %s: remove it", item, eahWhy)
+				}
+			}
 		}
 	}
 }
 
-// mentionsDES reports whether a JSON merge patch for the ASO ManagedCluster sets its disk encryption
-// set. A patch that is not valid JSON is searched as text, so a typo cannot smuggle one through.
-func mentionsDES(patch string) bool {
+func isDES(key string, v any) bool {
+	return strings.Contains(strings.ToLower(key), "diskencryptionset") && v != nil
+}
+
+func isEAH(key string, v any) bool {
+	b, _ := v.(bool)
+	return strings.EqualFold(key, "enableEncryptionAtHost") && b
+}
+
+// patchSets reports whether a JSON merge patch (CAPZ's asoManaged*Patches) sets a key that hit
+// accepts, at any depth. A patch that is not valid JSON is searched as text for the key names, so
+// that a typo cannot smuggle a setting through.
+func patchSets(patch string, hit func(key string, v any) bool) bool {
 	var v any
 	if err := json.Unmarshal([]byte(patch), &v); err != nil {
-		return strings.Contains(strings.ToLower(patch), "diskencryptionset")
+		text := strings.ToLower(patch)
+		return (hit("diskEncryptionSet", "") && strings.Contains(text, "diskencryptionset")) ||
+			(hit("enableEncryptionAtHost", true) && strings.Contains(text, "enableencryptionathost"))
 	}
 	var walk func(any) bool
 	walk = func(v any) bool {
 		switch t := v.(type) {
 		case map[string]any:
 			for k, c := range t {
-				if strings.Contains(strings.ToLower(k), "diskencryptionset") && c != nil {
-					return true
-				}
-				if walk(c) {
+				if hit(k, c) || walk(c) {
 					return true
 				}
 			}
@@ -106,6 +147,7 @@ func (e *evaluation) validateMachine(base fieldPath) {
 	if e.req.Operation == OperationUpdate && e.old != nil {
 		e.warnRepave(base, eahField)
 	}
+	e.validateActual(base)
 }
 
 // checkSize asks the VM-size catalog only what the decision needs. The size's capabilities matter
@@ -223,6 +265,7 @@ func (e *evaluation) checkFoundDES(s desSlot, id desid.ID, info DESInfo) {
 	if info.AutoKeyRotationError != "" {
 		e.report(RuleDESKeyRotation, s.field, "the last automatic key rotation of Disk Encryption Set %s failed: %s; fix the Key Vault access of the set's identity", id.Name, info.AutoKeyRotationError)
 	}
+	e.checkKeyExpiry(s, id, info)
 	confidentialSet := strings.EqualFold(info.EncryptionType, desTypeConfidential)
 	switch {
 	case s.confidential && !confidentialSet && info.EncryptionType != "":
@@ -291,31 +334,59 @@ func (e *evaluation) requireDES(base fieldPath) {
 		e.report(RuleDESRequired, osDisk.child("diffDiskSettings"),
 			"the policy requires customer-managed keys, but the OS disk is ephemeral (diffDiskSettings) and cannot use a Disk Encryption Set: remove diffDiskSettings and set %s", osDES)
 	default:
-		e.report(RuleDESRequired, osDES, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", osDES, e.whyNotDefaulted(osDES))
+		e.requireAt(osDES)
 	}
 	for i := range lookupSlice(e.obj, base.child("dataDisks")) {
-		f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id")
-		if !has(f) {
-			e.report(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
+		if f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet", "id"); !has(f) {
+			e.requireAt(f)
 		}
 	}
+}
+
+// requireAt reports a disk without a Disk Encryption Set. A template of a ClusterClass makes no
+// machine itself: CAPI's topology controller copies it for each Cluster of the class, labelled with
+// the cluster, and the copy is judged, and gets its region's default, when it is created. So there it
+// is recorded, not enforced: denying it would only block installing the class.
+func (e *evaluation) requireAt(f fieldPath) {
+	if e.env.Cluster.Class != "" && e.env.Cluster.Name == "" {
+		e.reportAtMost(RuleDESRequired, ActionAudit, f,
+			"%s has no Disk Encryption Set; this is a template of ClusterClass %s, whose copies for each Cluster are judged, and get their region's default, when CAPI's topology controller creates them", f, e.env.Cluster.Class)
+		return
+	}
+	e.report(RuleDESRequired, f, "the policy requires customer-managed keys: set %s to a Disk Encryption Set ID (%s)", f, e.whyNotDefaulted(f))
 }
 
 // whyNotDefaulted explains why no organisation default filled a missing encryption field, so that a
 // user can tell their own omission from a mutating webhook that did not run.
 func (e *evaluation) whyNotDefaulted(f fieldPath) string {
 	switch {
-	case e.wouldInject[relative(f, e.spec.machine)]:
+	case e.stored && e.wouldFill(f):
+		return fmt.Sprintf("default %q fills it on CREATE, but the object was stored without it (see %s)", e.decision.DefaultName, RuleCreatedBeforeDefault)
+	case e.wouldFill(f):
 		return fmt.Sprintf("default %q fills it, but the object reached validation without it: the mutating webhook did not inject it (disabled, failed open, or a later mutating webhook removed it)", e.decision.DefaultName)
-	case e.req.Operation == OperationUpdate:
+	case e.req.Operation == OperationUpdate && !e.stored:
 		return "organisation defaults are injected on CREATE only"
 	case e.def == nil:
 		return "no organisation default applies to this object"
 	case e.def.DiskEncryptionSetID == "" && (e.def.DataDiskEncryptionSetID == "" || !strings.Contains(f.String(), "dataDisks")):
 		return fmt.Sprintf("default %q sets no Disk Encryption Set for this disk", e.def.Name)
+	case e.def.DataDiskStorageAccountType == "" && len(f) > 3 && !lookupPresent(e.obj, f[:len(f)-2]):
+		return fmt.Sprintf("the disk has no managedDisk and default %q names no dataDiskStorageAccountType to create one with", e.def.Name)
 	default:
 		return fmt.Sprintf("default %q could not fill it; see %s", e.def.Name, RuleDefaultNotApplied)
 	}
+}
+
+// wouldFill reports whether replaying the defaults filled f, or a parent of f that was injected
+// whole (a data disk's managedDisk).
+func (e *evaluation) wouldFill(f fieldPath) bool {
+	rel := relative(f, e.spec.machine)
+	for p := range e.wouldInject {
+		if rel == p || strings.HasPrefix(rel, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // warnRepave warns when an UPDATE changes encryption settings: every machine gets replaced.

@@ -1,11 +1,18 @@
 // Package policyfile keeps the policy in force: read from a file (the chart's ConfigMap), reloaded
-// when the file changes, and never replaced by a file that does not parse.
+// when the file changes, and never replaced by a file that does not parse. When the file on disk is
+// not the policy in force, it says so (capz_encryption_webhook_policy_stale), so that an alert fires
+// long before a restart would make the bad file matter.
 package policyfile
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -17,8 +24,10 @@ import (
 
 // Metrics are the policy store's Prometheus metrics (see admission.NewMetrics for the style).
 type Metrics struct {
-	reloads    *prometheus.CounterVec
-	policyInfo *prometheus.GaugeVec
+	reloads     *prometheus.CounterVec
+	policyInfo  *prometheus.GaugeVec
+	stale       prometheus.Gauge
+	lastSuccess prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -30,54 +39,157 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capz_encryption_webhook_policy_info",
-			Help: "The policy in force (1 for the current source).",
-		}, []string{"source"}),
+			Help: "The policy in force (1 for the current source), with the SHA-256 (first 12 hex digits) of its file, or built-in.",
+		}, []string{"source", "sha256"}),
+		stale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "capz_encryption_webhook_policy_stale",
+			Help: "1 while the policy file on disk is not the policy in force (it does not parse or cannot be read): the next restart would not serve what this replica serves. Alert on it.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "capz_encryption_webhook_policy_last_reload_success_timestamp_seconds",
+			Help: "When the policy file was last read and put in force (Unix time).",
+		}),
 	}
-	reg.MustRegister(m.reloads, m.policyInfo)
+	reg.MustRegister(m.reloads, m.policyInfo, m.stale, m.lastSuccess)
 	return m
 }
 
 // Store holds the policy in force. Requests read it without locks; the file watcher swaps it.
 type Store struct {
-	cur     atomic.Pointer[policy.Policy]
-	path    string
-	last    []byte
-	log     logr.Logger
-	metrics *Metrics
+	cur      atomic.Pointer[policy.Policy]
+	path     string
+	last     []byte
+	lastGood string
+	fallback bool
+	curHash  string
+	stale    atomic.Bool
+	log      logr.Logger
+	metrics  *Metrics
 }
 
-// New loads path (or the built-in policy for ""). A bad file at start is an error: the webhook must
-// not come up enforcing something other than what was asked.
-func New(path string, m *Metrics, log logr.Logger) (*Store, error) {
+// Option changes what New does with a bad file.
+type Option func(*Store)
+
+// WithFallback makes New start even when the file does not parse, rather than fail: with the last
+// good policy this replica wrote to lastGood (a path on a volume that outlives the container, such
+// as an emptyDir: a container restart finds it, a new pod does not), else with the built-in policy
+// in warn-only mode. Either way the store reports itself stale until a good file arrives. lastGood
+// "" keeps no copy.
+//
+// Why: under failurePolicy Fail, a replica that exits on a bad file crash-loops, and once every
+// replica has restarted (a node drain, an upgrade) every CAPZ write is refused — a bad edit becomes
+// a delayed outage. Warn-only enforces nothing the file did not ask for (every finding is still
+// returned to the client as a warning, logged and counted), and the stale metric makes the gap an
+// alert rather than a surprise.
+func WithFallback(lastGood string) Option {
+	return func(s *Store) { s.lastGood = lastGood; s.fallback = true }
+}
+
+// New loads path (or the built-in policy for ""). A bad file at start is an error unless WithFallback
+// is given.
+func New(path string, m *Metrics, log logr.Logger, opts ...Option) (*Store, error) {
 	s := &Store{path: path, log: log, metrics: m}
+	for _, o := range opts {
+		o(s)
+	}
 	if path == "" {
-		s.set(policy.DefaultPolicy())
+		s.set(policy.DefaultPolicy(), nil)
 		return s, nil
 	}
 	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var p *policy.Policy
+		if p, err = policy.Parse(path, data); err == nil {
+			s.last = data
+			s.set(p, data)
+			s.success()
+			return s, nil
+		}
 	}
-	p, err := policy.Parse(path, data)
-	if err != nil {
+	if !s.fallback {
 		return nil, err
 	}
 	s.last = data
-	s.set(p)
+	s.startDegraded(err)
 	return s, nil
+}
+
+// startDegraded puts the last good copy, or the built-in policy in warn-only mode, in force after the
+// file failed with err.
+func (s *Store) startDegraded(err error) {
+	s.metrics.reloads.WithLabelValues("error").Inc()
+	s.metrics.stale.Set(1)
+	s.stale.Store(true)
+	if s.lastGood != "" {
+		if data, rerr := os.ReadFile(s.lastGood); rerr == nil {
+			if p, perr := policy.Parse(s.path, data); perr == nil {
+				p.Source = s.path + " (last good copy)"
+				s.set(p, data)
+				s.log.Error(err, "policy file rejected at start; serving the last good policy this replica loaded, until the file is fixed", "path", s.path, "lastGood", s.lastGood)
+				return
+			}
+		}
+	}
+	p := policy.DefaultPolicy()
+	p.WarnOnly = true
+	p.Source = "built-in (warn-only: " + s.path + " rejected)"
+	s.set(p, nil)
+	s.log.Error(err, "policy file rejected at start and no last good copy: serving the built-in policy in warn-only mode (nothing is denied) until the file is fixed", "path", s.path)
 }
 
 // Get returns the policy in force.
 func (s *Store) Get() *policy.Policy { return s.cur.Load() }
 
-func (s *Store) set(p *policy.Policy) {
-	if old := s.cur.Swap(p); old != nil {
-		s.metrics.policyInfo.DeleteLabelValues(old.Source)
+// Stale reports whether the file on disk is not the policy in force.
+func (s *Store) Stale() bool { return s.stale.Load() }
+
+func (s *Store) set(p *policy.Policy, data []byte) {
+	hash := "built-in"
+	if data != nil {
+		sum := sha256.Sum256(data)
+		hash = hex.EncodeToString(sum[:])[:12]
 	}
-	s.metrics.policyInfo.WithLabelValues(p.Source).Set(1)
+	if old := s.cur.Swap(p); old != nil {
+		s.metrics.policyInfo.DeleteLabelValues(old.Source, s.curHash)
+	}
+	s.curHash = hash
+	s.metrics.policyInfo.WithLabelValues(p.Source, hash).Set(1)
 	for _, w := range p.Warnings {
 		s.log.Info("policy file warning: "+w, "path", s.path)
 	}
+}
+
+// success records that the file on disk is the policy in force, and keeps a copy of it.
+func (s *Store) success() {
+	s.stale.Store(false)
+	s.metrics.stale.Set(0)
+	s.metrics.lastSuccess.SetToCurrentTime()
+	if s.lastGood == "" {
+		return
+	}
+	if err := writeAtomically(s.lastGood, s.last); err != nil {
+		s.log.Error(err, "keeping a copy of the policy failed; a restart with a bad file will fall back to the built-in policy", "lastGood", s.lastGood)
+	}
+}
+
+func (s *Store) failure() {
+	s.stale.Store(true)
+	s.metrics.stale.Set(1)
+	s.metrics.reloads.WithLabelValues("error").Inc()
+}
+
+func writeAtomically(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // Watch re-reads the file every interval until ctx ends. It compares contents rather than watching
@@ -103,8 +215,8 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration) {
 func (s *Store) reload() {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
-		s.metrics.reloads.WithLabelValues("error").Inc()
-		s.log.Error(err, "policy file unreadable; keeping the last good policy", "path", s.path)
+		s.failure()
+		s.log.Error(err, "policy file unreadable; keeping the policy in force", "path", s.path, "source", s.Get().Source)
 		return
 	}
 	if bytes.Equal(data, s.last) {
@@ -113,11 +225,12 @@ func (s *Store) reload() {
 	s.last = data
 	p, err := policy.Parse(s.path, data)
 	if err != nil {
-		s.metrics.reloads.WithLabelValues("error").Inc()
-		s.log.Error(err, "policy file rejected; keeping the last good policy", "path", s.path)
+		s.failure()
+		s.log.Error(err, "policy file rejected; keeping the policy in force", "path", s.path, "source", s.Get().Source)
 		return
 	}
-	s.set(p)
+	s.set(p, data)
+	s.success()
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.log.Info("policy reloaded", "path", s.path, "defaults", len(p.Defaults), "warnOnly", p.WarnOnly)
 }

@@ -351,16 +351,18 @@ func containsFold(list []string, s string) bool {
 // (nil without a subscription), the catalog file (path "" for none), then the embedded catalog. Both
 // `serve` and `check` build theirs here, so that they layer alike.
 func Build(live skus.Catalog, path string) (*skus.Layered, error) {
-	var layers []skus.Catalog
-	if live != nil {
-		layers = append(layers, live)
+	if path == "" {
+		return Layer(live, nil), nil
 	}
-	if path != "" {
-		file, err := LoadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		layers = append(layers, file)
+	file, err := LoadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	return skus.NewLayered(append(layers, Embedded())...), nil
+	return Layer(live, file), nil
+}
+
+// Layer stacks live data, a catalog file's and the embedded catalog, in that order (nil layers are
+// left out): the one layering, for Build and for `serve`, whose file layer reloads itself.
+func Layer(live, file skus.Catalog) *skus.Layered {
+	return skus.NewLayered(live, file, Embedded())
 }

@@ -17,6 +17,9 @@ const (
 	RestrictionTypeZone        = "Zone"
 )
 
+// CapabilityPremiumIO says whether a size can attach Premium SSD disks.
+const CapabilityPremiumIO = "PremiumIO"
+
 // SKU is one virtual-machine resource-SKU record in one region.
 type SKU struct {
 	// Name as Azure spells it, e.g. Standard_D4s_v3.
@@ -70,6 +73,13 @@ func (s SKU) Capability(name string) (string, bool) {
 // A missing capability means unsupported: Azure only lists it for sizes that have it.
 func (s SKU) EncryptionAtHostSupported() bool {
 	v, _ := s.Capability(CapabilityEncryptionAtHost)
+	return strings.EqualFold(v, "True")
+}
+
+// PremiumIOSupported reports whether the record carries PremiumIO=True: only then can the size
+// attach Premium SSD (Premium_LRS, Premium_ZRS) disks.
+func (s SKU) PremiumIOSupported() bool {
+	v, _ := s.Capability(CapabilityPremiumIO)
 	return strings.EqualFold(v, "True")
 }
 

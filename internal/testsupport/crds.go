@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -59,6 +60,57 @@ func CRDFiles(files ...string) ([]*apiextensionsv1.CustomResourceDefinition, err
 	return out, nil
 }
 
+// CAPIModule is the module whose config/ holds CAPI's CRDs; go.mod pins its api module, and the
+// CRDs are read from the main module at the same version.
+const CAPIModule = "sigs.k8s.io/cluster-api"
+
+// CAPICRDDirs returns the directories of CAPI's CRDs at the version go.mod pins: core (Cluster,
+// ClusterClass, MachineDeployment, MachineSet, MachinePool, Machine, ...), the kubeadm bootstrap
+// provider (KubeadmConfig, KubeadmConfigTemplate) and the kubeadm control plane
+// (KubeadmControlPlane, KubeadmControlPlaneTemplate): what CAPZ's flavors create besides CAPZ's own.
+func CAPICRDDirs(repoRoot string) ([]string, error) {
+	version, err := ModuleVersion(repoRoot, CAPIModule+"/api")
+	if err != nil {
+		return nil, err
+	}
+	capi, err := ModuleDir(repoRoot, CAPIModule, version)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, d := range []string{"core", filepath.Join("bootstrap", "kubeadm"), filepath.Join("controlplane", "kubeadm")} {
+		dirs = append(dirs, filepath.Join(capi, d, "config", "crd", "bases"))
+	}
+	return dirs, nil
+}
+
+// FlavorCRDs returns every CRD of the pinned CAPZ module and every CRD of CAPICRDDirs: enough to
+// create every object of CAPZ's flavors on a bare kube-apiserver (test/capzflavors says which
+// flavors still cannot be, and why).
+func FlavorCRDs(repoRoot string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	capz, err := CAPZCRDs(repoRoot)
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := CAPICRDDirs(repoRoot)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, d := range dirs {
+		m, err := filepath.Glob(filepath.Join(d, "*.yaml"))
+		if err != nil || len(m) == 0 {
+			return nil, fmt.Errorf("no CRDs under %s", d)
+		}
+		files = append(files, m...)
+	}
+	capi, err := CRDFiles(files...)
+	if err != nil {
+		return nil, err
+	}
+	return append(capz, capi...), nil
+}
+
 // CAPZCRDs returns every CRD of the pinned CAPZ module and CAPI core's CRDs named in capiCore
 // (file names under core/config/crd/bases, e.g. "cluster.x-k8s.io_clusters.yaml"), read from the
 // module cache: the repository keeps no copies.
@@ -90,4 +142,46 @@ func CAPZCRDs(repoRoot string, capiCore ...string) ([]*apiextensionsv1.CustomRes
 		}
 	}
 	return CRDFiles(files...)
+}
+
+// KeepFieldsAcrossVersions makes every object schema of the CRDs in the given groups keep unknown
+// fields (x-kubernetes-preserve-unknown-fields), for a bare kube-apiserver that has no conversion
+// webhook. CAPI v1.14's CRDs serve v1beta1 and v1beta2 and store v1beta2; without CAPI's conversion
+// webhook the apiserver "converts" by relabelling and pruning to the target version's schema, so a
+// v1beta1 KubeadmControlPlane from a CAPZ flavor would be stored with spec.machineTemplate: {} (its
+// infrastructure reference lost) and a MachineDeployment's reference would lose its apiVersion. In a
+// real management cluster CAPI's webhook converts the shape; here the content is kept in the shape it
+// was written in, under the other version's label, and the webhook reads both shapes (capiref).
+// Validation of the fields each version knows is unchanged.
+func KeepFieldsAcrossVersions(crds []*apiextensionsv1.CustomResourceDefinition, groups ...string) {
+	for _, crd := range crds {
+		if !slices.Contains(groups, crd.Spec.Group) {
+			continue
+		}
+		for i := range crd.Spec.Versions {
+			if v := crd.Spec.Versions[i].Schema; v != nil {
+				preserveUnknown(v.OpenAPIV3Schema)
+			}
+		}
+	}
+}
+
+func preserveUnknown(p *apiextensionsv1.JSONSchemaProps) {
+	if p == nil {
+		return
+	}
+	if p.Type == "object" && len(p.Properties) > 0 {
+		keep := true
+		p.XPreserveUnknownFields = &keep
+	}
+	for k, c := range p.Properties {
+		preserveUnknown(&c)
+		p.Properties[k] = c
+	}
+	if p.Items != nil {
+		preserveUnknown(p.Items.Schema)
+	}
+	if p.AdditionalProperties != nil {
+		preserveUnknown(p.AdditionalProperties.Schema)
+	}
 }

@@ -3,10 +3,7 @@ package capzflavors
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
 
 // refusedObjects is what a bare kube-apiserver with the CAPZ and CAPI CRDs refuses, per flavor
@@ -89,47 +87,14 @@ func TestFlavorsApplyToABareAPIServer(t *testing.T) {
 	}
 }
 
-// flavorCRDs reads the CAPZ CRDs and CAPI's core, kubeadm bootstrap and kubeadm control plane CRDs
-// from the module cache, at the versions go.mod selects.
+// flavorCRDs reads the CAPZ CRDs and CAPI's core, kubeadm bootstrap and kubeadm control plane
+// CRDs from the module cache, at the versions go.mod selects, as they are (no conversion
+// accommodation: this test shows what a bare apiserver does with them).
 func flavorCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
 	t.Helper()
-	capz, err := ModuleDir()
+	crds, err := testsupport.FlavorCRDs("")
 	if err != nil {
 		t.Fatal(err)
-	}
-	// go.mod pins CAPI's api module; the CRDs live in the main module of the same version.
-	v, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "sigs.k8s.io/cluster-api/api").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	capi, err := goModuleDir("sigs.k8s.io/cluster-api@" + strings.TrimSpace(string(v)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []string
-	for _, glob := range []string{
-		filepath.Join(capz, "config", "crd", "bases", "*.yaml"),
-		filepath.Join(capi, "core", "config", "crd", "bases", "*.yaml"),
-		filepath.Join(capi, "bootstrap", "kubeadm", "config", "crd", "bases", "*.yaml"),
-		filepath.Join(capi, "controlplane", "kubeadm", "config", "crd", "bases", "*.yaml"),
-	} {
-		m, err := filepath.Glob(glob)
-		if err != nil || len(m) == 0 {
-			t.Fatalf("no CRDs at %s (%v)", glob, err)
-		}
-		files = append(files, m...)
-	}
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, crd); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		crds = append(crds, crd)
 	}
 	return crds
 }

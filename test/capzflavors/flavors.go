@@ -7,14 +7,14 @@
 package capzflavors
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
 
 // CAPZModule is the module whose templates/ directory holds the flavors.
@@ -30,43 +30,21 @@ type Flavor struct {
 	Path string
 }
 
-// moduleDir is resolved once per test binary: `go mod download` costs a process start, and the
+// moduleDir is resolved once per test binary: the go command costs a process start, and the
 // answer cannot change while the binary runs.
 var moduleDir = sync.OnceValues(func() (string, error) {
-	return goModuleDir(CAPZModule)
+	// "": the go command runs in the working directory, inside this repository.
+	v, err := testsupport.ModuleVersion("", CAPZModule)
+	if err != nil {
+		return "", err
+	}
+	return testsupport.ModuleDir("", CAPZModule, v)
 })
 
 // ModuleDir returns the directory of the CAPZ module at the version go.mod selects, downloading it
 // into the module cache if it is not there yet. It runs the go command, so it must be called from
 // inside this repository (as `go test` does).
 func ModuleDir() (string, error) { return moduleDir() }
-
-// goModuleDir asks the go command where the build list's version of a module lives. `go mod
-// download -json PATH` (no @version) resolves PATH to the version the main module selects, and
-// fills Dir even when the module was not in the cache yet, unlike `go list -m`.
-func goModuleDir(path string) (string, error) {
-	cmd := exec.Command("go", "mod", "download", "-json", path)
-	out, err := cmd.Output()
-	var info struct {
-		Path, Version, Dir, Error string
-	}
-	if jerr := json.Unmarshal(out, &info); jerr != nil {
-		if err != nil {
-			return "", fmt.Errorf("go mod download %s: %w", path, err)
-		}
-		return "", fmt.Errorf("go mod download %s: unreadable answer: %w", path, jerr)
-	}
-	if info.Error != "" {
-		return "", fmt.Errorf("go mod download %s: %s", path, info.Error)
-	}
-	if err != nil {
-		return "", fmt.Errorf("go mod download %s: %w", path, err)
-	}
-	if info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s@%s: no directory in the answer", path, info.Version)
-	}
-	return info.Dir, nil
-}
 
 // Flavors lists every templates/cluster-template*.yaml of the pinned CAPZ module, sorted by name.
 func Flavors() ([]Flavor, error) {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 )
 
 // The facts README.md states about the flavors are computed here from the templates themselves, so
@@ -65,44 +67,18 @@ type reference struct {
 	apiVs string // apiVersion of the referring object
 }
 
-// refPaths lists where each CAPI kind refers to a CAPZ object, for CAPI v1beta1 and v1beta2.
-var refPaths = map[string][][]string{
-	"MachineDeployment":   {{"spec", "template", "spec", "infrastructureRef"}},
-	"MachinePool":         {{"spec", "template", "spec", "infrastructureRef"}},
-	"KubeadmControlPlane": {{"spec", "machineTemplate", "infrastructureRef"}, {"spec", "machineTemplate", "spec", "infrastructureRef"}},
-	"Cluster":             {{"spec", "controlPlaneRef"}},
-	"ClusterClass": {
-		{"spec", "controlPlane", "ref"}, {"spec", "controlPlane", "machineInfrastructure", "ref"},
-		{"spec", "controlPlane", "templateRef"}, {"spec", "controlPlane", "machineInfrastructure", "templateRef"},
-	},
-}
-
+// referencesIn lists the references of the file's CAPI objects (Cluster, ClusterClass,
+// KubeadmControlPlane, MachineDeployment, MachinePool, ...), read where the webhook reads them:
+// capiref's table, both API shapes.
 func referencesIn(objs []*unstructured.Unstructured) []reference {
 	var refs []reference
 	for i, o := range objs {
-		add := func(m map[string]any, path string) {
-			kind, _ := m["kind"].(string)
-			name, _ := m["name"].(string)
-			if kind != "" {
-				refs = append(refs, reference{from: i, path: path, kind: kind, name: name, apiVs: o.GetAPIVersion()})
-			}
+		k, ok := capiref.Lookup(o.GroupVersionKind().Group, o.GetKind())
+		if !ok {
+			continue
 		}
-		for _, p := range refPaths[o.GetKind()] {
-			if m, ok, _ := unstructured.NestedMap(o.Object, p...); ok {
-				add(m, strings.Join(p, "."))
-			}
-		}
-		if o.GetKind() == "ClusterClass" {
-			for _, list := range []string{"machineDeployments", "machinePools"} {
-				items, _, _ := unstructured.NestedSlice(o.Object, "spec", "workers", list)
-				for j, it := range items {
-					for _, p := range [][]string{{"template", "infrastructure", "ref"}, {"infrastructure", "templateRef"}} {
-						if m, ok, _ := unstructured.NestedMap(it.(map[string]any), p...); ok {
-							add(m, fmt.Sprintf("spec.workers.%s[%d].%s", list, j, strings.Join(p, ".")))
-						}
-					}
-				}
-			}
+		for _, r := range k.Refs(o.Object) {
+			refs = append(refs, reference{from: i, path: r.Field, kind: r.Kind, name: r.Name, apiVs: o.GetAPIVersion()})
 		}
 	}
 	return refs

@@ -241,6 +241,7 @@ func or(s, def string) string {
 var GeneratedConfigFiles = []string{
 	"config/webhook/manifests.yaml",
 	"config/rbac/role.yaml",
+	"config/rbac/metrics_reader_role.yaml",
 	"config/manager/manager.yaml",
 }
 
@@ -301,14 +302,27 @@ func GenerateConfig(helm string) (map[string][]byte, error) {
 		webhookDocs = append(webhookDocs, b)
 	}
 
-	role, err := one("ClusterRole")
-	if err != nil {
-		return nil, err
+	// The webhook's ClusterRole and the metrics reader's, by kubebuilder's base names.
+	var roleDoc, readerDoc []byte
+	for _, r := range Find(objs, "ClusterRole") {
+		r = r.DeepCopy()
+		name := "manager-role"
+		if strings.HasSuffix(r.GetName(), "-metrics-reader") {
+			name = "metrics-reader"
+		}
+		r.Object["metadata"] = map[string]any{"name": name}
+		doc, err := yaml.Marshal(r.Object)
+		if err != nil {
+			return nil, err
+		}
+		if name == "manager-role" {
+			roleDoc = doc
+		} else {
+			readerDoc = doc
+		}
 	}
-	role.Object["metadata"] = map[string]any{"name": "manager-role"}
-	roleDoc, err := yaml.Marshal(role.Object)
-	if err != nil {
-		return nil, err
+	if roleDoc == nil || readerDoc == nil {
+		return nil, fmt.Errorf("want the webhook's and the metrics reader's ClusterRoles in the chart's default render")
 	}
 
 	dep, err := one("Deployment")
@@ -342,9 +356,10 @@ func GenerateConfig(helm string) (map[string][]byte, error) {
 	}
 
 	return map[string][]byte{
-		"config/webhook/manifests.yaml": []byte(header + "---\n" + string(bytes.Join(webhookDocs, []byte("---\n")))),
-		"config/rbac/role.yaml":         []byte(header + "---\n" + string(roleDoc)),
-		"config/manager/manager.yaml":   []byte(header + "---\n" + string(depDoc)),
+		"config/webhook/manifests.yaml":        []byte(header + "---\n" + string(bytes.Join(webhookDocs, []byte("---\n")))),
+		"config/rbac/role.yaml":                []byte(header + "---\n" + string(roleDoc)),
+		"config/rbac/metrics_reader_role.yaml": []byte(header + "---\n" + string(readerDoc)),
+		"config/manager/manager.yaml":          []byte(header + "---\n" + string(depDoc)),
 	}, nil
 }
 
@@ -392,6 +407,17 @@ func Scenarios() []Scenario {
 		{Name: "service-monitor", Args: []string{
 			"--set", "metrics.serviceMonitor.enabled=true",
 			"--set", "metrics.serviceMonitor.labels.release=kube-prometheus-stack",
+		}},
+		{Name: "audit", Args: []string{
+			"--set", "azure.subscriptionID=" + TestSubscription,
+			"--set", "audit.enabled=true",
+			"--set", "audit.interval=90m",
+			"--set", "audit.reports.installCRD=true",
+			"--set", "audit.events.repeat=12h",
+			"--set", "metrics.prometheusRule.enabled=true",
+			"--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+			"--set", "metrics.prometheusRule.keyExpiryAlertDays=45",
+			"--set", "policy.keyExpiryWarning=45d",
 		}},
 		{Name: "workload-identity", Args: []string{
 			"--set", "azure.subscriptionID=" + TestSubscription,

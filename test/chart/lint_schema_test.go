@@ -96,8 +96,16 @@ func TestSchemaRejects(t *testing.T) {
 		{"policy DES is a Key Vault key URL", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"https://kv.vault.azure.net/keys/k/0123"}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
 		{"policy DES empty", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":""}]`}, []string{"/policy/defaults/0/diskEncryptionSetID"}},
 		{"policy default sets nothing", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":false}]`}, []string{"/policy/defaults/0"}},
+		{"policy data disk storage type", []string{"--set-json", `policy.defaults=[{"name":"x","diskEncryptionSetID":"/subscriptions/6a5e1f0c-3d1b-4c7e-9f3a-2b8d4e6f7a90/resourceGroups/k/providers/Microsoft.Compute/diskEncryptionSets/d","dataDiskStorageAccountType":"UltraSSD_LRS"}]`}, []string{"/policy/defaults/0/dataDiskStorageAccountType", "Premium_LRS"}},
+		{"policy data disk storage type without a DES", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"dataDiskStorageAccountType":"Premium_LRS"}]`}, []string{"/policy/defaults/0"}},
 		{"policy default unknown key", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"des":"y"}]`}, []string{"/policy/defaults/0", "'des'"}},
 		{"policy selector operator", []string{"--set-json", `policy.defaults=[{"name":"x","encryptionAtHost":true,"namespaceSelector":{"matchExpressions":[{"key":"env","operator":"Equals"}]}}]`}, []string{"/policy/defaults/0/namespaceSelector/matchExpressions/0/operator"}},
+		{"policy keyExpiryWarning without a unit", []string{"--set-string", "policy.keyExpiryWarning=30"}, []string{"/policy/keyExpiryWarning"}},
+		// The background audit and its alerts.
+		{"audit interval in days", []string{"--set", "audit.interval=1d"}, []string{"/audit/interval"}},
+		{"audit unknown key", []string{"--set", "audit.intervall=1h"}, []string{"/audit", "'intervall'"}},
+		{"audit installCRD as a string", []string{"--set-string", "audit.reports.installCRD=true"}, []string{"/audit/reports/installCRD", "want boolean"}},
+		{"key expiry alert of zero days", []string{"--set", "metrics.prometheusRule.keyExpiryAlertDays=0"}, []string{"/metrics/prometheusRule/keyExpiryAlertDays", "minimum"}},
 		// Palette pack values.
 		{"Palette empty DES placeholder", []string{"--set", "cloud.azure.diskEncryptionSetID="}, []string{"/cloud/azure/diskEncryptionSetID"}},
 		{"Palette unknown key", []string{"--set", "cloud.azure.diskEncryptionSetId=x"}, []string{"/cloud/azure", "'diskEncryptionSetId'"}},
@@ -137,12 +145,23 @@ func TestTemplateRejects(t *testing.T) {
 			"--set", "policy.warnOnly=true",
 			"--set", "policy.rules.sku-unknown=warn",
 		}, []string{"cloud.azure", "policy.warnOnly", "policy.rules", "policy.defaults entry"}},
+		{"PrometheusRule without metrics", []string{"--set", "metrics.enabled=false", "--set", "metrics.prometheusRule.enabled=true"},
+			[]string{"metrics.prometheusRule.enabled needs metrics.enabled"}},
+		{"Palette values and a key expiry warning", []string{"--set", "cloud.azure.encryptionAtHost=true", "--set", "policy.keyExpiryWarning=10d"},
+			[]string{"policy.keyExpiryWarning"}},
 		{"caBundle that is no certificate", []string{
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},
 		{"service account not created and not named", []string{"--set", "serviceAccount.create=false"}, []string{"serviceAccount.name"}},
 		{"webhook matchConditions with a cel mode", []string{"--set", "cel.mode=cel-and-webhook",
 			"--set-json", `webhook.matchConditions=[{"name":"x","expression":"true"}]`}, []string{"webhook.matchConditions", "compiled admission policies", "webhook.namespaceSelector"}},
+		// The webhooks leave the release namespace out: in default, they would leave default out.
+		{"release namespace default", []string{"--namespace", "default"}, []string{"namespace of its own", "CAPZ objects in default would go unchecked"}},
+		{"a user matchCondition named like the chart's", []string{"--set-json",
+			`webhook.matchConditions=[{"name":"capz-encryption-webhook-spec-changed","expression":"true"}]`}, []string{"chart's own conditions"}},
+		{"a credential other than workload identity with workload identity", []string{"--set", "azure.subscriptionID=" + chart.TestSubscription,
+			"--set", "azure.workloadIdentity.enabled=true", "--set", "azure.workloadIdentity.clientID=" + chart.TestClientID,
+			"--set", "azure.credential=managed-identity"}, []string{"contradicts azure.workloadIdentity.enabled"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

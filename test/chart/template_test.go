@@ -32,20 +32,36 @@ const ns = chart.DefaultNamespace
 var clusterScoped = map[string]bool{
 	"ClusterRole": true, "ClusterRoleBinding": true,
 	"MutatingWebhookConfiguration": true, "ValidatingWebhookConfiguration": true,
+	"CustomResourceDefinition": true,
 }
 
 // The webhook rules of the binary's contract (issue 3). Written out here, independently of the chart,
 // so that a change to the chart's rules fails a test instead of quietly changing what is enforced.
 var (
 	wantMutatingResources   = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools"}
-	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools", "azuremanagedmachinepools", "azuremanagedcontrolplanes"}
+	wantValidatingResources = []string{"azuremachinetemplates", "azuremachines", "azuremachinepools",
+		"azuremanagedmachinepools", "azuremanagedmachinepooltemplates", "azuremanagedcontrolplanes", "azuremanagedcontrolplanetemplates",
+		"azureasomanagedmachinepools", "azureasomanagedmachinepooltemplates", "azureasomanagedcontrolplanes", "azureasomanagedcontrolplanetemplates"}
 )
 
 // The ClusterRole of the contract: read-only, for region and AKS resolution.
 var wantRBAC = map[string][]string{
 	"":                                {"namespaces"},
-	"cluster.x-k8s.io":                {"clusters"},
-	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedclusters", "azuremanagedcontrolplanes", "azureasomanagedclusters", "azureasomanagedcontrolplanes"},
+	"cluster.x-k8s.io":                {"clusters", "clusterclasses", "machinedeployments", "machinesets", "machinepools", "machines"},
+	"controlplane.cluster.x-k8s.io":   {"kubeadmcontrolplanes"},
+	"infrastructure.cluster.x-k8s.io": {"azureclusters", "azuremanagedcontrolplanes", "azureasomanagedcontrolplanes"},
+}
+
+// wantGetRBAC is what the webhook reads one object at a time, never watches (get only): the
+// templates the binding-time check reads.
+var wantGetRBAC = map[string][]string{
+	"infrastructure.cluster.x-k8s.io": {"azuremachinetemplates", "azuremachinepools", "azuremanagedmachinepools", "azureasomanagedmachinepools"},
+}
+
+// wantMetricsAuthRBAC is what the metrics filter needs (metrics.secure, the default).
+var wantMetricsAuthRBAC = map[string][]string{
+	"authentication.k8s.io": {"tokenreviews"},
+	"authorization.k8s.io":  {"subjectaccessreviews"},
 }
 
 func TestTemplateDefault(t *testing.T) {
@@ -58,7 +74,7 @@ func TestTemplateDefault(t *testing.T) {
 		kinds = append(kinds, o.GetKind())
 	}
 	sort.Strings(kinds)
-	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+	want := []string{"Certificate", "Certificate", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
 		"Issuer", "Issuer", "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "Service",
 		"ServiceAccount", "ValidatingWebhookConfiguration"}
 	if !slices.Equal(kinds, want) {
@@ -91,10 +107,16 @@ func TestTemplateDefault(t *testing.T) {
 	}
 	// The binary's contract, flag by flag.
 	wantArgs := []string{"serve", "--cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443",
-		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--enable-http2=false", "--log-level=info"}
+		"--metrics-bind-address=:8080", "--metrics-secure=true", "--metrics-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--health-probe-bind-address=:8081",
+		"--policy=/etc/capz-encryption-webhook/policy.yaml", "--policy-last-good=/tmp/policy-last-good.yaml", "--on-bad-policy=warn-only",
+		"--enable-http2=false", "--webhook-timeout=10s", "--log-level=info"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args:\n got %q\nwant %q", c.Args, wantArgs)
+	}
+	// GOMEMLIMIT is derived from the container's memory limit, which the downward API passes.
+	if len(c.Env) != 1 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[0].ValueFrom == nil || c.Env[0].ValueFrom.ResourceFieldRef == nil ||
+		c.Env[0].ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Env[0].ValueFrom.ResourceFieldRef.ContainerName != c.Name {
+		t.Errorf("env = %+v, want MEMORY_LIMIT from this container's limits.memory", c.Env)
 	}
 	// Spread across nodes (required) and zones (preferred).
 	spread := map[string]corev1.UnsatisfiableConstraintAction{}
@@ -135,8 +157,13 @@ func TestTemplateDefault(t *testing.T) {
 			t.Errorf("%s: timeoutSeconds = %d, want 10", name, *w.timeout)
 		}
 	}
-	if len(v.Webhooks[0].MatchConditions) != 0 || len(m.Webhooks[0].MatchConditions) != 0 {
-		t.Error("matchConditions rendered without being asked for")
+	// The chart's own conditions: UPDATEs that leave the spec alone and objects being deleted are
+	// never sent (test/e2e shows them compiling and working on a real apiserver).
+	for _, mc := range [][]admissionregistrationv1.MatchCondition{m.Webhooks[0].MatchConditions, v.Webhooks[0].MatchConditions} {
+		if len(mc) != 2 || mc[0].Name != "capz-encryption-webhook-spec-changed" || mc[1].Name != "capz-encryption-webhook-not-deleting" ||
+			!strings.Contains(mc[0].Expression, "object.spec != oldObject.spec") || !strings.Contains(mc[1].Expression, "deletionTimestamp") {
+			t.Errorf("matchConditions = %+v, want the chart's two", mc)
+		}
 	}
 
 	// The CA chain: self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate.
@@ -236,9 +263,64 @@ func TestTemplateScenarios(t *testing.T) {
 			if metricsSvc == nil || metricsSvc.Spec.Ports[0].Name != "metrics" {
 				t.Fatalf("the ServiceMonitor selects no metrics Service")
 			}
+			// Metrics are HTTPS with bearer-token authentication by default; the serving certificate
+			// names the metrics Service, and Prometheus checks it against the chart's CA.
+			eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			ep, _ := eps[0].(map[string]any)
+			ca, _, _ := unstructured.NestedString(ep, "tlsConfig", "ca", "secret", "key")
+			server, _, _ := unstructured.NestedString(ep, "tlsConfig", "serverName")
+			if ep["scheme"] != "https" || ep["bearerTokenFile"] == nil || ca != "ca.crt" || server != metricsSvc.Name+"."+metricsSvc.Namespace+".svc" {
+				t.Errorf("ServiceMonitor endpoint = %v, want https with a bearer token and the chart's CA", ep)
+			}
+			for _, c := range chart.Find(objs, "Certificate") {
+				names, _, _ := unstructured.NestedStringSlice(c.Object, "spec", "dnsNames")
+				if strings.HasSuffix(c.GetName(), "-serving-cert") && !slices.Contains(names, server) {
+					t.Errorf("the serving certificate does not name %s: %v", server, names)
+				}
+			}
 			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 			if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
 				t.Errorf("endpoints = %v", endpoints)
+			}
+		},
+		"audit": func(t *testing.T, objs []*unstructured.Unstructured) {
+			args := typed[*appsv1.Deployment](t, one(t, objs, "Deployment")).Spec.Template.Spec.Containers[0].Args
+			for _, a := range []string{"--audit-interval=90m", "--audit-reports=true", "--audit-events=true", "--audit-event-repeat=12h",
+				"--leader-election-namespace=" + ns, "--leader-election-id=capz-encryption-webhook-audit"} {
+				if !slices.Contains(args, a) {
+					t.Errorf("args %q lack %s", args, a)
+				}
+			}
+			crd := one(t, objs, "CustomResourceDefinition")
+			if crd.GetName() != "reports.openreports.io" || crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+				t.Errorf("CRD %s annotations %v: want reports.openreports.io, kept on uninstall", crd.GetName(), crd.GetAnnotations())
+			}
+			lease := one(t, objs, "Role")
+			if rules, _, _ := unstructured.NestedSlice(lease.Object, "rules"); len(rules) != 2 {
+				t.Errorf("Lease role rules = %v", rules)
+			}
+			pr := one(t, objs, "PrometheusRule")
+			if pr.GetLabels()["release"] != "kube-prometheus-stack" {
+				t.Error("prometheusRule.labels not applied")
+			}
+			groups, _, _ := unstructured.NestedSlice(pr.Object, "spec", "groups")
+			exprs := map[string]string{}
+			for _, g := range groups {
+				rules, _ := g.(map[string]any)["rules"].([]any)
+				for _, r := range rules {
+					m := r.(map[string]any)
+					exprs[m["alert"].(string)] = m["expr"].(string)
+				}
+			}
+			for alert, want := range map[string]string{
+				"CAPZEncryptionKeyExpiresSoon":  "capz_encryption_webhook_des_key_expiry_timestamp_seconds) - time() < 3888000",
+				"CAPZEncryptionKeyExpired":      "capz_encryption_webhook_des_key_expiry_timestamp_seconds) - time() <= 0",
+				"CAPZEncryptionAuditViolations": `capz_encryption_webhook_violations{action="deny"}`,
+				"CAPZEncryptionAuditStale":      "capz_encryption_webhook_audit_last_run_timestamp_seconds) > 16200",
+			} {
+				if !strings.Contains(exprs[alert], want) {
+					t.Errorf("alert %s: expr %q lacks %q", alert, exprs[alert], want)
+				}
 			}
 		},
 		"workload-identity": func(t *testing.T, objs []*unstructured.Unstructured) {
@@ -256,7 +338,9 @@ func TestTemplateScenarios(t *testing.T) {
 			}
 			args := dep.Spec.Template.Spec.Containers[0].Args
 			for _, a := range []string{"--azure-subscription-id=" + chart.TestSubscription, "--azure-cloud=AzureUSGovernmentCloud",
-				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h"} {
+				"--azure-arm-endpoint=https://management.usgovcloudapi.net/", "--sku-refresh-interval=6h",
+				// The federated token only: the default chain could fall back to the node's identity.
+				"--azure-credential=workload-identity"} {
 				if !slices.Contains(args, a) {
 					t.Errorf("args %q lack %s", args, a)
 				}
@@ -276,8 +360,8 @@ func TestTemplateScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, mc := range [][]admissionregistrationv1.MatchCondition{m.Webhooks[0].MatchConditions, v.Webhooks[0].MatchConditions} {
-				if len(mc) != 1 || mc[0].Name != "not-capz-controller" {
-					t.Errorf("matchConditions = %+v", mc)
+				if len(mc) != 3 || mc[0].Name != "capz-encryption-webhook-spec-changed" || mc[2].Name != "not-capz-controller" {
+					t.Errorf("matchConditions = %+v, want the chart's two, then the user's", mc)
 				}
 			}
 		},
@@ -329,13 +413,16 @@ func TestTemplateScenarios(t *testing.T) {
 			checkCELRBAC(t, objs, dep)
 			for _, a := range []string{"--cel-sync", "--cel-namespace=" + ns, "--cel-exclude-namespaces=capi-system,capz-system",
 				`--cel-namespace-selector={"matchExpressions":[],"matchLabels":{"capz-encryption-webhook.io/enforce":"true"}}`,
-				"--leader-election-id=capz-encryption-webhook", "--leader-election-namespace=" + ns} {
+				"--leader-election-id=capz-encryption-webhook-audit", "--leader-election-namespace=" + ns} {
 				if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, a) {
 					t.Errorf("args %q lack %s", dep.Spec.Template.Spec.Containers[0].Args, a)
 				}
 			}
 			v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, one(t, objs, "ValidatingWebhookConfiguration"))
-			if mc := v.Webhooks[0].MatchConditions; len(mc) != 1 || mc[0].Name != "capz-encryption-webhook-needs-data" || *v.Webhooks[0].FailurePolicy != admissionregistrationv1.Ignore {
+			if mc := v.Webhooks[0].MatchConditions; !slices.ContainsFunc(mc, func(c admissionregistrationv1.MatchCondition) bool {
+				return c.Name == "capz-encryption-webhook-needs-data"
+			}) ||
+				*v.Webhooks[0].FailurePolicy != admissionregistrationv1.Ignore {
 				t.Errorf("validating webhook: matchConditions %+v, failurePolicy %s", mc, *v.Webhooks[0].FailurePolicy)
 			}
 		},
@@ -367,8 +454,8 @@ func TestTemplateScenarios(t *testing.T) {
 			if len(pod.TopologySpreadConstraints) != 1 || pod.TopologySpreadConstraints[0].LabelSelector == nil {
 				t.Errorf("topologySpreadConstraints = %+v, want the user's, with the pod selector added", pod.TopologySpreadConstraints)
 			}
-			if len(c.Env) != 1 || c.Env[0].Name != "HTTPS_PROXY" {
-				t.Errorf("env = %+v", c.Env)
+			if len(c.Env) != 2 || c.Env[0].Name != "MEMORY_LIMIT" || c.Env[1].Name != "HTTPS_PROXY" {
+				t.Errorf("env = %+v, want MEMORY_LIMIT then extraEnv", c.Env)
 			}
 			pdb := typed[*policyv1.PodDisruptionBudget](t, one(t, objs, "PodDisruptionBudget"))
 			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 || pdb.Spec.MaxUnavailable != nil {
@@ -465,7 +552,7 @@ func checkCommon(t *testing.T, objs []*unstructured.Unstructured) {
 	dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
 	checkPodSecurity(t, dep)
 	checkServicesAndPDB(t, objs, dep)
-	checkRBAC(t, objs, dep)
+	checkRBAC(t, withoutAuditRBAC(objs), dep)
 	checkWebhooks(t, objs, dep)
 	if cm := policyDoc(t, objs); len(cm) == 0 {
 		t.Error("empty policy file")
@@ -573,6 +660,20 @@ func checkServicesAndPDB(t *testing.T, objs []*unstructured.Unstructured, dep *a
 	}
 }
 
+// withoutAuditRBAC leaves out the RBAC of the background audit (audit.enabled; held to
+// audit.Permissions by test/chart/kindtable), so that checkRBAC sees the webhook's own, read-only role.
+func withoutAuditRBAC(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if strings.HasPrefix(o.GetKind(), "Cluster") && strings.HasSuffix(o.GetName(), "-audit") ||
+			strings.HasPrefix(o.GetKind(), "Role") && strings.HasSuffix(o.GetName(), "-leader-election") {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	// The compiled admission policies' RBAC (cel.mode) is checked by checkCELRBAC; here only the
@@ -583,21 +684,43 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if n := len(notCEL("Role")) + len(notCEL("RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
 		t.Errorf("%d Roles, RoleBindings or Secrets rendered", n)
 	}
-	roles := notCEL("ClusterRole")
-	if len(roles) != 1 {
-		t.Fatalf("%d ClusterRoles for the webhook", len(roles))
+	var role *rbacv1.ClusterRole
+	secure := false
+	for _, o := range notCEL("ClusterRole") {
+		r := typed[*rbacv1.ClusterRole](t, o)
+		if !strings.HasSuffix(r.Name, "-metrics-reader") {
+			role = r
+			continue
+		}
+		secure = true
+		if len(r.Rules) != 1 || !slices.Equal(r.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(r.Rules[0].Verbs, []string{"get"}) {
+			t.Errorf("metrics reader role: %+v", r.Rules)
+		}
 	}
-	role := typed[*rbacv1.ClusterRole](t, roles[0])
-	got := map[string][]string{}
+	if role == nil {
+		t.Fatal("no ClusterRole for the webhook")
+	}
+	got, gets, reviews := map[string][]string{}, map[string][]string{}, map[string][]string{}
 	for _, r := range role.Rules {
 		if len(r.NonResourceURLs) != 0 || len(r.ResourceNames) != 0 {
 			t.Errorf("unexpected rule %+v", r)
 		}
-		if !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
-			t.Errorf("rule %+v: verbs must be exactly get, list, watch", r)
+		if _, review := wantMetricsAuthRBAC[r.APIGroups[0]]; review {
+			if !slices.Equal(r.Verbs, []string{"create"}) {
+				t.Errorf("rule %+v: verbs must be exactly create", r)
+			}
+			reviews[r.APIGroups[0]] = append(reviews[r.APIGroups[0]], r.Resources...)
+			continue
+		}
+		into := got
+		switch {
+		case slices.Equal(r.Verbs, []string{"get"}):
+			into = gets
+		case !slices.Equal(r.Verbs, []string{"get", "list", "watch"}):
+			t.Errorf("rule %+v: verbs must be exactly get, list, watch (or get alone)", r)
 		}
 		for _, g := range r.APIGroups {
-			got[g] = append(got[g], r.Resources...)
+			into[g] = append(into[g], r.Resources...)
 		}
 		for _, res := range r.Resources {
 			if res == "secrets" || res == "*" || strings.Contains(res, "/") {
@@ -607,6 +730,12 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	}
 	if !reflect.DeepEqual(got, wantRBAC) {
 		t.Errorf("ClusterRole grants\n %v\nwant\n %v", got, wantRBAC)
+	}
+	if !reflect.DeepEqual(gets, wantGetRBAC) {
+		t.Errorf("ClusterRole grants get alone on\n %v\nwant\n %v", gets, wantGetRBAC)
+	}
+	if want := map[string][]string{}; secure && !reflect.DeepEqual(reviews, wantMetricsAuthRBAC) || !secure && !reflect.DeepEqual(reviews, want) {
+		t.Errorf("ClusterRole grants reviews %v (secure metrics %v)", reviews, secure)
 	}
 	crbs := notCEL("ClusterRoleBinding")
 	if len(crbs) != 1 {
@@ -626,7 +755,8 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 }
 
 // checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds, and
-// in the release namespace only its Lease (by name; create cannot be narrowed), plus events.
+// in the release namespace only the Lease it shares with the background audit (by name; create
+// cannot be narrowed), plus events.
 func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	sa := dep.Spec.Template.Spec.ServiceAccountName
@@ -638,7 +768,9 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 		}
 	}
 	for _, o := range chart.Find(objs, "Role") {
-		role = typed[*rbacv1.Role](t, o)
+		if strings.HasSuffix(o.GetName(), "-leader-election") {
+			role = typed[*rbacv1.Role](t, o)
+		}
 	}
 	if cr == nil || role == nil {
 		t.Fatal("no RBAC for the compiled admission policies")
@@ -655,7 +787,7 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	for _, r := range role.Rules {
 		for _, res := range r.Resources {
 			switch {
-			case res == "leases" && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"capz-encryption-webhook"}):
+			case res == "leases" && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"capz-encryption-webhook-audit"}):
 				t.Errorf("Lease rule not narrowed to the webhook's Lease: %+v", r)
 			case res != "leases" && res != "events":
 				t.Errorf("Role grants %s", res)
@@ -675,6 +807,30 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 	}
 }
 
+// checkPolicyCheckWebhook: the policy ConfigMap, and only it, is sent to /validate-policy; a webhook
+// that is down lets edits through (failurePolicy Ignore), so that it never blocks its own repair.
+func checkPolicyCheckWebhook(t *testing.T, objs []*unstructured.Unstructured, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	cms := chart.Find(objs, "ConfigMap")
+	if len(cms) != 1 {
+		t.Fatalf("%d ConfigMaps", len(cms))
+	}
+	r := w.Rules
+	switch {
+	case w.Name != "policy.capz-encryption-webhook.io" || w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != "/validate-policy":
+		t.Errorf("policy check webhook: %s %+v", w.Name, w.ClientConfig)
+	case w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Ignore:
+		t.Errorf("policy check: failurePolicy = %v, want Ignore", w.FailurePolicy)
+	case len(r) != 1 || !slices.Equal(r[0].APIGroups, []string{""}) || !slices.Equal(r[0].Resources, []string{"configmaps"}) ||
+		!slices.Equal(r[0].Operations, []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}):
+		t.Errorf("policy check rules: %+v", r)
+	case w.NamespaceSelector == nil || w.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != cms[0].GetNamespace():
+		t.Errorf("policy check namespaceSelector = %+v, want the release namespace %s", w.NamespaceSelector, cms[0].GetNamespace())
+	case len(w.MatchConditions) != 1 || w.MatchConditions[0].Expression != "object.metadata.name == '"+cms[0].GetName()+"'":
+		t.Errorf("policy check matchConditions = %+v, want the name of ConfigMap %s", w.MatchConditions, cms[0].GetName())
+	}
+}
+
 func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
 	var hooks []renderedHook
@@ -689,14 +845,20 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 			FailurePolicy: mw.FailurePolicy, MatchPolicy: mw.MatchPolicy, NamespaceSelector: mw.NamespaceSelector,
 			ObjectSelector: mw.ObjectSelector, SideEffects: mw.SideEffects, TimeoutSeconds: mw.TimeoutSeconds,
 			AdmissionReviewVersions: mw.AdmissionReviewVersions, MatchConditions: mw.MatchConditions}
-		hooks = append(hooks, renderedHook{"mutating", vw, mw.ReinvocationPolicy, m.Annotations, "/mutate", []admissionregistrationv1.OperationType{"CREATE"}, wantMutatingResources})
+		hooks = append(hooks, renderedHook{"mutating", vw, mw.ReinvocationPolicy, m.Annotations, "/mutate", []admissionregistrationv1.OperationType{"CREATE"},
+			[]ruleWant{{capz, []string{"*"}, wantMutatingResources}}})
 	}
 	for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
 		v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o)
-		if len(v.Webhooks) != 1 {
-			t.Fatalf("%d validating webhooks", len(v.Webhooks))
+		if len(v.Webhooks) != 3 {
+			t.Fatalf("%d validating webhooks, want the CAPZ one, the policy check and the binding check", len(v.Webhooks))
 		}
-		hooks = append(hooks, renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"}, wantValidatingResources})
+		checkPolicyCheckWebhook(t, objs, v.Webhooks[1])
+		hooks = append(hooks,
+			renderedHook{"validating", v.Webhooks[0], nil, v.Annotations, "/validate", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"},
+				[]ruleWant{{capz, []string{"*"}, wantValidatingResources}}},
+			renderedHook{"binding", v.Webhooks[2], nil, v.Annotations, "/validate-binding", []admissionregistrationv1.OperationType{"CREATE", "UPDATE"},
+				wantBindingRules})
 	}
 	if len(hooks) == 0 {
 		t.Fatal("no webhook configuration rendered")
@@ -732,21 +894,26 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 			t.Errorf("%s: webhook name %s is not qualified", h.kind, w.Name)
 		}
 		// Only our kinds, only the operations of the contract; never DELETE.
-		if len(w.Rules) != 1 {
-			t.Fatalf("%s: %d rules", h.kind, len(w.Rules))
+		if len(w.Rules) != len(h.wantRules) {
+			t.Fatalf("%s: %d rules, want %d", h.kind, len(w.Rules), len(h.wantRules))
 		}
-		r := w.Rules[0]
-		if !slices.Equal(r.APIGroups, []string{"infrastructure.cluster.x-k8s.io"}) || !slices.Equal(r.APIVersions, []string{"v1beta1"}) {
-			t.Errorf("%s: groups %v versions %v", h.kind, r.APIGroups, r.APIVersions)
+		for i, r := range w.Rules {
+			want := h.wantRules[i]
+			if !slices.Equal(r.APIGroups, []string{want.group}) || !slices.Equal(r.APIVersions, want.versions) {
+				t.Errorf("%s: groups %v versions %v, want %s %v", h.kind, r.APIGroups, r.APIVersions, want.group, want.versions)
+			}
+			if !slices.Equal(r.Operations, h.wantOps) {
+				t.Errorf("%s: operations = %v, want %v", h.kind, r.Operations, h.wantOps)
+			}
+			if !slices.Equal(r.Resources, want.resources) {
+				t.Errorf("%s: resources = %v, want %v", h.kind, r.Resources, want.resources)
+			}
+			if r.Scope == nil || *r.Scope != admissionregistrationv1.NamespacedScope {
+				t.Errorf("%s: scope = %v", h.kind, r.Scope)
+			}
 		}
-		if !slices.Equal(r.Operations, h.wantOps) {
-			t.Errorf("%s: operations = %v, want %v", h.kind, r.Operations, h.wantOps)
-		}
-		if !slices.Equal(r.Resources, h.wantResrcs) {
-			t.Errorf("%s: resources = %v, want %v", h.kind, r.Resources, h.wantResrcs)
-		}
-		if r.Scope == nil || *r.Scope != admissionregistrationv1.NamespacedScope {
-			t.Errorf("%s: scope = %v", h.kind, r.Scope)
+		if h.kind == "binding" {
+			checkBindingHook(t, w)
 		}
 		// Never kube-system, never the webhook's own namespace.
 		sel, err := metav1LabelSelector(w.NamespaceSelector)
@@ -802,13 +969,47 @@ func checkWebhooks(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.
 // renderedHook is one webhook of either configuration, with what the contract expects of it. A mutating
 // webhook is carried in the validating type (they share every field but reinvocationPolicy).
 type renderedHook struct {
-	kind       string
-	w          admissionregistrationv1.ValidatingWebhook
-	reinvoke   *admissionregistrationv1.ReinvocationPolicyType
-	meta       map[string]string
-	wantPath   string
-	wantOps    []admissionregistrationv1.OperationType
-	wantResrcs []string
+	kind      string
+	w         admissionregistrationv1.ValidatingWebhook
+	reinvoke  *admissionregistrationv1.ReinvocationPolicyType
+	meta      map[string]string
+	wantPath  string
+	wantOps   []admissionregistrationv1.OperationType
+	wantRules []ruleWant
+}
+
+type ruleWant struct {
+	group     string
+	versions  []string
+	resources []string
+}
+
+const capz = "infrastructure.cluster.x-k8s.io"
+
+// The binding-time check's rules: the CAPI objects that bind a template to a cluster, in every
+// version served.
+var wantBindingRules = []ruleWant{
+	{"cluster.x-k8s.io", []string{"*"}, []string{"machinedeployments", "machinepools"}},
+	{"controlplane.cluster.x-k8s.io", []string{"*"}, []string{"kubeadmcontrolplanes"}},
+}
+
+// checkBindingHook: its own failurePolicy (Ignore by default, so a CAPI scale-up never depends on
+// the webhook), and a first matchCondition that lets only CREATE and reference changes through.
+// What the condition does is shown against a real apiserver in test/e2e (TestBindingMatchConditions).
+func checkBindingHook(t *testing.T, w admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	if w.Name != "validate-binding.capz-encryption-webhook.io" {
+		t.Errorf("binding webhook named %s", w.Name)
+	}
+	if len(w.MatchConditions) == 0 || w.MatchConditions[0].Name != "capz-encryption-webhook-binds-a-template" {
+		t.Fatalf("binding webhook matchConditions = %+v", w.MatchConditions)
+	}
+	for _, want := range []string{"request.operation == 'CREATE'", "spec.?template.?spec.?infrastructureRef",
+		"spec.?machineTemplate.?infrastructureRef", "spec.?machineTemplate.?spec.?infrastructureRef"} {
+		if !strings.Contains(w.MatchConditions[0].Expression, want) {
+			t.Errorf("binding matchCondition lacks %q: %s", want, w.MatchConditions[0].Expression)
+		}
+	}
 }
 
 func certSecret(t *testing.T, dep *appsv1.Deployment) string {
@@ -845,4 +1046,46 @@ func metav1LabelSelector(s *metav1.LabelSelector) (labels.Selector, error) {
 		return nil, fmt.Errorf("no selector")
 	}
 	return metav1.LabelSelectorAsSelector(s)
+}
+
+// TestBindingWebhookValues: the binding check has its own switch and failurePolicy, independent of
+// the CAPZ validating webhook's; the user's matchConditions come after its own.
+func TestBindingWebhookValues(t *testing.T) {
+	names := func(objs []*unstructured.Unstructured) map[string]admissionregistrationv1.ValidatingWebhook {
+		out := map[string]admissionregistrationv1.ValidatingWebhook{}
+		for _, o := range chart.Find(objs, "ValidatingWebhookConfiguration") {
+			for _, w := range typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, o).Webhooks {
+				out[w.Name] = w
+			}
+		}
+		return out
+	}
+	const binding, validate = "validate-binding.capz-encryption-webhook.io", "validate.capz-encryption-webhook.io"
+	def := names(render(t))
+	if fp := def[binding].FailurePolicy; fp == nil || *fp != admissionregistrationv1.Ignore {
+		t.Errorf("binding failurePolicy = %v, want Ignore by default", fp)
+	}
+	if fp := def[validate].FailurePolicy; fp == nil || *fp != admissionregistrationv1.Fail {
+		t.Errorf("validate failurePolicy = %v, want Fail", fp)
+	}
+	hooks := names(render(t, "--set", "webhook.binding.failurePolicy=Fail", "--set", "webhook.failurePolicy=Ignore",
+		"--set-json", `webhook.matchConditions=[{"name":"not-capi","expression":"request.userInfo.username != 'system:serviceaccount:capi-system:capi-manager'"}]`))
+	if fp := hooks[binding].FailurePolicy; *fp != admissionregistrationv1.Fail {
+		t.Errorf("binding failurePolicy = %v, want the value's Fail", *fp)
+	}
+	if fp := hooks[validate].FailurePolicy; *fp != admissionregistrationv1.Ignore {
+		t.Errorf("validate failurePolicy = %v, want Ignore", *fp)
+	}
+	if mc := hooks[binding].MatchConditions; len(mc) != 4 || mc[0].Name != "capz-encryption-webhook-binds-a-template" || mc[3].Name != "not-capi" {
+		t.Errorf("binding matchConditions = %+v", mc)
+	}
+	if only := names(render(t, "--set", "webhook.validating.enabled=false")); len(only) != 1 || only[binding].Name == "" {
+		t.Errorf("validating disabled: %v", only)
+	}
+	if only := names(render(t, "--set", "webhook.binding.enabled=false")); len(only) != 2 || only[validate].Name == "" || only[binding].Name != "" {
+		t.Errorf("binding disabled: %v", only)
+	}
+	if none := names(render(t, "--set", "webhook.binding.enabled=false", "--set", "webhook.validating.enabled=false")); len(none) != 0 {
+		t.Errorf("both disabled: %v", none)
+	}
 }

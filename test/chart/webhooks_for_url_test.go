@@ -48,12 +48,21 @@ func TestWebhooksForURL(t *testing.T) {
 			t.Errorf("%s: inject-ca-from kept", c.path)
 		}
 	}
+	if len(v.Webhooks) != 3 || v.Webhooks[2].ClientConfig.URL == nil || *v.Webhooks[2].ClientConfig.URL != "https://127.0.0.1:9443/validate-binding" {
+		t.Errorf("binding webhook: %+v", v.Webhooks)
+	}
 	// Everything but clientConfig is the chart's.
-	m0.Webhooks[0].ClientConfig, v0.Webhooks[0].ClientConfig = m.Webhooks[0].ClientConfig, v.Webhooks[0].ClientConfig
+	if u := v.Webhooks[1].ClientConfig.URL; u == nil || *u != "https://127.0.0.1:9443/validate-policy" {
+		t.Errorf("policy check url = %v", u)
+	}
+	m0.Webhooks[0].ClientConfig = m.Webhooks[0].ClientConfig
+	for i := range v0.Webhooks {
+		v0.Webhooks[i].ClientConfig = v.Webhooks[i].ClientConfig
+	}
 	if !reflect.DeepEqual(m.Webhooks, m0.Webhooks) || !reflect.DeepEqual(v.Webhooks, v0.Webhooks) {
 		t.Error("WebhooksForURL changed more than clientConfig")
 	}
-	if len(v.Webhooks[0].MatchConditions) != 1 {
+	if len(v.Webhooks[0].MatchConditions) != 3 {
 		t.Error("helm args not applied")
 	}
 }

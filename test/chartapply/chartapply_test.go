@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
@@ -232,7 +233,11 @@ func checkServedResources(t *testing.T, cfg *rest.Config, helm string) {
 		for _, g := range r.groups {
 			for _, ver := range r.versions {
 				for _, res := range r.resources {
-					if !served[g+"/"+ver+"/"+res] {
+					key := g + "/" + ver + "/" + res
+					if g == "" { // the core group's GroupVersion is "v1"
+						key = ver + "/" + res
+					}
+					if !served[key] {
 						t.Errorf("webhook rule names %s/%s %s, which the API does not serve", g, ver, res)
 					}
 				}
@@ -286,8 +291,8 @@ func (w *warningCollector) take() []string {
 // --- CRDs ----------------------------------------------------------------------------------------
 
 // collectCRDs returns the CRD files to install: cert-manager's (rendered from the Helm chart in its
-// module: the files under deploy/crds are, in its own words, incomplete sources), the ServiceMonitor,
-// CAPZ's, and CAPI's Cluster.
+// module: the files under deploy/crds are, in its own words, incomplete sources), the ServiceMonitor
+// and PrometheusRule, CAPZ's, and CAPI's (core, kubeadm bootstrap and control plane).
 func collectCRDs(t *testing.T, root, helm string) []string {
 	t.Helper()
 	out := t.TempDir()
@@ -315,21 +320,23 @@ func collectCRDs(t *testing.T, root, helm string) []string {
 	}
 
 	po := moduleDir(t, prometheusOperatorModule, prometheusOperatorVer)
-	sm, err := os.ReadFile(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "servicemonitors.yaml"), sm, 0o644); err != nil {
-		t.Fatal(err)
+	for _, crd := range []string{"servicemonitors", "prometheusrules"} {
+		data, err := os.ReadFile(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+crd+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, crd+".yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	capz := moduleDir(t, "sigs.k8s.io/cluster-api-provider-azure", projectModuleVersion(t, root, "sigs.k8s.io/cluster-api-provider-azure"))
-	capi := moduleDir(t, "sigs.k8s.io/cluster-api", projectModuleVersion(t, root, "sigs.k8s.io/cluster-api/api"))
-	return []string{
-		out,
-		filepath.Join(capz, "config", "crd", "bases"),
-		filepath.Join(capi, "core", "config", "crd", "bases", "cluster.x-k8s.io_clusters.yaml"),
+	// CAPI's too: the binding check's rules and the RBAC name MachineDeployments, KubeadmControlPlanes, ...
+	capi, err := testsupport.CAPICRDDirs(root)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return append([]string{out, filepath.Join(capz, "config", "crd", "bases")}, capi...)
 }
 
 // projectModuleVersion returns the version go.mod selects for a module (read-only).

@@ -20,12 +20,20 @@ import (
 )
 
 // fakeARM is a local TLS server that speaks what the webhook asks of Azure: Entra ID's tenant
-// discovery and token endpoints, Resource Manager's resource-SKU list and Disk Encryption Set get.
+// discovery and token endpoints, Resource Manager's resource-SKU list, Disk Encryption Set, VM, disk
+// and scale-set gets, and Key Vault's Get Key and Get Key Rotation Policy (keyvault_test.go).
 // mode switches it between healthy, down (503) and slow.
 type fakeARM struct {
 	srv   *httptest.Server
 	mode  atomic.Value // "up", "down", "slow"
 	calls atomic.Int32
+	// rotationOff flips des-eastus's rotationToLatestKeyVersionEnabled: new DES data for the tests
+	// that watch the background audit run again on a refresh.
+	rotationOff atomic.Bool
+	// caFile is the PEM of the server's certificate (valid for 127.0.0.1 and *.vault.azure.net);
+	// proxy is an HTTPS proxy that sends every CONNECT to the server, so that a Key Vault URL under
+	// vault.azure.net reaches it with the SDK's challenge resource check on.
+	caFile, proxy string
 }
 
 const tenant = "e2e-tenant"
@@ -61,12 +69,21 @@ func newFakeARM(t *testing.T) *fakeARM {
 		}
 		p := strings.ToLower(r.URL.Path)
 		switch {
+		case strings.HasSuffix(p, "/locations"):
+			// The webhook only fetches VM sizes of the subscription's own locations.
+			var locs []any
+			for _, l := range []string{"eastus", "westus2", "southcentralus", "westcentralus"} {
+				locs = append(locs, map[string]any{"name": l, "displayName": l, "type": "Region"})
+			}
+			writeJSON(w, map[string]any{"value": locs})
 		case strings.HasSuffix(p, "/providers/microsoft.compute/skus"):
 			loc := strings.TrimSuffix(strings.TrimPrefix(r.URL.Query().Get("$filter"), "location eq '"), "'")
 			// Live data that differs from the embedded catalog, so the test can tell which answered.
 			writeJSON(w, map[string]any{"value": []any{
-				sku("Standard_Live_v9", loc, "True"), sku("Standard_D2s_v3", loc, "False"),
+				sku("Standard_Live_v9", loc, "True"), sku("Standard_D2s_v3", loc, "False"), sku("Standard_D4s_v3", loc, "True"),
 			}})
+		case f.serveMachines(w, r, p):
+		case f.serveDES(w, r, p):
 		case strings.Contains(p, "/diskencryptionsets/des-westus2"):
 			writeJSON(w, map[string]any{"id": r.URL.Path, "name": "des-westus2", "location": "westus2",
 				"properties": map[string]any{"encryptionType": "EncryptionAtRestWithCustomerKey", "rotationToLatestKeyVersionEnabled": false}})
@@ -76,8 +93,12 @@ func newFakeARM(t *testing.T) *fakeARM {
 			http.NotFound(w, r)
 		}
 	})
-	f.srv = httptest.NewTLSServer(mux)
+	mux.HandleFunc("/keys/", f.serveKeyVault)
+	f.srv = httptest.NewUnstartedServer(mux)
+	f.srv.TLS, f.caFile = azureTLS(t)
+	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
+	f.proxy = connectProxy(t, f.srv.Listener.Addr().String())
 	return f
 }
 

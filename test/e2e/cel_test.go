@@ -105,14 +105,15 @@ func startCELParity(t *testing.T) *celParity {
 	if err := os.WriteFile(cp.siteFile, []byte(paritycases.SiteCatalogJSON), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := newWebhookProcess(hook.bin, hook.kubeconfig, hook.certDir, cp.policyFile)
+	// As the chart runs it: with exactly the RBAC the chart renders for a cel.mode.
+	w, err := newWebhookProcess(hook.bin, chartUser(t, "cel-parity"), hook.certDir, cp.policyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.baseArgs = []string{"--sku-catalog", cp.siteFile,
 		"--cel-sync", "--cel-namespace", releaseNamespace, "--cel-sync-interval", "300ms",
 		"--cel-namespace-selector", `{"matchLabels":{"` + labelSide + `":"cel","` + labelEnforce + `":"on"}}`,
-		"--leader-election-namespace", releaseNamespace, "--leader-election-id", "cel-parity"}
+		"--leader-election-namespace", releaseNamespace, "--leader-election-id", "cel-parity-audit"}
 	if err := w.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -679,43 +680,8 @@ func toJSON(t *testing.T, v any) string {
 // compiled object, and writes nothing it may not.
 func TestCELSyncWithTheChartsRBAC(t *testing.T) {
 	const name = "rbac-check"
-	objs, err := chart.Render(chart.Options{Helm: mustEnv(t, "HELM"), Namespace: releaseNamespace,
-		Args: []string{"--set", "fullnameOverride=" + name, "--set", "cel.mode=cel-and-webhook"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	subject := []any{map[string]any{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}}
-	roles := 0
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ClusterRole", "Role":
-			roles++
-		case "ClusterRoleBinding", "RoleBinding":
-			o.Object["subjects"] = subject
-		default:
-			continue
-		}
-		if err := k8s.Create(ctx(t), o); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = k8s.Delete(context.Background(), o) })
-	}
-	if roles != 3 {
-		t.Fatalf("%d roles rendered, want the webhook's, and the cluster and namespace roles of cel.mode", roles)
-	}
-	user, err := env.AddUser(envtestUser(name), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	kubeconfigPath, policyPath := filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfigPath := chartUser(t, name)
+	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(paritycases.PaletteValues), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -725,7 +691,7 @@ func TestCELSyncWithTheChartsRBAC(t *testing.T) {
 	}
 	if err := w.start("--cel-sync", "--cel-namespace", releaseNamespace, "--cel-sync-interval", "300ms",
 		"--cel-namespace-selector", `{"matchLabels":{"`+labelSide+`":"rbac"}}`,
-		"--leader-election-namespace", releaseNamespace, "--leader-election-id", name); err != nil {
+		"--leader-election-namespace", releaseNamespace, "--leader-election-id", name+"-audit"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.stop)
@@ -756,16 +722,17 @@ func envtestUser(name string) envtest.User { return envtest.User{Name: name} }
 // With --cel-sync, leader election is on; only the syncer needs it. A second replica that is not the
 // leader still serves the webhook (it becomes ready) and still reloads its policy file.
 func TestCELSyncFollowerServesAndReloads(t *testing.T) {
-	const id = "follower-check"
+	const name = "follower-check"
+	kubeconfig := chartUser(t, name)
 	args := []string{"--cel-sync", "--cel-namespace", releaseNamespace, "--cel-namespace-selector", `{"matchLabels":{"` + labelSide + `":"none"}}`,
-		"--leader-election-namespace", releaseNamespace, "--leader-election-id", id}
+		"--leader-election-namespace", releaseNamespace, "--leader-election-id", name + "-audit"}
 	var replicas []*webhookProcess
 	for i := range 2 {
 		policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 		if err := os.WriteFile(policyFile, []byte(paritycases.PaletteValues), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		w, err := newWebhookProcess(hook.bin, hook.kubeconfig, hook.certDir, policyFile)
+		w, err := newWebhookProcess(hook.bin, kubeconfig, hook.certDir, policyFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -775,22 +742,71 @@ func TestCELSyncFollowerServesAndReloads(t *testing.T) {
 		t.Cleanup(w.stop)
 		replicas = append(replicas, w)
 		if i == 0 {
-			eventually(t, 30*time.Second, func() error { return logged(w, "Successfully acquired lease") })
+			eventually(t, 30*time.Second, func() error { return inLog(w, "Successfully acquired lease") })
 		}
 	}
 	follower := replicas[1]
-	if logged(follower, "Successfully acquired lease") == nil {
+	if inLog(follower, "Successfully acquired lease") == nil {
 		t.Fatal("both replicas lead")
 	}
 	writeAtomically(t, follower.policy, paritycases.FullPolicy)
-	eventually(t, 20*time.Second, func() error { return logged(follower, "policy reloaded") })
+	eventually(t, 20*time.Second, func() error { return inLog(follower, "policy reloaded") })
 }
 
-func logged(w *webhookProcess, msg string) error {
+// inLog says whether a line of w's log contains msg.
+func inLog(w *webhookProcess, msg string) error {
 	for _, l := range w.logLines() {
 		if strings.Contains(l, msg) {
 			return nil
 		}
 	}
 	return fmt.Errorf("no %q in the log", msg)
+}
+
+// chartUser creates a user bound to exactly the RBAC the chart renders with a cel.mode and
+// fullnameOverride name (its roles, and the Role of the Lease name-audit), as the chart binds it to
+// the pods' service account, and returns a kubeconfig file for it.
+func chartUser(t *testing.T, name string) string {
+	t.Helper()
+	objs, err := chart.Render(chart.Options{Helm: mustEnv(t, "HELM"), Namespace: releaseNamespace,
+		Args: []string{"--set", "fullnameOverride=" + name, "--set", "cel.mode=cel-and-webhook"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := []any{map[string]any{"kind": "User", "name": name, "apiGroup": "rbac.authorization.k8s.io"}}
+	var roles []string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole", "Role":
+			if strings.HasSuffix(o.GetName(), "-metrics-reader") {
+				continue
+			}
+			roles = append(roles, o.GetKind()+" "+o.GetName())
+		case "ClusterRoleBinding", "RoleBinding":
+			o.Object["subjects"] = subject
+		default:
+			continue
+		}
+		if err := k8s.Create(ctx(t), o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k8s.Delete(context.Background(), o) })
+	}
+	slices.Sort(roles)
+	if want := []string{"ClusterRole " + name, "ClusterRole " + name + "-cel", "Role " + name + "-leader-election"}; !slices.Equal(roles, want) {
+		t.Fatalf("roles %v, want the webhook's, the CEL sync's and the Lease's: %v", roles, want)
+	}
+	user, err := env.AddUser(envtestUser(name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

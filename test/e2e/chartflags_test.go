@@ -15,9 +15,9 @@ import (
 func TestChartPassesOnlyRealFlags(t *testing.T) {
 	helm := mustEnv(t, "HELM")
 	out, err := exec.Command(helm, "template", "x", filepath.Join(repoRoot, "charts", "capz-encryption-webhook"),
-		"--kube-version", kubeVersion(),
+		"--kube-version", kubeVersion(), "--namespace", releaseNamespace,
 		"--set", "azure.subscriptionID="+sub, "--set", "azure.armEndpoint=https://arm.example",
-		"--set", "skuCatalog.configMapName=skus").CombinedOutput()
+		"--set", "skuCatalog.configMapName=skus", "--set", "audit.enabled=true").CombinedOutput()
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}

@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,11 +17,17 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
 )
 
 func httpGet(url string) (int, string, error) {
@@ -63,13 +70,76 @@ func metricValue(body, name string, want map[string]string) (float64, bool) {
 	return 0, false
 }
 
+// scrapeToken is a bearer token of a service account: the webhook's metrics filter asks the
+// apiserver who it is (TokenReview) and whether it may GET /metrics (SubjectAccessReview).
+func scrapeToken(t *testing.T, sa string) string {
+	t.Helper()
+	tr, err := clientset.CoreV1().ServiceAccounts(releaseNamespace).CreateToken(ctx(t), sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s: %v", sa, err)
+	}
+	return tr.Status.Token
+}
+
+// getMetrics GETs /metrics over HTTPS (the certificate is self-signed: no --metrics-cert-dir here)
+// with token as bearer ("" for none).
+func getMetrics(t *testing.T, w *webhookProcess, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", w.metrics), http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed metrics certificate
+	// Readiness does not wait for the metrics server: just after a (re)start it may not listen yet.
+	resp, err := c.Do(req)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); resp, err = c.Do(req) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+var scraperToken struct {
+	once  sync.Once
+	token string
+}
+
 func scrape(t *testing.T) string {
 	t.Helper()
-	code, body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.metrics))
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", code, err)
+	scraperToken.once.Do(func() { scraperToken.token = scrapeToken(t, scraperSA) })
+	code, body := getMetrics(t, hook, scraperToken.token)
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics as %s: %d %s", scraperSA, code, body)
 	}
 	return body
+}
+
+// TestMetricsNeedAnAuthorisedToken: metrics are HTTPS, and only a token bound to the chart's metrics
+// reader role gets them (the webhook itself runs with exactly the chart's ClusterRole, which must
+// let it make the two reviews).
+func TestMetricsNeedAnAuthorisedToken(t *testing.T) {
+	if code, _ := getMetrics(t, hook, ""); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	if code, _ := getMetrics(t, hook, "not-a-token"); code == http.StatusOK {
+		t.Errorf("a bad token got the metrics")
+	}
+	if code, _ := getMetrics(t, hook, scrapeToken(t, strangerSA)); code != http.StatusForbidden {
+		t.Errorf("a service account without the metrics reader role: %d, want 403", code)
+	}
+	if body := scrape(t); !strings.Contains(body, "capz_encryption_webhook_policy_info") {
+		t.Error("the scraper's metrics lack the webhook's")
+	}
+	if code, _, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/metrics", hook.metrics)); err == nil && code == http.StatusOK {
+		t.Error("metrics are served over plain HTTP")
+	}
 }
 
 func TestProbesAndMetrics(t *testing.T) {
@@ -144,8 +214,12 @@ func TestPolicyHotReload(t *testing.T) {
 		}
 		return fmt.Errorf("no rejection logged")
 	})
-	if v, _ := metricValue(scrape(t), "capz_encryption_webhook_policy_reloads_total", map[string]string{"result": "error"}); v != errorsBefore+1 {
+	body := scrape(t)
+	if v, _ := metricValue(body, "capz_encryption_webhook_policy_reloads_total", map[string]string{"result": "error"}); v != errorsBefore+1 {
 		t.Errorf("policy_reloads_total{error} = %v, want %v", v, errorsBefore+1)
+	}
+	if v, ok := metricValue(body, "capz_encryption_webhook_policy_stale", nil); !ok || v != 1 {
+		t.Errorf("policy_stale = %v (found %v) while the file on disk is rejected, want 1", v, ok)
 	}
 	expectDenied(t, createUnknownSize(), "sku-unknown")
 
@@ -155,6 +229,75 @@ func TestPolicyHotReload(t *testing.T) {
 	eventually(t, 20*time.Second, createUnknownSize)
 	if w := strings.Join(warnings.take(), "\n"); !strings.Contains(w, "[sku-unknown]") {
 		t.Errorf("the reloaded policy's warning did not reach the client: %q", w)
+	}
+	if v, ok := metricValue(scrape(t), "capz_encryption_webhook_policy_stale", nil); !ok || v != 0 {
+		t.Errorf("policy_stale = %v (found %v) after a good file, want 0", v, ok)
+	}
+}
+
+// TestRestartWithABadPolicy: a replica that starts while the policy file does not parse (and keeps
+// no copy of an older one) serves, and is ready, on the built-in policy in warn-only mode, and says
+// it is stale; it does not crash-loop into refusing every CAPZ write.
+func TestRestartWithABadPolicy(t *testing.T) {
+	hook.stop()
+	t.Cleanup(func() {
+		hook.stop()
+		writeAtomically(t, hook.policy, e2ePolicy)
+		if err := hook.start(); err != nil {
+			t.Fatalf("restarting the webhook: %v", err)
+		}
+	})
+	writeAtomically(t, hook.policy, e2ePolicy+"rulez:\n  sku-unknown: warn\n")
+	if err := hook.start(); err != nil {
+		t.Fatalf("a bad policy file must not keep the webhook from starting: %v", err)
+	}
+	warnings.take()
+	// A documentation placeholder as DES: des-id-malformed, a deny of the built-in policy.
+	placeholder := template("bad-policy-placeholder", "eastus", "Standard_D2s_v3")
+	setField(placeholder, desPlaceholder(), tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+	if err := k8s.Create(ctx(t), placeholder); err != nil {
+		t.Errorf("warn-only must deny nothing: %v", err)
+	}
+	if w := strings.Join(warnings.take(), "\n"); !strings.Contains(w, "[des-id-malformed]") {
+		t.Errorf("the finding must still reach the client as a warning: %q", w)
+	}
+	body := scrape(t)
+	if v, ok := metricValue(body, "capz_encryption_webhook_policy_stale", nil); !ok || v != 1 {
+		t.Errorf("policy_stale = %v (found %v), want 1", v, ok)
+	}
+	if _, ok := metricValue(body, "capz_encryption_webhook_policy_info", map[string]string{"sha256": "built-in"}); !ok {
+		t.Error("policy_info does not show the built-in policy in force")
+	}
+}
+
+// TestPolicyConfigMapCheckedWhenWritten: an edit of the chart's policy ConfigMap whose policy does
+// not parse is refused with the parser's error; while the webhook is down (failurePolicy Ignore) it
+// goes through, so that a dead webhook never blocks the repair of its own policy.
+func TestPolicyConfigMapCheckedWhenWritten(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: chart.DefaultRelease + "-policy", Namespace: releaseNamespace},
+		Data: map[string]string{"policy.yaml": e2ePolicy}}
+	if err := k8s.Create(ctx(t), cm); err != nil {
+		t.Fatalf("a good policy was refused: %v", err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), cm) })
+	cm.Data["policy.yaml"] = e2ePolicy + "rulez:\n  sku-unknown: warn\n"
+	err := k8s.Update(ctx(t), cm)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "rulez"`) || !strings.Contains(err.Error(), "policy.capz-encryption-webhook.io") {
+		t.Errorf("a bad policy edit must be refused with the parser's error; got %v", err)
+	}
+	// Other ConfigMaps are never sent.
+	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "unrelated", Namespace: releaseNamespace}, Data: map[string]string{"policy.yaml": "rulez: 1"}}
+	if err := k8s.Create(ctx(t), other); err != nil {
+		t.Errorf("an unrelated ConfigMap was refused: %v", err)
+	}
+	hook.stop()
+	t.Cleanup(func() {
+		if err := hook.start(); err != nil {
+			t.Fatalf("restarting the webhook: %v", err)
+		}
+	})
+	if err := k8s.Update(ctx(t), cm); err != nil {
+		t.Errorf("with the webhook down, the policy ConfigMap must stay editable (failurePolicy Ignore): %v", err)
 	}
 }
 

@@ -20,12 +20,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/test/chart"
@@ -43,7 +45,8 @@ const (
 )
 
 // e2ePolicy: customer-managed keys required; defaults for eastus and southcentralus only, so an
-// object in westcentralus shows des-required.
+// object in westcentralus shows des-required. Data disks without managedDisk (CAPZ's etcd disk) get
+// one, Premium_LRS, with the region's DES.
 const e2ePolicy = `apiVersion: policy.capz-encryption-webhook.io/v1alpha1
 kind: EncryptionPolicy
 requireCustomerManagedKeys: true
@@ -52,16 +55,19 @@ defaults:
 - name: eastus
   regions: [eastus]
   diskEncryptionSetID: ` + desEast + `
+  dataDiskStorageAccountType: Premium_LRS
   encryptionAtHost: true
 - name: southcentralus
   regions: [southcentralus]
   diskEncryptionSetID: ` + desSouth + `
+  dataDiskStorageAccountType: Premium_LRS
   encryptionAtHost: true
 `
 
 var (
 	env       *envtest.Environment
 	k8s       client.Client
+	clientset kubernetes.Interface
 	warnings  = &warningRecorder{}
 	hook      *webhookProcess
 	pki       *testsupport.CA
@@ -135,6 +141,9 @@ rules:
 	if k8s, err = client.New(cfg, client.Options{}); err != nil {
 		return 0, err
 	}
+	if clientset, err = kubernetes.NewForConfig(cfg); err != nil {
+		return 0, err
+	}
 	ctx := context.Background()
 	for _, ns := range []string{testNS, releaseNamespace} {
 		if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -151,12 +160,34 @@ rules:
 	if pki, err = testsupport.NewCA(filepath.Join(tmp, "certs")); err != nil {
 		return 0, err
 	}
-	user, err := env.AddUser(envtest.User{Name: "capz-encryption-webhook", Groups: []string{"system:masters"}}, nil)
+	// The webhook runs with exactly the chart's ClusterRole, not as an administrator: a read the code
+	// makes and the chart does not grant fails here, not in production.
+	user, err := env.AddUser(envtest.User{Name: webhookUser}, nil)
 	if err != nil {
+		return 0, err
+	}
+	if err := grantChartRBAC(ctx, helm); err != nil {
 		return 0, err
 	}
 	kubeconfig, err := user.KubeConfig()
 	if err != nil {
+		return 0, err
+	}
+	// The audit (the command, and serve's background audit) runs as another user, with exactly the
+	// RBAC the chart renders with audit.enabled=true.
+	auditUser, err := env.AddUser(envtest.User{Name: auditUserName}, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := grantChartAuditRBAC(ctx, helm); err != nil {
+		return 0, err
+	}
+	auditConfig, err := auditUser.KubeConfig()
+	if err != nil {
+		return 0, err
+	}
+	auditKubeconfig = filepath.Join(tmp, "audit-kubeconfig")
+	if err := os.WriteFile(auditKubeconfig, auditConfig, 0o600); err != nil {
 		return 0, err
 	}
 	kubeconfigPath := filepath.Join(tmp, "kubeconfig")
@@ -196,41 +227,20 @@ rules:
 	return m.Run(), nil
 }
 
-// loadCRDs reads the CAPZ CRDs and CAPI's Cluster CRD from the module cache (no copies in the repo)
-// and adds one field to AzureMachineTemplate's schema: it stands for a field of a newer CAPZ that our
-// Go types do not know, which the mutation must carry through untouched.
+// loadCRDs reads the CAPZ CRDs and CAPI's (core, kubeadm bootstrap and control plane: what CAPZ's
+// flavors create) from the module cache (no copies in the repo), and changes two things:
+//   - CAPI's schemas keep unknown fields (testsupport.KeepFieldsAcrossVersions): this apiserver has
+//     no CAPI conversion webhook, and would otherwise store a flavor's v1beta1 KubeadmControlPlane
+//     without its infrastructure reference;
+//   - AzureMachineTemplate gets one more field: it stands for a field of a newer CAPZ that our Go
+//     types do not know, which the mutation must carry through untouched.
 func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	capz, err := goList("-m", "-f", "{{.Dir}}", "sigs.k8s.io/cluster-api-provider-azure")
+	crds, err := testsupport.FlavorCRDs(repoRoot)
 	if err != nil {
 		return nil, err
 	}
-	capiVersion, err := goList("-m", "-f", "{{.Version}}", "sigs.k8s.io/cluster-api/api")
-	if err != nil {
-		return nil, err
-	}
-	out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/cluster-api@"+capiVersion).Output()
-	if err != nil {
-		return nil, fmt.Errorf("go mod download sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
-	}
-	var capi struct{ Dir string }
-	if err := json.Unmarshal(out, &capi); err != nil || capi.Dir == "" {
-		return nil, fmt.Errorf("locating sigs.k8s.io/cluster-api@%s: %w", capiVersion, err)
-	}
-	files, err := filepath.Glob(filepath.Join(capz, "config", "crd", "bases", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no CAPZ CRDs under %s", capz)
-	}
-	files = append(files, filepath.Join(capi.Dir, "core", "config", "crd", "bases", "cluster.x-k8s.io_clusters.yaml"))
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.UnmarshalStrict(data, crd); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
+	testsupport.KeepFieldsAcrossVersions(crds, "cluster.x-k8s.io", "controlplane.cluster.x-k8s.io", "bootstrap.cluster.x-k8s.io")
+	for _, crd := range crds {
 		if crd.Name == "azuremachinetemplates.infrastructure.cluster.x-k8s.io" {
 			for i := range crd.Spec.Versions {
 				spec := crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"]
@@ -238,20 +248,93 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 				crd.Spec.Versions[i].Schema.OpenAPIV3Schema.Properties["spec"].Properties["template"].Properties["spec"] = spec
 			}
 		}
-		crds = append(crds, crd)
 	}
 	return crds, nil
 }
 
-func goList(args ...string) (string, error) {
-	cmd := exec.Command("go", append([]string{"list"}, args...)...)
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
+// webhookUser is the identity the webhook process authenticates as.
+const webhookUser = "capz-encryption-webhook"
+
+// grantChartRBAC installs the chart's ClusterRoles (default values) and binds the webhook's to
+// webhookUser, as the chart binds it to the pods' service account; the metrics reader role is bound
+// to a scraper service account (see scrapeToken).
+func grantChartRBAC(ctx context.Context, helm string) error {
+	objs, err := chart.Render(chart.Options{Helm: helm, Namespace: releaseNamespace})
 	if err != nil {
-		return "", fmt.Errorf("go list %v: %w", args, err)
+		return err
 	}
-	return strings.TrimSpace(string(out)), nil
+	var webhookRole, readerRole string
+	for _, o := range chart.Find(objs, "ClusterRole") {
+		o.SetResourceVersion("")
+		if err := k8s.Create(ctx, o); err != nil {
+			return fmt.Errorf("installing ClusterRole %s: %w", o.GetName(), err)
+		}
+		if strings.HasSuffix(o.GetName(), "-metrics-reader") {
+			readerRole = o.GetName()
+		} else {
+			webhookRole = o.GetName()
+		}
+	}
+	if webhookRole == "" || readerRole == "" {
+		return fmt.Errorf("the chart rendered ClusterRoles %q and %q", webhookRole, readerRole)
+	}
+	for _, b := range []*rbacv1.ClusterRoleBinding{
+		{ObjectMeta: metav1.ObjectMeta{Name: "e2e-webhook"}, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: webhookRole},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: webhookUser}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "e2e-scraper"}, RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: readerRole},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: scraperSA, Namespace: releaseNamespace}}},
+	} {
+		if err := k8s.Create(ctx, b); err != nil {
+			return err
+		}
+	}
+	for _, sa := range []string{scraperSA, strangerSA} {
+		if err := k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: releaseNamespace}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// auditUserName is the identity of the audit; auditKubeconfig its kubeconfig file.
+const auditUserName = "capz-encryption-webhook-audit"
+
+var auditKubeconfig string
+
+// grantChartAuditRBAC installs the ClusterRoles and Roles the chart renders with audit.enabled=true
+// (those not installed already) and binds every one of them, but the metrics reader's, to
+// auditUserName.
+func grantChartAuditRBAC(ctx context.Context, helm string) error {
+	objs, err := chart.Render(chart.Options{Helm: helm, Namespace: releaseNamespace, Args: []string{"--set", "audit.enabled=true"}})
+	if err != nil {
+		return err
+	}
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: auditUserName}}
+	for _, o := range append(chart.Find(objs, "ClusterRole"), chart.Find(objs, "Role")...) {
+		if strings.HasSuffix(o.GetName(), "-metrics-reader") {
+			continue
+		}
+		o.SetResourceVersion("")
+		if err := k8s.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("installing %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		ref := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: o.GetKind(), Name: o.GetName()}
+		var b client.Object = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-audit-" + o.GetName()}, RoleRef: ref, Subjects: subject}
+		if o.GetKind() == "Role" {
+			b = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-audit-" + o.GetName(), Namespace: o.GetNamespace()}, RoleRef: ref, Subjects: subject}
+		}
+		if err := k8s.Create(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Service accounts that scrape metrics: one bound to the chart's metrics reader role, one not.
+const (
+	scraperSA  = "e2e-scraper"
+	strangerSA = "e2e-stranger"
+)
 
 // installWebhookConfigurations renders the chart with default values and installs its two webhook
 // configurations, with the client config pointed at the local server instead of the Service.

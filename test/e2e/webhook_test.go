@@ -442,11 +442,58 @@ func TestAuditTrail(t *testing.T) {
 
 // The last two tests restart and re-key the webhook; they run after the others.
 
+// TestFailClosed: with the webhook down and failurePolicy Fail, what the webhook judges is refused —
+// a CREATE, a spec change — while what it never judges still goes through, because the chart's
+// matchConditions keep the apiserver from calling: an UPDATE that leaves the spec alone, and the
+// finalizer removal that lets a deletion finish.
 func TestFailClosed(t *testing.T) {
+	labelled := template("outage-labelled", "eastus", "Standard_D2s_v3")
+	held := template("outage-held", "eastus", "Standard_D2s_v3")
+	held.SetFinalizers([]string{"e2e.capz-encryption-webhook.io/hold"})
+	for _, o := range []*unstructured.Unstructured{labelled, held} {
+		if err := k8s.Create(ctx(t), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k8s.Delete(ctx(t), held); err != nil {
+		t.Fatal(err)
+	}
 	hook.stop()
-	err := k8s.Create(ctx(t), template("while-down", "eastus", "Standard_D2s_v3"))
-	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
-		t.Errorf("with the webhook down and failurePolicy Fail, creation must be refused; got %v", err)
+	refused := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+			t.Errorf("%s with the webhook down and failurePolicy Fail must be refused; got %v", what, err)
+		}
+	}
+	refused("a CREATE", k8s.Create(ctx(t), template("while-down", "eastus", "Standard_D2s_v3")))
+
+	meta := get(t, labelled)
+	meta.SetLabels(map[string]string{"team": "payments"})
+	if err := k8s.Update(ctx(t), meta); err != nil {
+		t.Errorf("a metadata-only UPDATE must not need the webhook: %v", err)
+	}
+	spec := get(t, labelled)
+	setField(spec, "Standard_D4s_v3", tplPath("vmSize")...)
+	refused("a spec change", k8s.Update(ctx(t), spec))
+
+	deleting := get(t, held)
+	if deleting.GetDeletionTimestamp() == nil {
+		t.Fatal("the held object is not being deleted")
+	}
+	deleting.SetFinalizers(nil)
+	if err := k8s.Update(ctx(t), deleting); err != nil {
+		t.Errorf("removing the finalizer of an object being deleted must not need the webhook: %v", err)
+	}
+	gone := &unstructured.Unstructured{}
+	gone.SetGroupVersionKind(held.GroupVersionKind())
+	if err := k8s.Get(ctx(t), client.ObjectKeyFromObject(held), gone); !apierrors.IsNotFound(err) {
+		t.Errorf("the deletion did not finish: %v", err)
+	}
+
+	// The binding check fails open (webhook.binding.failurePolicy Ignore): CAPI's MachineDeployments
+	// never depend on the webhook.
+	if err := k8s.Create(ctx(t), machineDeployment(mdV2, testNS, "while-down-md", "c", "while-down", 1)); err != nil {
+		t.Errorf("with the webhook down, the binding check must let a MachineDeployment through; got %v", err)
 	}
 	if err := hook.start(); err != nil {
 		t.Fatal(err)

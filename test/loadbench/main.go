@@ -6,6 +6,8 @@
 //   - none:    no admission webhook;
 //   - noop:    a no-op webhook pair (plain Go net/http over TLS, its own process) on exactly the
 //     registrations the chart installs;
+//   - noop-patch: the same pair, whose mutating half answers with the patch our webhook makes for
+//     the benchmark's template, computed once: what mutation itself costs the apiserver;
 //   - webhook: capz-encryption-webhook `serve`, same registrations;
 //   - cel:     the admission policies that `capz-encryption-webhook cel` compiles from the same
 //     policy, no webhook (when the binary has the `cel` subcommand);
@@ -78,6 +80,10 @@ type options struct {
 	modes                    string
 	policy                   string
 	repoRoot                 string
+	// profileDir, when set, receives CPU and allocation profiles of the webhook taken during its
+	// load, for `go tool pprof`.
+	profileDir     string
+	profileSeconds int
 }
 
 func main() {
@@ -92,8 +98,10 @@ func main() {
 	flag.IntVar(&o.creates, "creates", 400, "creates per mode and round")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; every round measures every mode once, in turn")
-	flag.StringVar(&o.modes, "modes", "none,noop,webhook,cel", "modes to measure, comma-separated (none, noop, webhook, cel, cel-validating, cel+webhook)")
+	flag.StringVar(&o.modes, "modes", "none,noop,webhook,cel", "modes to measure, comma-separated (none, noop, noop-patch, webhook, cel, cel-validating, cel+webhook)")
 	flag.StringVar(&o.policy, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: a default per region, customer-managed keys required")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU and allocation profiles of the webhook under load into this directory")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (keep it shorter than a round's load)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -109,6 +117,7 @@ func runNoop(args []string) error {
 	fs := flag.NewFlagSet("noop-server", flag.ContinueOnError)
 	certDir := fs.String("cert-dir", "", "directory with tls.crt and tls.key")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	patch := fs.String("patch", "", "JSON patch the mutating half answers with (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,20 +125,26 @@ func runNoop(args []string) error {
 	if err != nil {
 		return err
 	}
-	allow := func(w http.ResponseWriter, r *http.Request) {
-		var review admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
-			http.Error(w, "bad review", http.StatusBadRequest)
-			return
+	allow := func(patch []byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var review admissionv1.AdmissionReview
+			if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+				http.Error(w, "bad review", http.StatusBadRequest)
+				return
+			}
+			review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+			if len(patch) > 0 && review.Request.Operation == admissionv1.Create {
+				pt := admissionv1.PatchTypeJSONPatch
+				review.Response.Patch, review.Response.PatchType = patch, &pt
+			}
+			review.Request = nil
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(review)
 		}
-		review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
-		review.Request = nil
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(review)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/mutate", allow)
-	mux.HandleFunc("/validate", allow)
+	mux.HandleFunc("/mutate", allow([]byte(*patch)))
+	mux.HandleFunc("/validate", allow(nil))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}}
@@ -264,8 +279,11 @@ type modeResult struct {
 	creates   int
 	cpu       float64 // seconds of the webhook process, over all rounds
 	calls     float64 // admission calls it answered
-	rssMax    int
-	ready     []time.Duration
+	// planeCPU is the CPU seconds kube-apiserver and etcd spent during the load: what the webhook's
+	// answers cost the apiserver (decoding them, applying patches) shows here, not in the webhook.
+	planeCPU float64
+	rssMax   int
+	ready    []time.Duration
 	// rounds are each round's percentiles and throughput; the report takes their medians.
 	rounds []roundStats
 }
@@ -285,6 +303,7 @@ func (m *modeResult) add(r *modeResult) {
 	m.creates += r.creates
 	m.cpu += r.cpu
 	m.calls += r.calls
+	m.planeCPU += r.planeCPU
 	m.rssMax = max(m.rssMax, r.rssMax)
 	m.ready = append(m.ready, r.ready...)
 }
@@ -292,10 +311,11 @@ func (m *modeResult) add(r *modeResult) {
 func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult, error) {
 	res := &modeResult{mode: mode}
 	var proc *exec.Cmd
+	pprofPort := 0
 	switch mode {
 	case "none":
-	case "noop":
-		cmd, addr, err := e.startNoop()
+	case "noop", "noop-patch":
+		cmd, addr, err := e.startNoop(mode == "noop-patch")
 		if err != nil {
 			return nil, err
 		}
@@ -309,6 +329,7 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 			return nil, err
 		}
 		proc = cmd
+		pprofPort = port + 1
 		res.ready = append(res.ready, ready)
 		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", port)); err != nil {
 			return nil, err
@@ -344,7 +365,7 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		return nil, err
 	}
 	var before procfs.ProcStat
-	if proc != nil && mode != "noop" {
+	if proc != nil && !strings.HasPrefix(mode, "noop") {
 		p, err := procfs.NewProc(proc.Process.Pid)
 		if err != nil {
 			return nil, err
@@ -353,14 +374,28 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 			return nil, err
 		}
 	}
+	planeBefore := controlPlaneCPU()
+	var profiled sync.WaitGroup
+	if e.o.profileDir != "" && pprofPort != 0 {
+		profiled.Add(1)
+		go func() {
+			defer profiled.Done()
+			e.fetchProfile(pprofPort, fmt.Sprintf("profile?seconds=%d", e.o.profileSeconds), fmt.Sprintf("cpu-round%d.pprof", round+1))
+		}()
+	}
 	start := time.Now()
 	lat, err := e.load(ctx, fmt.Sprintf("%s-r%d", objName(mode), round))
 	if err != nil {
 		return nil, err
 	}
+	profiled.Wait()
+	if e.o.profileDir != "" && pprofPort != 0 {
+		e.fetchProfile(pprofPort, "allocs", fmt.Sprintf("allocs-round%d.pprof", round+1))
+	}
 	res.wall = time.Since(start)
+	res.planeCPU = controlPlaneCPU() - planeBefore
 	res.latencies, res.creates = lat, len(lat)
-	if proc != nil && mode != "noop" {
+	if proc != nil && !strings.HasPrefix(mode, "noop") {
 		p, _ := procfs.NewProc(proc.Process.Pid)
 		after, err := p.Stat()
 		if err != nil {
@@ -397,8 +432,8 @@ func (e *env) warm(ctx context.Context, mode string, round int) error {
 	// in every mode but none and noop (in the cel modes by a compiled policy), and the default is
 	// injected by the webhook, or by the compiled policies when the policy has one for every region
 	// (then they compile its injection).
-	enforcing := mode != "none" && mode != "noop"
-	wantInjected := mode == "webhook" || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
+	enforcing := mode != "none" && mode != "noop" && mode != "noop-patch"
+	wantInjected := mode == "webhook" || mode == "noop-patch" || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
 	if mode == "cel+webhook" {
 		// The webhook injects too, so only the syncer's objects say that the compiled injection is
 		// there: wait for all of them, then for the apiserver to load them.
@@ -511,8 +546,15 @@ func (e *env) load(ctx context.Context, prefix string) ([]time.Duration, error) 
 
 // --- processes and registrations --------------------------------------------------------------------
 
-func (e *env) startNoop() (*exec.Cmd, string, error) {
+func (e *env) startNoop(patched bool) (*exec.Cmd, string, error) {
 	cmd := exec.Command(e.self, "noop-server", "--cert-dir", e.ca.Dir)
+	if patched {
+		p, err := e.benchPatch()
+		if err != nil {
+			return nil, "", err
+		}
+		cmd.Args = append(cmd.Args, "--patch", string(p))
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -532,6 +574,8 @@ func (e *env) startNoop() (*exec.Cmd, string, error) {
 
 // startWebhook runs `serve` as the chart runs it (JSON logs to stdout, discarded here) and returns
 // its webhook port and how long it took from start to Ready.
+//
+// The pprof endpoints listen on the webhook port + 1 when profiles are asked for.
 func (e *env) startWebhook(extra ...string) (*exec.Cmd, int, time.Duration, error) {
 	ports, err := freePorts(3)
 	if err != nil {
@@ -542,6 +586,9 @@ func (e *env) startWebhook(extra ...string) (*exec.Cmd, int, time.Duration, erro
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		"--shutdown-delay", "0s")
+	if e.o.profileDir != "" {
+		cmd.Args = append(cmd.Args, "--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[0]+1))
+	}
 	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	start := time.Now()
@@ -560,6 +607,48 @@ func (e *env) startWebhook(extra ...string) (*exec.Cmd, int, time.Duration, erro
 	}
 	_ = cmd.Process.Kill()
 	return nil, 0, 0, errors.New("the webhook was not ready within 60s")
+}
+
+// benchPatch is the JSON patch our webhook makes for the benchmark's template, as `check -o json`
+// reports it: the no-op answers with it in mode noop-patch.
+func (e *env) benchPatch() ([]byte, error) {
+	tmpl, err := json.Marshal(template("patch-probe").Object)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(e.bin, "check", "-f", "-", "--policy", e.policy, "-o", "json")
+	cmd.Stdin = bytes.NewReader(tmpl)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("check on the benchmark template: %w", err)
+	}
+	var results []struct {
+		Patch json.RawMessage `json:"patch"`
+	}
+	if err := json.Unmarshal(out, &results); err != nil {
+		return nil, fmt.Errorf("check -o json on the benchmark template: %w", err)
+	}
+	if len(results) != 1 {
+		return nil, fmt.Errorf("check -o json on the benchmark template: %d results, want 1", len(results))
+	}
+	return results[0].Patch, nil
+}
+
+// fetchProfile saves /debug/pprof/<what> of the webhook into the profile directory.
+func (e *env) fetchProfile(port int, what, file string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", port, what))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench: profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode == http.StatusOK {
+		err = os.WriteFile(filepath.Join(e.o.profileDir, file), data, 0o600)
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "loadbench: profile", what, resp.Status, err)
+	}
 }
 
 func (e *env) installWebhooks(ctx context.Context, baseURL string, helmArgs ...string) error {
@@ -630,6 +719,25 @@ func chartPolicyArgs(doc []byte) ([]string, error) {
 	return []string{"--set-json", key + "=" + string(raw)}, nil
 }
 
+// controlPlaneCPU sums the CPU seconds used so far by this process's kube-apiserver and etcd
+// children (envtest starts them), leaving out any other control plane on the machine.
+func controlPlaneCPU() float64 {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return 0
+	}
+	self := os.Getpid()
+	total := 0.0
+	for _, p := range procs {
+		st, err := p.Stat()
+		if err != nil || st.PPID != self || (st.Comm != "kube-apiserver" && st.Comm != "etcd") {
+			continue
+		}
+		total += st.CPUTime()
+	}
+	return total
+}
+
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -686,8 +794,8 @@ func report(w io.Writer, o options, modes []string, results map[string]*modeResu
 	fmt.Fprintf(&b, "AzureMachineTemplate creates through kube-apiserver: policy %s; %d clients, %d creates per mode and round, %d rounds.\n"+
 		"Latencies and creates/s are the medians over the rounds of each round's value; ratios are of those medians.\n\n",
 		pol, o.clients, o.creates, o.rounds)
-	fmt.Fprintf(&b, "| mode | creates | p50 | p90 | p99 | creates/s | p50 vs none | p99 vs none | p50 vs noop | p50 vs webhook | p99 vs webhook | webhook CPU per create | RSS |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| mode | creates | p50 | p90 | p99 | creates/s | p50 vs none | p99 vs none | p50 vs noop | p50 vs webhook | p99 vs webhook | webhook CPU per create | webhook RSS | apiserver+etcd CPU per create |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	p50 := func(r roundStats) time.Duration { return r.p50 }
 	p99 := func(r roundStats) time.Duration { return r.p99 }
 	base := func(mode string, f func(roundStats) time.Duration) time.Duration {
@@ -713,11 +821,11 @@ func report(w io.Writer, o options, modes []string, results map[string]*modeResu
 			cpu = fmt.Sprintf("%.0f µs", r.cpu/r.calls*1e6)
 			rss = fmt.Sprintf("%.0f MiB", float64(r.rssMax)/(1<<20))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", m, r.creates, ms(m50),
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %.0f µs |\n", m, r.creates, ms(m50),
 			ms(median(r.rounds, func(r roundStats) time.Duration { return r.p90 })), ms(m99),
 			median(r.rounds, func(r roundStats) float64 { return r.perSecond }),
 			ratio(m50, base("none", p50)), ratio(m99, base("none", p99)), ratio(m50, base("noop", p50)),
-			ratio(m50, base("webhook", p50)), ratio(m99, base("webhook", p99)), cpu, rss)
+			ratio(m50, base("webhook", p50)), ratio(m99, base("webhook", p99)), cpu, rss, r.planeCPU/float64(r.creates)*1e6)
 	}
 	fmt.Fprintf(&b, "\np50 per round:\n")
 	for _, m := range modes {

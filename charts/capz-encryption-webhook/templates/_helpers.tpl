@@ -124,11 +124,14 @@ matchExpressions:
 The webhook rules: the one place they are written. config/webhook/manifests.yaml is generated from
 this chart (make chart-config) and a test checks that `kustomize build config/default` agrees.
 Mutation is CREATE only: CAPZ treats these specs as immutable, so defaults can only be injected when
-an object is created. DELETE is in neither list: a deletion is never blocked.
+an object is created. DELETE is in neither list: a deletion is never blocked. Every version the
+apiserver serves is matched ("*"): the handler reads any version, and a CAPZ release that adds one
+and drops v1beta1 must not end enforcement without anyone noticing (matchPolicy Equivalent would
+only cover a version the apiserver converts to one listed here).
 */}}
 {{- define "capz-encryption-webhook.mutatingRules" -}}
 - apiGroups: ["infrastructure.cluster.x-k8s.io"]
-  apiVersions: ["v1beta1"]
+  apiVersions: ["*"]
   operations: ["CREATE"]
   resources:
     - azuremachinetemplates
@@ -139,14 +142,41 @@ an object is created. DELETE is in neither list: a deletion is never blocked.
 
 {{- define "capz-encryption-webhook.validatingRules" -}}
 - apiGroups: ["infrastructure.cluster.x-k8s.io"]
-  apiVersions: ["v1beta1"]
+  apiVersions: ["*"]
   operations: ["CREATE", "UPDATE"]
   resources:
     - azuremachinetemplates
     - azuremachines
     - azuremachinepools
     - azuremanagedmachinepools
+    - azuremanagedmachinepooltemplates
     - azuremanagedcontrolplanes
+    - azuremanagedcontrolplanetemplates
+    - azureasomanagedmachinepools
+    - azureasomanagedmachinepooltemplates
+    - azureasomanagedcontrolplanes
+    - azureasomanagedcontrolplanetemplates
+  scope: Namespaced
+{{- end }}
+
+{{/*
+The binding-time check's rules: the CAPI objects that bind a template to a cluster
+(internal/capiref BindingKinds; test/chart/kindtable holds this list to it). Every served version,
+as for the CAPZ kinds: each request comes in its own, and the webhook reads both CAPI shapes.
+*/}}
+{{- define "capz-encryption-webhook.bindingRules" -}}
+- apiGroups: ["cluster.x-k8s.io"]
+  apiVersions: ["*"]
+  operations: ["CREATE", "UPDATE"]
+  resources:
+    - machinedeployments
+    - machinepools
+  scope: Namespaced
+- apiGroups: ["controlplane.cluster.x-k8s.io"]
+  apiVersions: ["*"]
+  operations: ["CREATE", "UPDATE"]
+  resources:
+    - kubeadmcontrolplanes
   scope: Namespaced
 {{- end }}
 
@@ -170,6 +200,7 @@ than silently dropping the `policy` settings.
 {{- if $p.defaultLocation }}{{ $set = append $set "defaultLocation" }}{{ end }}
 {{- if $p.requireCustomerManagedKeys }}{{ $set = append $set "requireCustomerManagedKeys" }}{{ end }}
 {{- if $p.allowedDESSubscriptions }}{{ $set = append $set "allowedDESSubscriptions" }}{{ end }}
+{{- if $p.keyExpiryWarning }}{{ $set = append $set "keyExpiryWarning" }}{{ end }}
 {{- if $p.rules }}{{ $set = append $set "rules" }}{{ end }}
 {{- if $p.defaults }}{{ $set = append $set "defaults" }}{{ end }}
 {{- if $set }}
@@ -227,4 +258,30 @@ default with a Disk Encryption Set (the webhook says why it could not fill one).
 {{- end }}
 {{- end }}
 {{- toJson (dict "liveAzure" (not (empty .Values.azure.subscriptionID)) "everyMachine" $every "defaultDES" $des) }}
+{{- end }}
+
+{{/* The kinds the webhook guards, as resources: the validating webhook's (test/chart/kindtable holds it to policy.Kinds()). */}}
+{{- define "capz-encryption-webhook.guardedResources" -}}
+{{- (include "capz-encryption-webhook.validatingRules" . | fromYamlArray | first).resources | toYaml }}
+{{- end }}
+
+{{/* The Lease of the leader election (background audit, CEL sync). */}}
+{{- define "capz-encryption-webhook.leaseName" -}}
+{{- printf "%s-audit" (include "capz-encryption-webhook.fullname" .) }}
+{{- end }}
+
+{{/* audit.interval in seconds (h, m and s parts), for the PrometheusRule. */}}
+{{- define "capz-encryption-webhook.auditIntervalSeconds" -}}
+{{- $d := .Values.audit.interval }}
+{{- $s := 0 }}
+{{- range $part := regexFindAll "[0-9]+[hms]" $d -1 }}
+{{- $n := trimSuffix "h" (trimSuffix "m" (trimSuffix "s" $part)) | atoi }}
+{{- if hasSuffix "h" $part }}{{ $s = add $s (mul $n 3600) }}{{ else if hasSuffix "m" $part }}{{ $s = add $s (mul $n 60) }}{{ else }}{{ $s = add $s $n }}{{ end }}
+{{- end }}
+{{- $s }}
+{{- end }}
+
+{{/* True ("true") when one replica is elected (background audit, or the CEL sync of a cel.mode). */}}
+{{- define "capz-encryption-webhook.leaderElection" -}}
+{{- if or .Values.audit.enabled (include "capz-encryption-webhook.celSync" .) }}true{{ end }}
 {{- end }}

@@ -114,3 +114,40 @@ func TestSchemaNamesEveryRule(t *testing.T) {
 		t.Errorf("values.schema.json policy.rules names %v, the policy has %v", names, want)
 	}
 }
+
+// TestSchemaStorageTypesAreThePolicys holds the schema's enum of dataDiskStorageAccountType to the
+// parser's list, so that the chart neither refuses a type the webhook takes nor takes one it refuses.
+func TestSchemaStorageTypesAreThePolicys(t *testing.T) {
+	dir, err := chart.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Policy struct {
+				Properties struct {
+					Defaults struct {
+						Items struct {
+							Properties struct {
+								DataDiskStorageAccountType struct {
+									Enum []string `json:"enum"`
+								} `json:"dataDiskStorageAccountType"`
+							} `json:"properties"`
+						} `json:"items"`
+					} `json:"defaults"`
+				} `json:"properties"`
+			} `json:"policy"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	got := schema.Properties.Policy.Properties.Defaults.Items.Properties.DataDiskStorageAccountType.Enum
+	if !slices.Equal(got, policy.DataDiskStorageTypes) {
+		t.Errorf("values.schema.json allows dataDiskStorageAccountType %v, the policy parser %v", got, policy.DataDiskStorageTypes)
+	}
+}
