@@ -47,7 +47,8 @@ Exit status: 0 when nothing is denied, 1 when something is denied, 2 on unreadab
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory or - for stdin (repeatable)")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: built-in policy, every rule deny, no defaults")
-	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
+	// pflag takes text in backquotes as the flag's value name, so the az command is quoted otherwise.
+	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog `FILE`: the JSON that 'az vm list-skus --all -o json' prints; layered over the embedded catalog")
 	f.StringVar(&o.location, "location", "", "region of objects whose region cannot be found from spec.location, their Cluster or their location annotation")
 	f.StringVar(&o.namespace, "namespace", "default", "namespace of objects that name none")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
