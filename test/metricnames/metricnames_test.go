@@ -28,10 +28,10 @@ func exported(t *testing.T) map[string]metricnames.Metric {
 func TestExported(t *testing.T) {
 	m := exported(t)
 	for name, hist := range map[string]bool{
-		"capz_encryption_webhook_requests_total":                false,
-		"capz_encryption_webhook_request_duration_seconds":      true,
-		"capz_encryption_webhook_sku_catalog_age_seconds":       false,
-		"capz_encryption_webhook_policy_warn_only":              false,
+		"capz_encryption_webhook_requests_total":                 false,
+		"capz_encryption_webhook_request_duration_seconds":       true,
+		"capz_encryption_webhook_sku_catalog_age_seconds":        false,
+		"capz_encryption_webhook_policy_warn_only":               false,
 		"capz_encryption_webhook_azure_request_duration_seconds": true,
 	} {
 		if got, ok := m[name]; !ok || got.Histogram != hist || got.Help == "" {
