@@ -1,6 +1,6 @@
 // Command capz-encryption-webhook enforces the organisation's disk-encryption policy on Cluster API
 // Provider Azure objects: `serve` runs the admission webhook, `check` evaluates manifests offline,
-// `audit` judges what already exists in a cluster (and in Azure).
+// `test` runs policy test suites, `audit` judges what already exists in a cluster (and in Azure).
 package main
 
 import (
@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newVersionCmd())
+	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newTestCmd(), newVersionCmd())
 	return root
 }
 

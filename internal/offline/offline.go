@@ -99,6 +99,9 @@ func LoadPolicy(policyFile string, objs []manifest.Object) (*policy.Policy, erro
 	}
 }
 
+// Namespace is the namespace of objects that name none.
+func (e *Evaluator) Namespace() string { return e.opts.Namespace }
+
 // Object is one object to decide on, with what a cluster would know about its surroundings.
 type Object struct {
 	manifest.Object
