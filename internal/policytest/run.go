@@ -311,9 +311,10 @@ func pointer(doc any, p string) (any, bool, error) {
 			}
 			cur = v
 		case []any:
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil, false, nil
+			// A segment that is no index of the list names nothing in it.
+			i, convErr := strconv.Atoi(seg)
+			if convErr != nil || i < 0 || i >= len(c) {
+				return nil, false, nil //nolint:nilerr // not an error: the field is absent
 			}
 			cur = c[i]
 		default:
