@@ -48,10 +48,11 @@ func repoRoot(t *testing.T) string {
 }
 
 // render runs helm template with the default release and namespace plus args, and fails the test
-// on error.
+// on error. It leaves out the helm test hooks (--skip-tests): they are not installed with the release
+// and TestHelmTestHook checks them.
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := chart.Render(chart.Options{Helm: helmPath(t), Args: args})
+	objs, err := chart.Render(chart.Options{Helm: helmPath(t), Args: append([]string{"--skip-tests"}, args...)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -244,7 +244,8 @@ func checkServedResources(t *testing.T, cfg *rest.Config, helm string) {
 			}
 		}
 	}
-	for _, o := range chart.Find(objs, "ClusterRole") {
+	// The ClusterRole, and the helm test's Role (rendered too: helm template includes test hooks).
+	for _, o := range append(chart.Find(objs, "ClusterRole"), chart.Find(objs, "Role")...) {
 		var role rbacv1.ClusterRole
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
 			t.Fatal(err)
@@ -253,7 +254,7 @@ func checkServedResources(t *testing.T, cfg *rest.Config, helm string) {
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
 					if !served[g+"/*/"+res] {
-						t.Errorf("ClusterRole grants %s %q, which the API does not serve", res, g)
+						t.Errorf("%s %s grants %s %q, which the API does not serve", o.GetKind(), o.GetName(), res, g)
 					}
 				}
 			}
