@@ -2,8 +2,8 @@
 // everything `kustomize build config/default` produces, to a real kube-apiserver (envtest: the
 // kube-apiserver and etcd that hack/envtest-assets.sh builds) as a server-side dry run, with the CRDs
 // they need installed from the Go modules that own them: cert-manager's (rendered from its Helm
-// chart, as its releases are), the Prometheus Operator's ServiceMonitor, CAPZ's and CAPI's Cluster.
-// Every object must be accepted, strictly (an unknown field is an error), without warnings, and the
+// chart, as its releases are), the Prometheus Operator's ServiceMonitor and PrometheusRule, CAPZ's and
+// CAPI's Cluster. Every object must be accepted, strictly (an unknown field is an error), without warnings, and the
 // pod the Deployment would create must pass the restricted Pod Security Standard.
 //
 // It runs in `make test-e2e` (KUBEBUILDER_ASSETS, HELM and KUSTOMIZE come from the Makefile).

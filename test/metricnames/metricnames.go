@@ -30,6 +30,8 @@ const Prefix = "capz_encryption_webhook_"
 type Metric struct {
 	Name string
 	Help string
+	// Labels are the metric's variable labels.
+	Labels []string
 	// Histogram is true for histograms, whose series are Name_bucket, Name_sum and Name_count.
 	Histogram bool
 }
@@ -107,7 +109,7 @@ func SeriesName(exported map[string]Metric, name string) bool {
 }
 
 // descRE reads a Desc's String(): client_golang has no accessor for a descriptor's name.
-var descRE = regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*")`)
+var descRE = regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*").*variableLabels: \{([^}]*)\}\}$`)
 
 func parseDesc(d *prometheus.Desc) (Metric, error) {
 	m := descRE.FindStringSubmatch(d.String())
@@ -122,7 +124,11 @@ func parseDesc(d *prometheus.Desc) (Metric, error) {
 	if err != nil {
 		return Metric{}, err
 	}
-	return Metric{Name: name, Help: help}, nil
+	var labels []string
+	if m[3] != "" {
+		labels = strings.Split(m[3], ",")
+	}
+	return Metric{Name: name, Help: help, Labels: labels}, nil
 }
 
 // recorder is a Registerer that keeps what it registers, so that their descriptors can be read.

@@ -38,6 +38,12 @@ func TestExported(t *testing.T) {
 			t.Errorf("%s: %+v (found %v), want histogram=%v with help", name, got, ok, hist)
 		}
 	}
+	if got := m["capz_encryption_webhook_decisions_total"].Labels; strings.Join(got, ",") != "webhook,rule,action" {
+		t.Errorf("decisions_total labels = %v", got)
+	}
+	if got := m["capz_encryption_webhook_sku_refresh_interval_seconds"].Labels; len(got) != 0 {
+		t.Errorf("sku_refresh_interval_seconds labels = %v", got)
+	}
 	if !metricnames.SeriesName(m, "capz_encryption_webhook_request_duration_seconds_bucket") ||
 		metricnames.SeriesName(m, "capz_encryption_webhook_requests_total_bucket") ||
 		metricnames.SeriesName(m, "capz_encryption_webhook_nope") {
@@ -126,4 +132,27 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+func TestCheckPromQL(t *testing.T) {
+	m := exported(t)
+	for expr, want := range map[string]string{
+		`sum by (le) (rate(capz_encryption_webhook_request_duration_seconds_bucket{webhook="validate",le="0.1",namespace="x"}[5m]))`:         "",
+		`capz_encryption_webhook_sku_catalog_age_seconds > ignoring(region) group_left capz_encryption_webhook_sku_refresh_interval_seconds`: "",
+		`rate(capz_encryption_webhook_request_total[5m])`:        "exports no metric capz_encryption_webhook_request_total",
+		`capz_encryption_webhook_requests_total{outcom="error"}`: "has no label outcom",
+		`capz_encryption_webhook_requests_total_bucket`:          "exports no metric",
+		`up == 0`:   "exports no metric up",
+		`{job="x"}`: "selects no metric by name",
+		`sum(rate(capz_encryption_webhook_requests_total[5m])`:                 "unclosed left parenthesis",
+		`capz_encryption_webhook_policy_warn_only{pod="p",namespace="n"} == 1`: "",
+	} {
+		_, err := metricnames.CheckPromQL(m, expr)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", expr, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: error %v, want %q", expr, err, want)
+		}
+	}
 }
