@@ -1,7 +1,9 @@
 package chart_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,4 +125,16 @@ func scenarioArgs(t *testing.T, name string) []string {
 	}
 	t.Fatalf("no scenario %q", name)
 	return nil
+}
+
+// runTool runs a tool in dir and returns its stdout; a failure carries stderr.
+func runTool(dir, bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s %s: %w\n%s", bin, strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
 }
