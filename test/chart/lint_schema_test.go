@@ -83,6 +83,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"resources typo", []string{"--set", "resources.limit.cpu=1"}, []string{"/resources", "'limit'"}},
 		{"excluded namespace not a name", []string{"--set-json", `webhook.namespaceSelector.excludeNamespaces=["Kube_System"]`}, []string{"/webhook/namespaceSelector/excludeNamespaces/0"}},
 		{"matchCondition without expression", []string{"--set-json", `webhook.matchConditions=[{"name":"x"}]`}, []string{"/webhook/matchConditions/0", "expression"}},
+		{"helm test namespace not a name", []string{"--set", "tests.namespace=Team_A"}, []string{"/tests/namespace"}},
 		// The policy, in the policy file's own schema.
 		{"policy unknown key", []string{"--set", "policy.requireCMK=true"}, []string{"/policy", "'requireCMK'"}},
 		{"policy wrong kind", []string{"--set", "policy.kind=Policy"}, []string{"/policy/kind"}},
@@ -240,6 +241,7 @@ data:
 		"except\nkube-system, " + chart.DefaultNamespace + ".",
 		"fail closed",
 		"embedded catalog",
+		"helm test capz-encryption-webhook -n " + chart.DefaultNamespace + " --logs",
 	} {
 		if !strings.Contains(def, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, def)
