@@ -22,11 +22,13 @@ $(LOCALBIN):
 
 # Tool versions.
 HELM_VERSION           ?= v3.22.0
+HELM_DOCS_VERSION      ?= v1.14.2
 GOLANGCI_LINT_VERSION  ?= v2.15.0
 K8S_VERSION            ?= 1.37.2
 ETCD_VERSION           ?= 3.7.0
 
 HELM           ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+HELM_DOCS      ?= $(LOCALBIN)/helm-docs-$(HELM_DOCS_VERSION)
 GOLANGCI_LINT  ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 ##@ General
@@ -171,7 +173,7 @@ $(KUSTOMIZE): | $(LOCALBIN)
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
 
 .PHONY: test-chart
-test-chart: helm kustomize ## Chart, config/ and Dockerfile tests only (helm lint/template, schema, kustomize agreement).
+test-chart: helm kustomize helm-docs ## Chart, config/ and Dockerfile tests only (helm lint/template, schema, kustomize agreement, values tables).
 	HELM="$(HELM)" go test -count=1 ./test/chart/...
 
 .PHONY: test-chart-apply
@@ -191,9 +193,29 @@ helm-lint: helm ## helm lint --strict the chart.
 helm-template: helm ## Print the chart rendered with its default values.
 	$(HELM) template capz-encryption-webhook $(CHART_DIR) --namespace $(CHART_NAMESPACE) --kube-version $(K8S_VERSION)
 
+DIST          ?= dist
+CHART_VERSION := $(shell sed -n 's/^version: *//p' $(CHART_DIR)/Chart.yaml)
+
 .PHONY: helm-package
-helm-package: helm ## Package the chart into ./dist.
-	$(HELM) package $(CHART_DIR) --destination dist
+helm-package: helm ## Lint and package the chart into ./dist as an OCI-pushable .tgz (helm push prints below).
+	$(HELM) lint --strict --kube-version $(K8S_VERSION) $(CHART_DIR)
+	$(HELM) package $(CHART_DIR) --destination $(DIST)
+	@echo "push it with: helm push $(DIST)/capz-encryption-webhook-$(CHART_VERSION).tgz oci://<registry>/<repository>"
+
+# The values tables (the chart's README.md and the project README) are generated from values.yaml by
+# helm-docs; test/chart (run by test-unit) fails when they drift, and reads helm-docs from HELM_DOCS.
+export HELM_DOCS
+test-unit: helm-docs
+
+.PHONY: chart-docs
+chart-docs: helm-docs ## Regenerate the chart's README.md and the README's values table from values.yaml (helm-docs).
+	HELM="$(HELM)" go test -count=1 ./test/chart/ -run '^TestValuesTables$$' -args -update
+
+.PHONY: helm-docs
+helm-docs: $(HELM_DOCS) ## Install helm-docs into ./bin.
+$(HELM_DOCS): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) GOFLAGS=-mod=mod GOWORK=off go install github.com/norwoodj/helm-docs/cmd/helm-docs@$(HELM_DOCS_VERSION)
+	mv $(LOCALBIN)/helm-docs $(HELM_DOCS)
 
 .PHONY: deploy
 deploy: kustomize ## Install config/default (kustomize) into the cluster of the current kubeconfig context.

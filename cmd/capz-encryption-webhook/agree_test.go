@@ -29,6 +29,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/report"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
 )
@@ -116,11 +117,11 @@ func TestCheckAndWebhookAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := runCLI(t, "", "check", "-f", in, "--policy", pol, "-o", "json")
-	var results []checkResult
+	var results []report.Result
 	if err := json.Unmarshal([]byte(out), &results); err != nil {
 		t.Fatalf("check -o json: %v\n%s", err, out)
 	}
-	byName := map[string]checkResult{}
+	byName := map[string]report.Result{}
 	for _, r := range results {
 		byName[r.Namespace+"/"+r.Name] = r
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit/report"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	checkreport "github.com/capz-encryption-webhook/capz-encryption-webhook/internal/report"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
@@ -63,7 +64,8 @@ everything (an object it could not evaluate, a machine it could not read in Azur
 	f := cmd.Flags()
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)")
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: built-in policy, every rule at its built-in action, no defaults")
-	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
+	// pflag takes text in backquotes as the flag's value name, so the az command is quoted otherwise.
+	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog `FILE`: the JSON that 'az vm list-skus --all -o json' prints; layered over the embedded catalog")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text, json or report")
 	f.StringVarP(&o.namespace, "namespace", "n", "", "audit one namespace only (default: all)")
 	f.BoolVar(&o.readAzure, "azure", false, "also read every machine's VM, managed disks and scale set from Azure (needs --azure-subscription-id)")
@@ -185,32 +187,32 @@ func (o *auditOptions) client() (client.Client, error) {
 // auditResult is one object's verdict in `audit -o json`: the fields of `check -o json` (less the
 // file and line an object in a cluster does not have), plus where the object lives.
 type auditResult struct {
-	Kind            string              `json:"kind"`
-	Namespace       string              `json:"namespace"`
-	Name            string              `json:"name"`
-	Allowed         bool                `json:"allowed"`
-	Violations      []findingOut        `json:"violations"`
-	Warnings        []findingOut        `json:"warnings"`
-	Audit           []findingOut        `json:"audit"`
-	Patch           []map[string]any    `json:"patch"`
-	Injected        []string            `json:"injected"` // always empty: the audit injects nothing (check's shape)
-	Region          string              `json:"region"`
-	RegionSource    string              `json:"regionSource"`
-	Binding         string              `json:"binding"`
-	Catalog         string              `json:"catalog"`
-	Default         string              `json:"default,omitempty"`
-	Cluster         *policy.ClusterInfo `json:"cluster,omitempty"`
-	Evidence        []policy.Evidence   `json:"evidence,omitempty"`
-	APIVersion      string              `json:"apiVersion"`
-	UID             string              `json:"uid"`
-	MissingDefaults []string            `json:"missingDefaults"`
-	Azure           *audit.AzureRead    `json:"azure,omitempty"`
-	Error           string              `json:"error,omitempty"`
+	Kind            string                `json:"kind"`
+	Namespace       string                `json:"namespace"`
+	Name            string                `json:"name"`
+	Allowed         bool                  `json:"allowed"`
+	Violations      []checkreport.Finding `json:"violations"`
+	Warnings        []checkreport.Finding `json:"warnings"`
+	Audit           []checkreport.Finding `json:"audit"`
+	Patch           []map[string]any      `json:"patch"`
+	Injected        []string              `json:"injected"` // always empty: the audit injects nothing (check's shape)
+	Region          string                `json:"region"`
+	RegionSource    string                `json:"regionSource"`
+	Binding         string                `json:"binding"`
+	Catalog         string                `json:"catalog"`
+	Default         string                `json:"default,omitempty"`
+	Cluster         *policy.ClusterInfo   `json:"cluster,omitempty"`
+	Evidence        []policy.Evidence     `json:"evidence,omitempty"`
+	APIVersion      string                `json:"apiVersion"`
+	UID             string                `json:"uid"`
+	MissingDefaults []string              `json:"missingDefaults"`
+	Azure           *audit.AzureRead      `json:"azure,omitempty"`
+	Error           string                `json:"error,omitempty"`
 }
 
 func toAuditResult(r audit.Result) auditResult {
 	out := auditResult{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, APIVersion: r.APIVersion, UID: string(r.UID), Azure: r.Azure, Error: r.Error,
-		Violations: []findingOut{}, Warnings: []findingOut{}, Audit: []findingOut{}, Patch: []map[string]any{}, Injected: []string{}, MissingDefaults: []string{}}
+		Violations: []checkreport.Finding{}, Warnings: []checkreport.Finding{}, Audit: []checkreport.Finding{}, Patch: []map[string]any{}, Injected: []string{}, MissingDefaults: []string{}}
 	if r.Cluster.Name != "" {
 		c := r.Cluster
 		out.Cluster = &c
@@ -226,7 +228,7 @@ func toAuditResult(r audit.Result) auditResult {
 		out.MissingDefaults = d.MissingDefaults
 	}
 	for _, f := range d.Findings {
-		fo := findingOut{Rule: f.Rule, Field: f.Field, Message: f.Message}
+		fo := checkreport.Finding{Rule: f.Rule, Field: f.Field, Message: f.Message}
 		switch f.Action {
 		case policy.ActionDeny:
 			out.Violations = append(out.Violations, fo)

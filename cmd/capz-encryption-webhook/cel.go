@@ -46,7 +46,7 @@ Exit status: 0 on success, 2 on an unreadable policy or catalog or a bad flag.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.policyFile, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: built-in policy, every rule deny, no defaults")
-	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog file, as printed by `az vm list-skus --all -o json`; layered over the embedded catalog")
+	f.StringVar(&o.catalog, "sku-catalog", "", "VM-size catalog `FILE`: the JSON that 'az vm list-skus --all -o json' prints; layered over the embedded catalog")
 	f.StringVarP(&o.output, "output", "o", "yaml", "output format: yaml or json (a v1 List)")
 	f.BoolVar(&o.explain, "explain", false, "print what is compiled and what is left to the webhook, and why, instead of the objects")
 	f.StringVar(&o.namespace, "namespace", celpolicy.DefaultNamespace, "the webhook's namespace, which the bindings leave out (as they leave out kube-system)")

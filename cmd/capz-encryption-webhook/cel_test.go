@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,8 +11,6 @@ import (
 
 	"sigs.k8s.io/yaml"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata/cel")
 
 // goldenNow fixes the date the goldens judge the age of catalog evidence at, so that they do not
 // change as captures age.
@@ -36,7 +33,7 @@ func TestCELGolden(t *testing.T) {
 				t.Fatalf("exit %d\n%s", code, out)
 			}
 			path := filepath.Join("testdata", "cel", tc.golden)
-			if *updateGolden {
+			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					t.Fatal(err)
 				}

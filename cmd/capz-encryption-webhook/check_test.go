@@ -120,7 +120,7 @@ func TestCheckText(t *testing.T) {
 	for _, want := range []string{
 		"AzureMachineTemplate default/copied-from-docs (../../config/samples/bad-des-placeholder.yaml:2): DENIED",
 		"deny  [des-id-malformed] spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id",
-		"3 checked: 1 denied, 2 allowed (0 with defaults injected); 2 other objects skipped; policy: built-in",
+		"3 checked: 1 denied, 2 allowed (0 with defaults injected, 0 with warnings); 2 other objects skipped; policy: built-in",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -154,7 +154,9 @@ spec: {template: {spec: {vmSize: Standard_D2s_v3, osDisk: {osType: Linux}}}}
 		{"unreadable YAML", []string{"check", "-f", write("broken.yaml", "kind: A\n---\nkind: [\n")}, "", 2, "broken.yaml:3:"},
 		{"missing file", []string{"check", "-f", filepath.Join(dir, "nope.yaml")}, "", 2, "nope.yaml"},
 		{"bad policy names file and line", []string{"check", "-f", good, "--policy", write("p.yaml", "apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\nrulez: {}\n")}, "", 2, `p.yaml:3: unknown key "rulez"`},
-		{"bad output flag", []string{"check", "-f", good, "-o", "yaml"}, "", 2, "--output"},
+		{"bad output flag", []string{"check", "-f", good, "-o", "xml"}, "", 2, "--output"},
+		{"no input", []string{"check"}, "", 2, "no input"},
+		{"files as arguments", []string{"check", good}, "", 0, "1 checked: 0 denied"},
 		{"location flag", []string{"check", "-f", write("noregion.yaml", `apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
 kind: AzureMachine
 metadata: {name: m}

@@ -1,6 +1,7 @@
 // Command capz-encryption-webhook enforces the organisation's disk-encryption policy on Cluster API
 // Provider Azure objects: `serve` runs the admission webhook, `check` evaluates manifests offline,
-// `audit` judges what already exists in a cluster (and in Azure).
+// `test` runs policy test suites, `audit` judges what already exists in a cluster (and in Azure),
+// `selftest` checks from a client's seat that the installed webhook denies.
 package main
 
 import (
@@ -29,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newCELCmd(), newVersionCmd())
+	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newCELCmd(), newTestCmd(), newSelftestCmd(), newVersionCmd())
 	return root
 }
 

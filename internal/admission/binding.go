@@ -89,7 +89,7 @@ func (d *decider) reviewBinding(ctx context.Context, req admission.Request, e *d
 	if !dec.Catalog.AsOf.IsZero() {
 		e.CatalogAge = d.cfg.Now().Sub(dec.Catalog.AsOf)
 	}
-	return validateResponse(dec)
+	return validateResponse(dec, req.Kind.Group)
 }
 
 func decodeMap(raw []byte) (map[string]any, objmeta.Meta, error) {

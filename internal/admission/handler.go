@@ -139,5 +139,5 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 	if d.cfg.Mode == Mutate {
 		return mutateResponse(dec)
 	}
-	return validateResponse(dec)
+	return validateResponse(dec, req.Kind.Group)
 }

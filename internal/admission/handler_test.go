@@ -152,6 +152,55 @@ func TestValidateDenies(t *testing.T) {
 	}
 }
 
+// TestValidateDenialCauses: a denial keeps its 403 and message and adds one status cause per
+// violation (field, rule ID as the reason, message), as apierrors.NewInvalid reports fields, so that
+// clients read per-field errors from the status the apiserver passes through.
+func TestValidateDenialCauses(t *testing.T) {
+	req := request(admissionv1.Create, "Standard_D2_v3", true)
+	var obj map[string]any
+	if err := json.Unmarshal(req.Object.Raw, &obj); err != nil {
+		t.Fatal(err)
+	}
+	spec := obj["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+	spec["osDisk"].(map[string]any)["managedDisk"].(map[string]any)["diskEncryptionSet"] = map[string]any{"id": "/subscriptions/subscriptionId/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des"}
+	req.Object.Raw, _ = json.Marshal(obj)
+
+	resp := newHandler(t, Validate, eastus, &testsupport.LogLines{}).Handle(context.Background(), req)
+	if resp.Allowed || resp.Result.Code != http.StatusForbidden || resp.Result.Reason != metav1.StatusReasonForbidden {
+		t.Fatalf("want a 403 denial, got %+v", resp.Result)
+	}
+	d := resp.Result.Details
+	if d == nil {
+		t.Fatal("no status details")
+	}
+	if d.Kind != "AzureMachineTemplate" || d.Group != policy.Group || d.Name != "md" {
+		t.Errorf("details name the object as %s.%s %s", d.Kind, d.Group, d.Name)
+	}
+	got := map[string]metav1.StatusCause{}
+	for _, c := range d.Causes {
+		got[string(c.Type)] = c
+		if !strings.Contains(resp.Result.Message, c.Message) {
+			t.Errorf("cause message %q is not the one in the denial message", c.Message)
+		}
+	}
+	want := map[string]string{
+		"des-id-malformed":    "spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id",
+		"eah-sku-unsupported": "spec.template.spec.securityProfile.encryptionAtHost",
+	}
+	if len(d.Causes) != len(want) {
+		t.Errorf("causes = %+v, want one per violation: %v", d.Causes, want)
+	}
+	for rule, field := range want {
+		if c, ok := got[rule]; !ok || c.Field != field || c.Message == "" {
+			t.Errorf("cause for %s = %+v, want field %s and a message", rule, c, field)
+		}
+	}
+	// An allowed answer has no details.
+	if ok := newHandler(t, Validate, eastus, &testsupport.LogLines{}).Handle(context.Background(), request(admissionv1.Create, "Standard_D2s_v3", false)); !ok.Allowed || ok.Result.Details != nil {
+		t.Errorf("allowed answer with details: %+v", ok.Result)
+	}
+}
+
 func TestErrorsAreAnsweredAndRecorded(t *testing.T) {
 	logs := &testsupport.LogLines{}
 	h := newHandler(t, Validate, eastus, logs)

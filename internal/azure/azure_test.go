@@ -166,8 +166,14 @@ func TestSKUCache(t *testing.T) {
 	if src := c.Source("eastus"); src.Name != "live" || !src.AsOf.Equal(now) {
 		t.Fatalf("after recovery: %+v", src)
 	}
-	if n := testutil.CollectAndCount(c); n != 1 {
+	if n := testutil.CollectAndCount(c, "capz_encryption_webhook_sku_catalog_age_seconds"); n != 1 {
 		t.Errorf("catalog age metric series = %d", n)
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`# HELP capz_encryption_webhook_sku_refresh_interval_seconds How old live VM-size data may get before it is refreshed (--sku-refresh-interval).
+# TYPE capz_encryption_webhook_sku_refresh_interval_seconds gauge
+capz_encryption_webhook_sku_refresh_interval_seconds 3600
+`), "capz_encryption_webhook_sku_refresh_interval_seconds"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -133,7 +133,7 @@ func TestSKUCacheOnlyFetchesTheSubscriptionsRegions(t *testing.T) {
 	if got := strings.Join(c.keys(), ","); got != "eastus" {
 		t.Errorf("regions kept: %s", got)
 	}
-	if n := testutil.CollectAndCount(c); n != 1 {
+	if n := testutil.CollectAndCount(c, "capz_encryption_webhook_sku_catalog_age_seconds"); n != 1 {
 		t.Errorf("catalog age series = %d, want 1", n)
 	}
 	// The policy's regions are pinned whatever the list says (the platform team named them).

@@ -182,13 +182,22 @@ func (c *SKUCache) Source(region string) skus.SourceInfo {
 var catalogAgeDesc = prometheus.NewDesc("capz_encryption_webhook_sku_catalog_age_seconds",
 	"Age of the live VM-size data per region (since the last successful refresh).", []string{"region"}, nil)
 
+// refreshIntervalDesc exports --sku-refresh-interval, so that an alert can compare the age above with
+// the interval this process really runs with (a flag in extraArgs included) instead of a copy of it.
+var refreshIntervalDesc = prometheus.NewDesc("capz_encryption_webhook_sku_refresh_interval_seconds",
+	"How old live VM-size data may get before it is refreshed (--sku-refresh-interval).", nil, nil)
+
 // SKUCache is a prometheus.Collector of the age of its data; `serve` registers it.
 var _ prometheus.Collector = (*SKUCache)(nil)
 
-func (c *SKUCache) Describe(ch chan<- *prometheus.Desc) { ch <- catalogAgeDesc }
+func (c *SKUCache) Describe(ch chan<- *prometheus.Desc) {
+	ch <- catalogAgeDesc
+	ch <- refreshIntervalDesc
+}
 
 // Collect reports ages at scrape time, so a stuck refresher shows as a growing number.
 func (c *SKUCache) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(refreshIntervalDesc, prometheus.GaugeValue, c.ttl.Seconds())
 	now := c.now()
 	for _, r := range c.loadedKeys() {
 		e := c.peek(r)

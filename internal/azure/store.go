@@ -225,11 +225,13 @@ func (s *store[V]) unpinned() int {
 
 // evictOldest drops the least recently used unpinned key. A linear scan: it runs only when a new
 // key arrives at a full store, over at most a few hundred keys, and it keeps the read path free of
-// the list moves (and the write lock) an LRU list would need on every use. Callers hold mu.
+// the list moves (and the write lock) an LRU list would need on every use. Keys used at the same
+// instant (one Want naming several) go in key order, not in map order, so that eviction is
+// deterministic. Callers hold mu.
 func (s *store[V]) evictOldest() {
 	oldest, at := "", int64(0)
 	for k, w := range s.want {
-		if t := w.lastUsed.Load(); !w.pinned.Load() && (oldest == "" || t < at) {
+		if t := w.lastUsed.Load(); !w.pinned.Load() && (oldest == "" || t < at || t == at && k < oldest) {
 			oldest, at = k, t
 		}
 	}

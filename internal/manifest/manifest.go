@@ -1,10 +1,10 @@
 // Package manifest reads Kubernetes manifests (multi-document YAML, JSON, List objects) from files,
 // directories and stdin, keeping where each object came from so that every message can point at a
-// file and line.
+// file and line, down to the line of a field, and keeping each file's documents byte for byte so that
+// `check -o yaml` can write back what it did not change exactly as it was.
 package manifest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -13,8 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
@@ -33,6 +35,37 @@ type Object struct {
 	// File and Line locate the start of the document ("-" for stdin).
 	File string
 	Line int
+	// Doc is the index of the object's document in its File's Documents; Item is the path of list
+	// indexes to it inside that document (empty for a document that is the object itself; [2] for the
+	// third item of a List).
+	Doc  int
+	Item []int
+	// node is the object in the YAML node tree of its document (nil when the node parser refused a
+	// document the JSON conversion accepted); it gives field lines.
+	node *yamlv3.Node
+	// lineOffset turns a node's line (counted from its document's first line) into a line of File.
+	lineOffset int
+}
+
+// File is one input file with its documents, in order.
+type File struct {
+	Path      string
+	Documents []Document
+}
+
+// Document is one YAML document of a file.
+type Document struct {
+	// Separator is the "---" line (with its line break) that precedes the document, empty for a
+	// first document without one. Separator and Raw of every document, concatenated, are the file.
+	Separator []byte
+	Raw       []byte
+	// Line is the file line of the document's first line.
+	Line int
+	// Node is the document parsed as a YAML node tree (nil for an empty document, or one the node
+	// parser refused). Objects of the document point into it.
+	Node *yamlv3.Node
+	// Objects are the document's objects: none (empty), one, or a List's items.
+	Objects []Object
 }
 
 // Error is an unreadable document, with its position.
@@ -46,39 +79,59 @@ func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line,
 func (e *Error) Unwrap() error { return e.Err }
 
 // ReadPaths reads every path: "-" is stdin, a directory is walked for *.yaml, *.yml and *.json
-// files in lexical order.
+// files in lexical order. It returns the objects of every file, in order.
 func ReadPaths(paths []string, stdin io.Reader) ([]Object, error) {
-	var out []Object
+	files, err := ReadFiles(paths, stdin)
+	if err != nil {
+		return nil, err
+	}
+	return Objects(files), nil
+}
+
+// ReadFiles reads every path as ReadPaths does, keeping files and documents.
+func ReadFiles(paths []string, stdin io.Reader) ([]File, error) {
+	var out []File
 	for _, p := range paths {
 		if p == "-" {
 			data, err := io.ReadAll(stdin)
 			if err != nil {
 				return nil, fmt.Errorf("reading stdin: %w", err)
 			}
-			objs, err := Parse("-", data)
+			f, err := ParseFile("-", data)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, objs...)
+			out = append(out, f)
 			continue
 		}
 		files, err := expand(p)
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			data, err := os.ReadFile(f)
+		for _, name := range files {
+			data, err := os.ReadFile(name)
 			if err != nil {
 				return nil, err
 			}
-			objs, err := Parse(f, data)
+			f, err := ParseFile(name, data)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, objs...)
+			out = append(out, f)
 		}
 	}
 	return out, nil
+}
+
+// Objects returns the objects of files, in order.
+func Objects(files []File) []Object {
+	var out []Object
+	for _, f := range files {
+		for _, d := range f.Documents {
+			out = append(out, d.Objects...)
+		}
+	}
+	return out
 }
 
 func expand(p string) ([]string, error) {
@@ -112,54 +165,81 @@ func expand(p string) ([]string, error) {
 // Parse splits data into documents and objects. Empty documents are skipped; a document that is a
 // List (kind: List, or *List with items) contributes its items.
 func Parse(file string, data []byte) ([]Object, error) {
-	var out []Object
-	for _, doc := range splitDocuments(data) {
-		if len(bytes.TrimSpace(stripComments(doc.text))) == 0 {
-			continue
-		}
-		js, err := yaml.YAMLToJSON(doc.text)
-		if err != nil {
-			return nil, &Error{File: file, Line: doc.line, Err: err}
-		}
-		objs, err := objectsOf(js)
-		if err != nil {
-			return nil, &Error{File: file, Line: doc.line, Err: err}
-		}
-		line := doc.line + leadingNonContent(doc.text)
-		for _, o := range objs {
-			o.File, o.Line = file, line
-			out = append(out, o)
-		}
+	f, err := ParseFile(file, data)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return Objects([]File{f}), nil
+}
+
+// ParseFile splits data into documents and their objects.
+func ParseFile(file string, data []byte) (File, error) {
+	f := File{Path: file}
+	for i, doc := range splitDocuments(data) {
+		d := Document{Separator: doc.sep, Raw: doc.raw, Line: doc.line}
+		if len(bytes.TrimSpace(stripComments(doc.raw))) != 0 {
+			js, err := yaml.YAMLToJSON(doc.raw)
+			if err != nil {
+				return File{}, &Error{File: file, Line: doc.line, Err: err}
+			}
+			var node yamlv3.Node
+			if yamlv3.Unmarshal(doc.raw, &node) == nil && node.Kind == yamlv3.DocumentNode && len(node.Content) == 1 {
+				d.Node = &node
+			}
+			var root *yamlv3.Node
+			if d.Node != nil {
+				root = d.Node.Content[0]
+			}
+			objs, err := objectsOf(js, root, nil)
+			if err != nil {
+				return File{}, &Error{File: file, Line: doc.line, Err: err}
+			}
+			line := doc.line + leadingNonContent(doc.raw)
+			for _, o := range objs {
+				o.File, o.Line, o.Doc, o.lineOffset = file, line, i, doc.line-1
+				if o.node != nil && o.node.Line > 0 {
+					// The object's own first line: a List item's, not its List's.
+					o.Line = o.lineOffset + o.node.Line
+				}
+				d.Objects = append(d.Objects, o)
+			}
+		}
+		f.Documents = append(f.Documents, d)
+	}
+	return f, nil
 }
 
 type document struct {
-	text []byte
-	line int
+	sep, raw []byte
+	line     int
 }
 
 // splitDocuments splits on YAML document separators ("---" at the start of a line), remembering the
-// line each document starts on. JSON input has no separators and comes back whole.
+// line each document starts on and keeping the bytes as they are (line breaks included), so that the
+// separators and documents put back together are the input. JSON input has no separators and comes
+// back whole.
 func splitDocuments(data []byte) []document {
 	var docs []document
-	var cur bytes.Buffer
-	start, n := 1, 0
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 64*1024*1024)
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		if line == "---" || strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "---\t") {
-			docs = append(docs, document{text: slices.Clone(cur.Bytes()), line: start})
-			cur.Reset()
-			start = n + 1
-			continue
+	cur := document{line: 1}
+	start, n := 0, 0
+	for pos := 0; pos < len(data); {
+		end := bytes.IndexByte(data[pos:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = pos + end + 1
 		}
-		cur.WriteString(line)
-		cur.WriteByte('\n')
+		n++
+		line := strings.TrimRight(string(data[pos:next]), "\r\n")
+		if line == "---" || strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "---\t") {
+			cur.raw = data[start:pos]
+			docs = append(docs, cur)
+			cur = document{sep: data[pos:next], line: n + 1}
+			start = next
+		}
+		pos = next
 	}
-	return append(docs, document{text: cur.Bytes(), line: start})
+	cur.raw = data[start:]
+	return append(docs, cur)
 }
 
 // leadingNonContent counts the blank and comment lines before a document's first content line, so
@@ -186,7 +266,9 @@ func stripComments(b []byte) []byte {
 	return out.Bytes()
 }
 
-func objectsOf(js []byte) ([]Object, error) {
+// objectsOf decodes js into objects; node is the same value as a YAML node (nil if unknown), and item
+// the list indexes that lead to it.
+func objectsOf(js []byte, node *yamlv3.Node, item []int) ([]Object, error) {
 	js = bytes.TrimSpace(js)
 	if bytes.Equal(js, []byte("null")) {
 		return nil, nil
@@ -196,7 +278,7 @@ func objectsOf(js []byte) ([]Object, error) {
 		if err := json.Unmarshal(js, &items); err != nil {
 			return nil, err
 		}
-		return objectsOfItems(items)
+		return objectsOfItems(items, node, item)
 	}
 	var list struct {
 		Items []json.RawMessage `json:"items"`
@@ -212,22 +294,138 @@ func objectsOf(js []byte) ([]Object, error) {
 		return nil, fmt.Errorf("document has no kind")
 	}
 	if strings.HasSuffix(meta.Kind, "List") && list.Items != nil {
-		return objectsOfItems(list.Items)
+		return objectsOfItems(list.Items, mappingValue(node, "items"), item)
 	}
 	return []Object{{
 		JSON: js, APIVersion: meta.APIVersion, Kind: meta.Kind,
 		Namespace: meta.Namespace, Name: meta.DisplayName(), Labels: meta.Labels,
+		Item: item, node: node,
 	}}, nil
 }
 
-func objectsOfItems(items []json.RawMessage) ([]Object, error) {
+func objectsOfItems(items []json.RawMessage, seq *yamlv3.Node, item []int) ([]Object, error) {
 	var out []Object
 	for i, it := range items {
-		objs, err := objectsOf(it)
+		var n *yamlv3.Node
+		if seq != nil && seq.Kind == yamlv3.SequenceNode && i < len(seq.Content) {
+			n = seq.Content[i]
+		}
+		objs, err := objectsOf(it, n, append(slices.Clone(item), i))
 		if err != nil {
 			return nil, fmt.Errorf("items[%d]: %w", i, err)
 		}
 		out = append(out, objs...)
 	}
 	return out, nil
+}
+
+// mappingValue returns the value of key in a mapping node, or nil.
+func mappingValue(n *yamlv3.Node, key string) *yamlv3.Node {
+	_, v := mappingEntry(n, key)
+	return v
+}
+
+// mappingEntry returns the key and value nodes of key in a mapping node, or nils.
+func mappingEntry(n *yamlv3.Node, key string) (*yamlv3.Node, *yamlv3.Node) {
+	n = resolveAlias(n)
+	if n == nil || n.Kind != yamlv3.MappingNode {
+		return nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i], n.Content[i+1]
+		}
+	}
+	return nil, nil
+}
+
+func resolveAlias(n *yamlv3.Node) *yamlv3.Node {
+	for n != nil && n.Kind == yamlv3.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// FieldLine returns the file line of a field of the object, given as the policy prints field paths
+// (spec.template.spec.dataDisks[1].managedDisk.diskEncryptionSet.id). A field that is absent (a
+// missing Disk Encryption Set) is placed at its deepest present parent; without a node tree, at the
+// object.
+func (o Object) FieldLine(field string) int {
+	n := o.node
+	if n == nil || n.Line == 0 {
+		return o.Line
+	}
+	// The line of a map entry is its key's: for a nested mapping that is the "key:" line, not the
+	// line of its first child.
+	line := n.Line
+	segs := splitField(field)
+	for i := 0; i < len(segs) && n != nil; i++ {
+		s := segs[i]
+		var next, at *yamlv3.Node
+		if s.index >= 0 {
+			if c := resolveAlias(n); c.Kind == yamlv3.SequenceNode && s.index < len(c.Content) {
+				next = c.Content[s.index]
+				at = next
+			}
+		} else {
+			// A key may itself hold dots (annotation keys): try the longest run of segments first.
+			for j := len(segs); j > i && next == nil; j-- {
+				if k, ok := joinKeys(segs[i:j]); ok {
+					if at, next = mappingEntry(n, k); next != nil {
+						i = j - 1
+					}
+				}
+			}
+		}
+		n = next
+		if at != nil && at.Line > 0 {
+			line = at.Line
+		}
+	}
+	return o.lineOffset + line
+}
+
+type fieldSegment struct {
+	key   string
+	index int // >= 0 for a list index
+}
+
+// splitField splits "a.b[2].c" into a, b, [2], c.
+func splitField(field string) []fieldSegment {
+	var out []fieldSegment
+	for _, part := range strings.Split(field, ".") {
+		key := part
+		var idx []int
+		for strings.HasSuffix(key, "]") {
+			open := strings.LastIndexByte(key, '[')
+			if open < 0 {
+				break
+			}
+			i, err := strconv.Atoi(key[open+1 : len(key)-1])
+			if err != nil {
+				break
+			}
+			idx = append([]int{i}, idx...)
+			key = key[:open]
+		}
+		if key != "" {
+			out = append(out, fieldSegment{key: key, index: -1})
+		}
+		for _, i := range idx {
+			out = append(out, fieldSegment{index: i})
+		}
+	}
+	return out
+}
+
+// joinKeys joins map-key segments with dots; false if one of them is a list index.
+func joinKeys(segs []fieldSegment) (string, bool) {
+	keys := make([]string, len(segs))
+	for i, s := range segs {
+		if s.index >= 0 {
+			return "", false
+		}
+		keys[i] = s.key
+	}
+	return strings.Join(keys, "."), true
 }

@@ -28,6 +28,8 @@ type Metrics struct {
 	policyInfo  *prometheus.GaugeVec
 	stale       prometheus.Gauge
 	lastSuccess prometheus.Gauge
+	// warnOnly is for an alert on warnOnly left on: policy_info names the source only.
+	warnOnly prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -49,22 +51,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "capz_encryption_webhook_policy_last_reload_success_timestamp_seconds",
 			Help: "When the policy file was last read and put in force (Unix time).",
 		}),
+		warnOnly: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "capz_encryption_webhook_policy_warn_only",
+			Help: "1 when the policy in force has warnOnly (formerly dryRun) on, or is the warn-only fallback of a bad file at start: every deny is only a warning.",
+		}),
 	}
-	reg.MustRegister(m.reloads, m.policyInfo, m.stale, m.lastSuccess)
+	reg.MustRegister(m.reloads, m.policyInfo, m.stale, m.lastSuccess, m.warnOnly)
 	return m
 }
 
 // Store holds the policy in force. Requests read it without locks; the file watcher swaps it.
 type Store struct {
-	cur      atomic.Pointer[policy.Policy]
-	path     string
-	last     []byte
-	lastGood string
-	fallback bool
-	curHash  string
-	stale    atomic.Bool
-	log      logr.Logger
-	metrics  *Metrics
+	cur  atomic.Pointer[policy.Policy]
+	path string
+	last []byte
+	// lastInForce says whether last is the policy in force: after a read error, the same file back
+	// means the disk and the policy agree again.
+	lastInForce bool
+	lastGood    string
+	fallback    bool
+	curHash     string
+	stale       atomic.Bool
+	log         logr.Logger
+	metrics     *Metrics
 }
 
 // Option changes what New does with a bad file.
@@ -154,6 +163,11 @@ func (s *Store) set(p *policy.Policy, data []byte) {
 	}
 	s.curHash = hash
 	s.metrics.policyInfo.WithLabelValues(p.Source, hash).Set(1)
+	warnOnly := 0.0
+	if p.WarnOnly {
+		warnOnly = 1
+	}
+	s.metrics.warnOnly.Set(warnOnly)
 	for _, w := range p.Warnings {
 		s.log.Info("policy file warning: "+w, "path", s.path)
 	}
@@ -161,6 +175,7 @@ func (s *Store) set(p *policy.Policy, data []byte) {
 
 // success records that the file on disk is the policy in force, and keeps a copy of it.
 func (s *Store) success() {
+	s.lastInForce = true
 	s.stale.Store(false)
 	s.metrics.stale.Set(0)
 	s.metrics.lastSuccess.SetToCurrentTime()
@@ -220,11 +235,16 @@ func (s *Store) reload() {
 		return
 	}
 	if bytes.Equal(data, s.last) {
+		if s.lastInForce && s.stale.Load() {
+			s.stale.Store(false)
+			s.metrics.stale.Set(0)
+		}
 		return
 	}
 	s.last = data
 	p, err := policy.Parse(s.path, data)
 	if err != nil {
+		s.lastInForce = false
 		s.failure()
 		s.log.Error(err, "policy file rejected; keeping the policy in force", "path", s.path, "source", s.Get().Source)
 		return

@@ -142,3 +142,60 @@ func TestStalePolicyAndRestartWithABadFile(t *testing.T) {
 		t.Errorf("after the fix: stale=%v %+v", fresh.Stale(), p)
 	}
 }
+
+// TestAlertGauges: the gauges the chart's PrometheusRule alerts on follow the policy file. stale stays
+// 1 for as long as a rejected file stays on disk (the reload counter counts it once), and goes back
+// to 0 when the file in force is readable again after a read error; warn_only follows the policy in
+// force.
+func TestAlertGauges(t *testing.T) {
+	path := writePolicy(t, "")
+	m := NewMetrics(prometheus.NewRegistry())
+	store, err := New(path, m, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string, stale, warnOnly float64) {
+		t.Helper()
+		if got := testutil.ToFloat64(m.stale); got != stale {
+			t.Errorf("%s: policy_stale = %v, want %v", step, got, stale)
+		}
+		if got := testutil.ToFloat64(m.warnOnly); got != warnOnly {
+			t.Errorf("%s: policy_warn_only = %v, want %v", step, got, warnOnly)
+		}
+	}
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const good = "apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\nwarnOnly: true\n"
+	const bad = "apiVersion: policy.capz-encryption-webhook.io/v1alpha1\nkind: EncryptionPolicy\nwarnOnli: false\n"
+	check("start", 0, 0)
+	write(good)
+	store.reload()
+	check("warnOnly on", 0, 1)
+	write(bad)
+	store.reload()
+	store.reload()
+	check("rejected file, read twice", 1, 1)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	store.reload()
+	check("file gone", 1, 1)
+	write(bad)
+	store.reload()
+	check("the same rejected file back", 1, 1)
+	write(good)
+	store.reload()
+	check("fixed", 0, 1)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	store.reload()
+	check("file gone again", 1, 1)
+	write(good)
+	store.reload()
+	check("the file in force back after a read error", 0, 1)
+}

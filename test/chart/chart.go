@@ -419,6 +419,14 @@ func Scenarios() []Scenario {
 			"--set", "metrics.prometheusRule.keyExpiryAlertDays=45",
 			"--set", "policy.keyExpiryWarning=45d",
 		}},
+		{Name: "observability", Args: []string{
+			"--set", "metrics.serviceMonitor.enabled=true",
+			"--set", "metrics.prometheusRule.enabled=true",
+			"--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+			"--set", "metrics.prometheusRule.alertLabels.team=platform",
+			"--set", "metrics.grafanaDashboard.enabled=true",
+			"--set", "metrics.grafanaDashboard.annotations.grafana_folder=Platform",
+		}},
 		{Name: "workload-identity", Args: []string{
 			"--set", "azure.subscriptionID=" + TestSubscription,
 			"--set", "azure.cloud=AzureUSGovernmentCloud",

@@ -1,7 +1,9 @@
 package chart_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,10 +50,11 @@ func repoRoot(t *testing.T) string {
 }
 
 // render runs helm template with the default release and namespace plus args, and fails the test
-// on error.
+// on error. It leaves out the helm test hooks (--skip-tests): they are not installed with the release
+// and TestHelmTestHook checks them.
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := chart.Render(chart.Options{Helm: helmPath(t), Args: args})
+	objs, err := chart.Render(chart.Options{Helm: helmPath(t), Args: append([]string{"--skip-tests"}, args...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +125,16 @@ func scenarioArgs(t *testing.T, name string) []string {
 	}
 	t.Fatalf("no scenario %q", name)
 	return nil
+}
+
+// runTool runs a tool in dir and returns its stdout; a failure carries stderr.
+func runTool(dir, bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s %s: %w\n%s", bin, strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
 }

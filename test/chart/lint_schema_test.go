@@ -85,6 +85,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"matchCondition without expression", []string{"--set-json", `webhook.matchConditions=[{"name":"x"}]`}, []string{"/webhook/matchConditions/0", "expression"}},
 		{"cel mode not an enum value", []string{"--set", "cel.mode=cel-only"}, []string{"/cel/mode", "webhook-only", "cel-and-data-webhook"}},
 		{"cel unknown key", []string{"--set", "cel.enabled=true"}, []string{"/cel", "'enabled'"}},
+		{"helm test namespace not a name", []string{"--set", "tests.namespace=Team_A"}, []string{"/tests/namespace"}},
 		// The policy, in the policy file's own schema.
 		{"policy unknown key", []string{"--set", "policy.requireCMK=true"}, []string{"/policy", "'requireCMK'"}},
 		{"policy wrong kind", []string{"--set", "policy.kind=Policy"}, []string{"/policy/kind"}},
@@ -244,6 +245,7 @@ data:
 		"except\nkube-system, " + chart.DefaultNamespace + ".",
 		"fail closed",
 		"embedded catalog",
+		"helm test capz-encryption-webhook -n " + chart.DefaultNamespace + " --logs",
 	} {
 		if !strings.Contains(def, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, def)

@@ -323,6 +323,12 @@ func TestTemplateScenarios(t *testing.T) {
 				}
 			}
 		},
+		// The PrometheusRule and the dashboard are checked in depth by observability_test.go.
+		"observability": func(t *testing.T, objs []*unstructured.Unstructured) {
+			if len(chart.Find(objs, "PrometheusRule")) != 1 || len(chart.Find(objs, "ServiceMonitor")) != 1 || len(chart.Find(objs, "ConfigMap")) != 2 {
+				t.Error("want a PrometheusRule, a ServiceMonitor and the dashboard ConfigMap next to the policy")
+			}
+		},
 		"workload-identity": func(t *testing.T, objs []*unstructured.Unstructured) {
 			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
 			if dep.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
@@ -811,9 +817,15 @@ func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.D
 // that is down lets edits through (failurePolicy Ignore), so that it never blocks its own repair.
 func checkPolicyCheckWebhook(t *testing.T, objs []*unstructured.Unstructured, w admissionregistrationv1.ValidatingWebhook) {
 	t.Helper()
-	cms := chart.Find(objs, "ConfigMap")
+	// The policy's ConfigMap; others (the Grafana dashboard) are not the policy check's business.
+	var cms []*unstructured.Unstructured
+	for _, cm := range chart.Find(objs, "ConfigMap") {
+		if strings.HasSuffix(cm.GetName(), "-policy") {
+			cms = append(cms, cm)
+		}
+	}
 	if len(cms) != 1 {
-		t.Fatalf("%d ConfigMaps", len(cms))
+		t.Fatalf("%d policy ConfigMaps", len(cms))
 	}
 	r := w.Rules
 	switch {

@@ -2,8 +2,8 @@
 // everything `kustomize build config/default` produces, to a real kube-apiserver (envtest: the
 // kube-apiserver and etcd that hack/envtest-assets.sh builds) as a server-side dry run, with the CRDs
 // they need installed from the Go modules that own them: cert-manager's (rendered from its Helm
-// chart, as its releases are), the Prometheus Operator's ServiceMonitor, CAPZ's and CAPI's Cluster.
-// Every object must be accepted, strictly (an unknown field is an error), without warnings, and the
+// chart, as its releases are), the Prometheus Operator's ServiceMonitor and PrometheusRule, CAPZ's and
+// CAPI's Cluster. Every object must be accepted, strictly (an unknown field is an error), without warnings, and the
 // pod the Deployment would create must pass the restricted Pod Security Standard.
 //
 // It runs in `make test-e2e` (KUBEBUILDER_ASSETS, HELM and KUSTOMIZE come from the Makefile).
@@ -244,7 +244,8 @@ func checkServedResources(t *testing.T, cfg *rest.Config, helm string) {
 			}
 		}
 	}
-	for _, o := range chart.Find(objs, "ClusterRole") {
+	// The ClusterRole, and the helm test's Role (rendered too: helm template includes test hooks).
+	for _, o := range append(chart.Find(objs, "ClusterRole"), chart.Find(objs, "Role")...) {
 		var role rbacv1.ClusterRole
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &role); err != nil {
 			t.Fatal(err)
@@ -253,7 +254,7 @@ func checkServedResources(t *testing.T, cfg *rest.Config, helm string) {
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
 					if !served[g+"/*/"+res] {
-						t.Errorf("ClusterRole grants %s %q, which the API does not serve", res, g)
+						t.Errorf("%s %s grants %s %q, which the API does not serve", o.GetKind(), o.GetName(), res, g)
 					}
 				}
 			}

@@ -14,8 +14,9 @@ import (
 // show up as a crash-looping pod.
 func TestChartPassesOnlyRealFlags(t *testing.T) {
 	helm := mustEnv(t, "HELM")
+	// --skip-tests: the helm test Pod runs selftest, checked below.
 	out, err := exec.Command(helm, "template", "x", filepath.Join(repoRoot, "charts", "capz-encryption-webhook"),
-		"--kube-version", kubeVersion(), "--namespace", releaseNamespace,
+		"--kube-version", kubeVersion(), "--namespace", releaseNamespace, "--skip-tests",
 		"--set", "azure.subscriptionID="+sub, "--set", "azure.armEndpoint=https://arm.example",
 		"--set", "skuCatalog.configMapName=skus", "--set", "audit.enabled=true").CombinedOutput()
 	if err != nil {
@@ -32,6 +33,25 @@ func TestChartPassesOnlyRealFlags(t *testing.T) {
 	for _, f := range flags {
 		if !strings.Contains(string(help), "--"+f[1]+" ") {
 			t.Errorf("the chart passes --%s, which serve does not have", f[1])
+		}
+	}
+	// The helm test Pod's flags, against selftest.
+	out, err = exec.Command(helm, "template", "x", filepath.Join(repoRoot, "charts", "capz-encryption-webhook"),
+		"--kube-version", kubeVersion(), "--namespace", releaseNamespace, "--show-only", "templates/tests/selftest.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	help, err = exec.Command(hook.bin, "selftest", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("selftest --help: %v\n%s", err, help)
+	}
+	flags = regexp.MustCompile(`- --([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1)
+	if len(flags) < 2 {
+		t.Fatalf("found only %d flags in the helm test Pod", len(flags))
+	}
+	for _, f := range flags {
+		if !strings.Contains(string(help), "--"+f[1]+" ") {
+			t.Errorf("the helm test Pod passes --%s, which selftest does not have", f[1])
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -89,6 +91,61 @@ func expectDenied(t *testing.T, err error, rule string, wants ...string) {
 	for _, w := range append([]string{"capz-encryption-webhook denied", "[" + rule + "]"}, wants...) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("the client's error lacks %q:\n%v", w, err)
+		}
+	}
+	// The status details the webhook sets reach the client through the apiserver: one cause per
+	// violation, the rule ID as its reason.
+	if c := causeFor(err, rule); c == nil || c.Field == "" || c.Message == "" {
+		t.Errorf("the client's status has no cause with reason %s and a field (details %+v)", rule, statusDetails(err))
+	}
+}
+
+func statusDetails(err error) *metav1.StatusDetails {
+	var se *apierrors.StatusError
+	if !errors.As(err, &se) {
+		return nil
+	}
+	return se.ErrStatus.Details
+}
+
+func causeFor(err error, rule string) *metav1.StatusCause {
+	d := statusDetails(err)
+	if d == nil {
+		return nil
+	}
+	for i := range d.Causes {
+		if string(d.Causes[i].Type) == rule {
+			return &d.Causes[i]
+		}
+	}
+	return nil
+}
+
+// TestDenialCausesReachTheClient: two violations in one object come back to the client as a 403 with
+// the object named in the details and one cause per violation, each with its field path, as
+// apierrors.NewInvalid would report them.
+func TestDenialCausesReachTheClient(t *testing.T) {
+	u := template("causes", "eastus", "Standard_D2_v3")
+	setField(u, desPlaceholder(), tplPath("osDisk", "managedDisk", "diskEncryptionSet", "id")...)
+	setField(u, true, tplPath("securityProfile", "encryptionAtHost")...)
+	err := k8s.Create(ctx(t), u)
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("want 403 Forbidden, got %v", err)
+	}
+	d := statusDetails(err)
+	if d == nil || d.Name != "causes" || d.Kind != "AzureMachineTemplate" || d.Group != amtGVK.Group {
+		t.Fatalf("details = %+v, want the object named", d)
+	}
+	want := map[string]string{
+		"des-id-malformed":    "spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id",
+		"eah-sku-unsupported": "spec.template.spec.securityProfile.encryptionAtHost",
+	}
+	if len(d.Causes) != len(want) {
+		t.Errorf("causes = %+v, want %d", d.Causes, len(want))
+	}
+	for rule, field := range want {
+		if c := causeFor(err, rule); c == nil || c.Field != field || !strings.Contains(err.Error(), c.Message) {
+			t.Errorf("cause %s = %+v, want field %s and the message the error shows", rule, c, field)
 		}
 	}
 }

@@ -43,6 +43,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: capz-encryption-webhook
 {{- end }}
 
+{{/*
+Labels of the helm test objects: the chart's, without app.kubernetes.io/instance, so that the test Pod
+is never selected by the webhook's Deployment, Services, PodDisruptionBudget or NetworkPolicy (they
+select name and instance); the release is named in a label of its own.
+*/}}
+{{- define "capz-encryption-webhook.testLabels" -}}
+helm.sh/chart: {{ include "capz-encryption-webhook.chart" . }}
+app.kubernetes.io/name: {{ include "capz-encryption-webhook.name" . }}
+app.kubernetes.io/component: selftest
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: capz-encryption-webhook
+capz-encryption-webhook.io/release: {{ .Release.Name }}
+{{- end }}
+
 {{- define "capz-encryption-webhook.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "capz-encryption-webhook.fullname" .) .Values.serviceAccount.name }}

@@ -28,7 +28,8 @@ func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	if helm == "" {
 		t.Fatalf("%s is not set: run via make test-unit (make helm installs it)", chart.HelmEnv)
 	}
-	objs, err := chart.Render(chart.Options{Helm: helm, Args: args})
+	// Without the helm test hooks (--skip-tests): they are not part of the release; test/chart checks them.
+	objs, err := chart.Render(chart.Options{Helm: helm, Args: append([]string{"--skip-tests"}, args...)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,125 @@
+package manifest
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+)
+
+const multi = `# a comment before the first document
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: AzureMachineTemplate
+metadata:
+  name: one
+  annotations:
+    capz-encryption-webhook.io/location: eastus
+spec:
+  template:
+    spec:
+      vmSize: Standard_D2s_v3
+      osDisk:
+        managedDisk:
+          storageAccountType: Premium_LRS
+      dataDisks:
+      - nameSuffix: etcd
+        managedDisk:
+          diskEncryptionSet:
+            id: /subscriptions/x
+--- # second
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a}
+- apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+  kind: AzureMachine
+  metadata: {name: two}
+  spec: {vmSize: Standard_D4s_v3}
+---
+---
+{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "json"}}
+`
+
+func TestParseFileKeepsBytesAndPositions(t *testing.T) {
+	for _, eol := range []string{"\n", "\r\n"} {
+		data := bytes.ReplaceAll([]byte(multi), []byte("\n"), []byte(eol))
+		f, err := ParseFile("m.yaml", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back []byte
+		for _, d := range f.Documents {
+			back = append(back, d.Separator...)
+			back = append(back, d.Raw...)
+		}
+		if !bytes.Equal(back, data) {
+			t.Errorf("eol %q: separators and documents do not put the file back together", eol)
+		}
+		if len(f.Documents) != 4 || len(f.Documents[2].Objects) != 0 {
+			t.Fatalf("eol %q: %d documents, want 4 (one of them empty)", eol, len(f.Documents))
+		}
+		objs := Objects([]File{f})
+		type pos struct {
+			name string
+			line int
+			doc  int
+			item []int
+		}
+		var got []pos
+		for _, o := range objs {
+			got = append(got, pos{o.Name, o.Line, o.Doc, o.Item})
+		}
+		want := []pos{{"one", 2, 0, nil}, {"a", 24, 1, []int{0}}, {"two", 27, 1, []int{1}}, {"json", 33, 3, nil}}
+		if len(got) != len(want) {
+			t.Fatalf("objects %+v", got)
+		}
+		for i := range want {
+			if got[i].name != want[i].name || got[i].line != want[i].line || got[i].doc != want[i].doc || !slices.Equal(got[i].item, want[i].item) {
+				t.Errorf("eol %q: object %d = %+v, want %+v", eol, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestFieldLine(t *testing.T) {
+	objs, err := Parse("m.yaml", []byte(multi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, two, js := objs[0], objs[2], objs[3]
+	cases := []struct {
+		o     Object
+		field string
+		want  int
+	}{
+		{one, "spec.template.spec.vmSize", 11},
+		{one, "spec.template.spec.dataDisks[0].managedDisk.diskEncryptionSet.id", 19},
+		{one, "spec.template.spec.dataDisks[0]", 16},
+		// Absent: the deepest present parent's key.
+		{one, "spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id", 13},
+		{one, "spec.template.spec.dataDisks[3].managedDisk", 15},
+		{one, "spec.template.spec.securityProfile.encryptionAtHost", 10},
+		// A key with dots.
+		{one, "metadata.annotations.capz-encryption-webhook.io/location", 7},
+		// A List item counts lines from the file, not from its document.
+		{two, "spec.vmSize", 30},
+		{js, "metadata.name", 33},
+		{one, "", 2},
+	}
+	for _, c := range cases {
+		if got := c.o.FieldLine(c.field); got != c.want {
+			t.Errorf("%s %q: line %d, want %d", c.o.Name, c.field, got, c.want)
+		}
+	}
+}
+
+func TestParseErrorsNameTheDocument(t *testing.T) {
+	_, err := Parse("bad.yaml", []byte("kind: A\n---\nkind: [\n"))
+	if err == nil || err.Error()[:10] != "bad.yaml:3" {
+		t.Errorf("error %v, want it at bad.yaml:3", err)
+	}
+	if _, err := Parse("nokind.yaml", []byte("apiVersion: v1\n")); err == nil {
+		t.Error("a document without kind was accepted")
+	}
+}
