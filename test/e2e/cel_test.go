@@ -623,6 +623,13 @@ func (cp *celParity) outage(t *testing.T, doc string) {
 			}
 		})
 	}
+	// The chart's helm test, with the webhook down: the compiled policy answers it, and says so.
+	t.Run("selftest", func(t *testing.T) {
+		out, code := runSelftest(t, selftestKubeconfig(t, outageNS), "--namespace", outageNS)
+		if code != 0 || !strings.Contains(out, "denied as expected by the compiled admission policy (HTTP 403") {
+			t.Errorf("selftest with the webhook down and the CEL layer on: exit %d\n%s", code, out)
+		}
+	})
 	t.Run("default injected", func(t *testing.T) {
 		o := caseObject(t, paritycases.AzureMachinePool, "down-plain", outageNS, paritycases.VMOK+paritycases.PlainOS, nil)
 		if err := k8s.Create(ctx(t), o); err != nil {
