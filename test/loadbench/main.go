@@ -322,7 +322,7 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		return nil, err
 	}
 	var before procfs.ProcStat
-	if proc != nil && mode == "webhook" {
+	if proc != nil {
 		p, err := procfs.NewProc(proc.Process.Pid)
 		if err != nil {
 			return nil, err
@@ -352,14 +352,14 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 	res.wall = time.Since(start)
 	res.planeCPU = controlPlaneCPU() - planeBefore
 	res.latencies, res.creates = lat, len(lat)
-	if proc != nil && mode == "webhook" {
+	if proc != nil {
 		p, _ := procfs.NewProc(proc.Process.Pid)
 		after, err := p.Stat()
 		if err != nil {
 			return nil, err
 		}
 		res.cpu = after.CPUTime() - before.CPUTime()
-		// Every create is one mutating and one validating call (the mutating webhook's patch does
+		// Every create is one mutating and one validating call, to whichever webhook pair runs (our patch does
 		// not trigger a reinvocation: no other mutating webhook runs after it).
 		res.calls = float64(2 * len(lat))
 		res.rssMax = after.ResidentMemory()
