@@ -19,7 +19,6 @@ import (
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
@@ -98,15 +97,24 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 		// The webhook configuration should never send these; allow rather than break other kinds.
 		return admission.Allowed("not a kind capz-encryption-webhook decides on")
 	}
+	pol := d.cfg.Policies.Get()
+	if d.cfg.Mode == Mutate && len(pol.Defaults) == 0 {
+		// Nothing can be injected, and judging is the validating webhook's: answer before decoding.
+		e.Decision = &policy.Decision{Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name, Allowed: true,
+			Exempt: "nothing to inject: the policy has no defaults", Findings: []policy.Finding{}}
+		return mutateResponse(e.Decision)
+	}
 	raw := req.Object.Raw
 	if req.Operation == admissionv1.Delete {
 		raw = req.OldObject.Raw
 	}
-	meta, err := objmeta.Decode(raw)
+	// One decoding serves both the object's identity (to find its cluster) and the policy.
+	obj, err := policy.DecodeObject(raw)
 	if err != nil {
 		e.Err = fmt.Errorf("capz-encryption-webhook: %w", err)
 		return admission.Errored(http.StatusBadRequest, e.Err)
 	}
+	meta := obj.Meta
 	if e.Name == "" {
 		e.Name = meta.DisplayName()
 	}
@@ -115,17 +123,17 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 		ns = meta.Namespace
 	}
 	info := d.cfg.Resolver.Resolve(ctx, clusterinfo.SubjectOf(meta, ns, nil))
-	// The mutating webhook computes the patch (and records what the result would be judged); the
-	// validating webhook judges the object exactly as it arrives, after every mutation, because our
-	// own mutation may be disabled, may have failed open, or may have been undone by a later webhook.
-	stage := policy.StageAdmit
+	// The mutating webhook computes the patch; the validating webhook judges the object exactly as
+	// it arrives, after every mutation, because our own mutation may be disabled, may have failed
+	// open, or may have been undone by a later webhook.
+	stage := policy.StageMutate
 	if d.cfg.Mode == Validate {
 		stage = policy.StageValidate
 	}
 	env := info.Environment(d.cfg.Catalog, d.cfg.DES)
 	env.Now = d.cfg.Now() // catalog evidence ages and Key Vault key expiry (des-key-expiry) are judged against it
-	dec, err := policy.Evaluate(d.cfg.Policies.Get(), policy.Request{
-		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, OldObject: req.OldObject.Raw,
+	dec, err := policy.Evaluate(pol, policy.Request{
+		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, Decoded: obj, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,
 	}, env)
 	if err != nil {

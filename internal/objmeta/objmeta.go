@@ -69,6 +69,62 @@ func Decode(raw []byte) (Meta, error) {
 	}, nil
 }
 
+// FromMapStrict reads the identity of an already decoded object as Decode reads it from JSON: a
+// field of the wrong type (metadata that is not an object, a label that is not a string) is an
+// error, as the apiserver would make it.
+func FromMapStrict(obj map[string]any) (Meta, error) {
+	if err := checkTypes(obj); err != nil {
+		return Meta{}, fmt.Errorf("cannot read the object's apiVersion, kind and metadata: %w", err)
+	}
+	return FromMap(obj), nil
+}
+
+func checkTypes(obj map[string]any) error {
+	for _, k := range []string{"apiVersion", "kind"} {
+		if v, ok := obj[k]; ok && v != nil {
+			if _, isString := v.(string); !isString {
+				return fmt.Errorf("%s is not a string", k)
+			}
+		}
+	}
+	raw, ok := obj["metadata"]
+	if !ok || raw == nil {
+		return nil
+	}
+	md, isMap := raw.(map[string]any)
+	if !isMap {
+		return errors.New("metadata is not an object")
+	}
+	for _, k := range []string{"name", "generateName", "namespace"} {
+		if v, ok := md[k]; ok && v != nil {
+			if _, isString := v.(string); !isString {
+				return fmt.Errorf("metadata.%s is not a string", k)
+			}
+		}
+	}
+	for _, k := range []string{"labels", "annotations"} {
+		v, ok := md[k]
+		if !ok || v == nil {
+			continue
+		}
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return fmt.Errorf("metadata.%s is not an object", k)
+		}
+		for key, val := range m {
+			if _, isString := val.(string); !isString && val != nil {
+				return fmt.Errorf("metadata.%s[%q] is not a string", k, key)
+			}
+		}
+	}
+	if v, ok := md["ownerReferences"]; ok && v != nil {
+		if _, isList := v.([]any); !isList {
+			return errors.New("metadata.ownerReferences is not a list")
+		}
+	}
+	return nil
+}
+
 // FromMap reads the identity of an already decoded object, leniently: a field of the wrong type
 // reads as absent (the policy reports such fields itself, where they matter).
 func FromMap(obj map[string]any) Meta {

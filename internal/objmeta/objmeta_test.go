@@ -43,3 +43,28 @@ func TestDecodeErrorsAndLeniency(t *testing.T) {
 		t.Errorf("FromMap = %+v", m)
 	}
 }
+
+// TestFromMapStrictAgreesWithDecode: what Decode refuses, FromMapStrict refuses, and what Decode
+// reads, FromMapStrict reads alike.
+func TestFromMapStrictAgreesWithDecode(t *testing.T) {
+	for _, doc := range []string{
+		`{"metadata": 7}`, `{"kind": 7}`, `{"metadata": {"labels": {"a": 1}}}`, `{"metadata": {"name": 1}}`,
+		`{"metadata": {"annotations": "x"}}`, `{"metadata": {"ownerReferences": {}}}`,
+		`{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n", "labels": {"a": "b"}, "ownerReferences": [{"kind": "X", "name": "y"}]}}`,
+		`{}`, `{"metadata": null}`,
+	} {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		want, wantErr := Decode([]byte(doc))
+		got, gotErr := FromMapStrict(obj)
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Errorf("%s: Decode error %v, FromMapStrict error %v", doc, wantErr, gotErr)
+			continue
+		}
+		if wantErr == nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: FromMapStrict %+v, Decode %+v", doc, got, want)
+		}
+	}
+}

@@ -43,7 +43,7 @@ type evaluation struct {
 
 // Evaluate decides on one request. In StageAdmit it injects the organisation defaults (CREATE only)
 // and then validates the object as it would be stored; in StageValidate it judges the object exactly
-// as received. It is deterministic and idempotent: evaluating the patched object again yields the same
+// as received; in StageMutate it only injects. It is deterministic and idempotent: evaluating the patched object again yields the same
 // findings and an empty patch, so `check` (StageAdmit) and the webhook pair (StageAdmit for the patch,
 // StageValidate on the patched object) reach the same verdict.
 func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
@@ -63,7 +63,9 @@ func Evaluate(p *Policy, req Request, env Environment) (*Decision, error) {
 			e.mutate()
 		}
 	}
-	e.validate()
+	if req.Stage != StageMutate {
+		e.validate()
+	}
 	e.enforce()
 	return e.decision, nil
 }
@@ -96,11 +98,14 @@ func newEvaluation(p *Policy, req Request, env Environment) (*evaluation, error)
 	if p == nil {
 		p = DefaultPolicy()
 	}
-	obj, err := decodeObject(req.Object, "object")
-	if err != nil {
-		return nil, err
+	in := req.Decoded
+	if in == nil {
+		var err error
+		if in, err = DecodeObject(req.Object); err != nil {
+			return nil, err
+		}
 	}
-	meta := objmeta.FromMap(obj)
+	obj, meta := in.fields, in.Meta
 	kind := meta.Kind
 	if !Handles(meta.APIVersion, kind) {
 		return nil, fmt.Errorf("%s %s is not a kind this policy handles (%s of %s)", meta.APIVersion, kind, kindNames(), Group)
@@ -108,6 +113,7 @@ func newEvaluation(p *Policy, req Request, env Environment) (*evaluation, error)
 	spec, _ := lookupKind(kind)
 	e := &evaluation{policy: p, req: req, env: env, spec: spec, obj: obj}
 	if req.Operation == OperationUpdate && len(req.OldObject) > 0 {
+		var err error
 		if e.old, err = decodeObject(req.OldObject, "oldObject"); err != nil {
 			return nil, err
 		}
@@ -125,21 +131,42 @@ func newEvaluation(p *Policy, req Request, env Environment) (*evaluation, error)
 	return e, nil
 }
 
-// decodeObject decodes JSON keeping numbers as json.Number, so that nothing the policy does can
-// change how a number is written.
+// Object is an object decoded for the policy: its fields and its identity. The admission handler
+// decodes each request's object once, reads the identity to find the object's cluster, and hands
+// the same Object to Evaluate, which takes it over (the mutation fills it in place).
+type Object struct {
+	fields map[string]any
+	Meta   objmeta.Meta
+}
+
+// DecodeObject decodes raw, which must be one JSON object and nothing after it.
+func DecodeObject(raw []byte) (*Object, error) {
+	m, err := decodeObject(raw, "object")
+	if err != nil {
+		return nil, err
+	}
+	meta, err := objmeta.FromMapStrict(m)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{fields: m, Meta: meta}, nil
+}
+
+// decodeObject decodes JSON into maps. Numbers become float64: the policy reads no number but a
+// data disk's lun, and never writes the object back (a patch carries only values it makes), so no
+// number the user wrote can be changed by it. json.Unmarshal rejects trailing data, a stray '}'
+// included.
 func decodeObject(raw []byte, what string) (map[string]any, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("%s is empty", what)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal(raw, &v); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) && strings.Contains(syntax.Error(), "after top-level value") {
+			return nil, fmt.Errorf("%s has trailing data after the JSON object", what)
+		}
 		return nil, fmt.Errorf("%s is not valid JSON: %w", what, err)
-	}
-	// Decoder.More is false before a stray '}' or ']', so check the rest of the input directly.
-	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
-		return nil, fmt.Errorf("%s has trailing data after the JSON object", what)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -355,7 +382,7 @@ func (e *evaluation) storedFindings() map[string]bool {
 // that find them missing.
 func (e *evaluation) replayMutation() {
 	received := e.obj
-	e.obj = cloneJSON(received).(map[string]any)
+	e.obj = scratchCopy(received)
 	e.mutate()
 	e.obj = received
 	e.wouldInject = make(map[string]bool, len(e.decision.Injected))
@@ -384,6 +411,30 @@ func (e *evaluation) reportMissingDefaults() {
 	e.report(RuleCreatedBeforeDefault, e.spec.machine,
 		"organisation default %q applies to this object, but it lacks %s; %s. Machines built from it do not get these settings: set them on the object (or recreate it, for immutable templates) and roll the machines",
 		e.decision.DefaultName, strings.Join(missing, ", "), why)
+}
+
+// scratchCopy is a copy of obj that the mutation may fill without touching obj: it writes only
+// under spec and into metadata.annotations, so those are copied deeply and the rest (managed fields,
+// status, often most of an object) is shared.
+func scratchCopy(obj map[string]any) map[string]any {
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		out[k] = v
+	}
+	if spec, ok := obj["spec"]; ok {
+		out["spec"] = cloneJSON(spec)
+	}
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		m := make(map[string]any, len(md))
+		for k, v := range md {
+			m[k] = v
+		}
+		if a, ok := md["annotations"]; ok {
+			m["annotations"] = cloneJSON(a)
+		}
+		out["metadata"] = m
+	}
+	return out
 }
 
 // cloneJSON deep-copies a decoded JSON value.

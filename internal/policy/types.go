@@ -87,6 +87,10 @@ const (
 	// StageValidate judges the object exactly as received: the validating webhook runs after every
 	// mutating webhook, and must not assume that ours ran, succeeded or was left alone by later ones.
 	StageValidate Stage = "validate"
+	// StageMutate only injects the defaults (CREATE only): the mutating webhook's part. Its findings
+	// are those of the defaulting (default-not-applied); the judgement of the result is the
+	// validating webhook's, which sees the object after every mutation.
+	StageMutate Stage = "mutate"
 )
 
 // Request is one object to decide on.
@@ -95,6 +99,8 @@ type Request struct {
 	Stage     Stage
 	// Object is the object as it arrived, as JSON. It is never modified.
 	Object []byte
+	// Decoded, when set, is Object already decoded (DecodeObject); Evaluate takes it over.
+	Decoded *Object
 	// OldObject is the stored object on UPDATE (JSON), nil otherwise.
 	OldObject []byte
 	// Namespace of the object, and the labels of that namespace (for defaults' namespace selectors).
