@@ -181,7 +181,8 @@ test-chart-apply: envtest-assets helm kustomize ## Server-side dry run of the ch
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test -count=1 -timeout 20m -v ./test/chartapply/...
 
 .PHONY: chart-config
-chart-config: helm ## Regenerate config/webhook/manifests.yaml, config/rbac/role.yaml and config/manager/manager.yaml from the chart.
+chart-config: helm ## Regenerate the chart's CEL matchCondition template from Go, then config/webhook/manifests.yaml, config/rbac/role.yaml and config/manager/manager.yaml from the chart.
+	HELM="$(HELM)" go test -count=1 ./test/chart/ -run '^TestCELConditionTemplateGenerated$$' -args -update
 	HELM="$(HELM)" go test -count=1 ./test/chart/ -run '^TestConfigGeneratedFromChart$$' -args -update
 
 .PHONY: helm-lint

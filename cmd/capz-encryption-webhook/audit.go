@@ -77,7 +77,7 @@ everything (an object it could not evaluate, a machine it could not read in Azur
 }
 
 func (o *auditOptions) run(ctx context.Context, stdout io.Writer) error {
-	if o.output != "text" && o.output != "json" && o.output != "report" {
+	if o.output != "text" && o.output != outputJSON && o.output != "report" {
 		return &exitError{code: 2, err: fmt.Errorf("--output must be text, json or report, not %q", o.output)}
 	}
 	if o.readAzure && o.azure.subscription == "" {
@@ -138,7 +138,7 @@ func (o *auditOptions) run(ctx context.Context, stdout io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	switch o.output {
-	case "json":
+	case outputJSON:
 		out := make([]auditResult, 0, len(results))
 		for _, r := range results {
 			out = append(out, toAuditResult(r))

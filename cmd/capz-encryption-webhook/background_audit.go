@@ -37,8 +37,8 @@ func (b *backgroundAuditOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&b.eventRepeat, "audit-event-repeat", 6*time.Hour, "announce unchanged findings of an object again only after this long")
 	f.DurationVar(&b.settle, "audit-settle", 30*time.Second, "after new VM-size or Disk Encryption Set data, wait this long for more before auditing again")
 	f.Int64Var(&b.pageSize, "audit-page-size", audit.DefaultPageSize, "objects per list call of the audit")
-	f.StringVar(&b.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the background audit's Lease (default: env POD_NAMESPACE, else the pod's own namespace)")
-	f.StringVar(&b.leaseName, "leader-election-id", "capz-encryption-webhook-audit", "name of the background audit's Lease")
+	f.StringVar(&b.leaseNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease of the elected replica, which runs the background audit and the CEL sync (default: env POD_NAMESPACE, else the pod's own namespace)")
+	f.StringVar(&b.leaseName, "leader-election-id", "capz-encryption-webhook-audit", "name of that Lease")
 }
 
 // managerOptions turns leader election on when the background audit is: the audit runs on the
@@ -48,6 +48,12 @@ func (b *backgroundAuditOptions) managerOptions(o *manager.Options) {
 	if b.interval <= 0 {
 		return
 	}
+	b.leaderElection(o)
+}
+
+// leaderElection turns leader election on, with the Lease of these flags; the CEL sync (--cel-sync)
+// shares it.
+func (b *backgroundAuditOptions) leaderElection(o *manager.Options) {
 	o.LeaderElection = true
 	o.LeaderElectionID = b.leaseName
 	o.LeaderElectionNamespace = b.leaseNamespace

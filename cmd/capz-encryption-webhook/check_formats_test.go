@@ -15,7 +15,7 @@ import (
 	"github.com/owenrumney/go-sarif/v3/pkg/report/v210/sarif"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ci")
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ci, testdata/policytest and testdata/cel")
 
 const ciInput = "testdata/ci/manifests.yaml"
 

@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newTestCmd(), newSelftestCmd(), newVersionCmd())
+	root.AddCommand(newCheckCmd(), newServeCmd(), newAuditCmd(), newCELCmd(), newTestCmd(), newSelftestCmd(), newVersionCmd())
 	return root
 }
 
@@ -60,3 +60,6 @@ func main() {
 	fmt.Fprintln(os.Stderr, "error:", err)
 	os.Exit(2)
 }
+
+// outputJSON is the -o value for JSON output (check, audit, cel).
+const outputJSON = "json"

@@ -27,7 +27,10 @@ func newSelftestCmd() *cobra.Command {
 		Short: "Check that the installed webhook denies: a server-side dry run of an AzureMachineTemplate with a placeholder DES ID",
 		Long: `Sends the API server a server-side dry run (nothing is created) of an AzureMachineTemplate whose
 Disk Encryption Set ID is the documentation's placeholder, and expects the webhook's des-id-malformed
-denial (--expect deny), or its warning when the policy only warns (--expect warn). The chart's
+denial (--expect deny), or its warning when the policy only warns (--expect warn). With a chart
+cel.mode, the compiled ValidatingAdmissionPolicy for des-id-malformed refuses the probe before any
+validating webhook is asked; that denial passes too, and the message says the webhook itself was
+not shown to answer. The chart's
 helm test Pod runs it with in-cluster credentials; it needs create on azuremachinetemplates in
 --namespace, which the dry run requires.
 

@@ -71,6 +71,7 @@ type serveOptions struct {
 	liveTimeout     time.Duration
 	azure           azureOptions
 	audit           backgroundAuditOptions
+	cel             celSyncOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -112,6 +113,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.liveTimeout, "live-lookup-timeout", 2*time.Second, "bound of the apiserver lookups made when the informer cache cannot bind an object to its cluster yet (a template created right after the MachineDeployment that references it)")
 	o.azure.addFlags(f)
 	o.audit.addFlags(f)
+	o.cel.addFlags(f)
 	return cmd
 }
 
@@ -278,6 +280,10 @@ func (o *serveOptions) run(signal context.Context) error {
 	if err := openreportsv1alpha1.Install(scheme); err != nil {
 		return err
 	}
+	celOpts, err := o.cel.compileOptions()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	mapper, served, watched, byObject, err := watchPlan(cfg)
 	if err != nil {
 		return err
@@ -306,6 +312,7 @@ func (o *serveOptions) run(signal context.Context) error {
 		},
 	}
 	o.audit.managerOptions(&mgrOpts)
+	o.cel.managerOptions(&mgrOpts, o.audit.leaderElection)
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return err
@@ -387,6 +394,9 @@ func (o *serveOptions) run(signal context.Context) error {
 	}
 	if err := o.audit.start(mgr, scheme, served, policies, catalog, des, live, log.WithName("background-audit")); err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	if err := o.cel.start(mgr, policies, catalog, celOpts, log.WithName("cel")); err != nil {
+		return err
 	}
 	log.Info("serving", "webhookPort", o.webhookPort, "certDir", o.certDir, "policy", policies.Get().Source, "catalog", catalog.Source("").Name)
 	return mgr.Start(ctx)

@@ -130,31 +130,96 @@ func (j judge) verdict(region, size string) sizeVerdict {
 
 // inRegion judges the record of the size in the object's own region.
 func (j judge) inRegion(rec skus.SKU) sizeVerdict {
-	if !rec.EncryptionAtHostSupported() {
-		ev := j.recordEvidence(rec, "eah-unsupported")
-		v := sizeVerdict{eah: eahUnsupported, eahCeiling: ActionDeny, evidence: []Evidence{ev},
+	ev := j.classify(rec, true)
+	switch ev.Fact {
+	case factUnsupported:
+		v := sizeVerdict{eah: eahUnsupported, eahCeiling: staleCeiling(ev), evidence: []Evidence{ev},
 			eahMsg: fmt.Sprintf("VM size %s does not support encryption at host in %s (capability %s is not True; %s)",
 				rec.Name, rec.Region, skus.CapabilityEncryptionAtHost, describeEvidence(ev))}
 		if ev.Stale {
-			v.eahCeiling = ActionWarn
 			v.eahMsg += "; Azure may have added the capability since, so this old evidence only warns: a current catalog (live Azure data, or --sku-catalog) decides"
 		}
 		v.eahMsg += j.suggest(rec)
 		return v
-	}
-	if r, restricted := rec.SubscriptionRestriction(); restricted && !j.otherSubscription(rec) {
-		ev := j.recordEvidence(rec, "restricted")
-		v := sizeVerdict{eah: eahUnsupported, eahCeiling: ActionDeny, evidence: []Evidence{ev},
+	case factRestricted:
+		r, _ := rec.SubscriptionRestriction()
+		return sizeVerdict{eah: eahUnsupported, eahCeiling: staleCeiling(ev), evidence: []Evidence{ev},
 			eahMsg: fmt.Sprintf("VM size %s is restricted for this subscription in %s (%s, %s restriction%s; %s)%s",
 				rec.Name, rec.Region, r.ReasonCode, r.Type, zones(r), describeEvidence(ev), j.suggest(rec))}
-		if ev.Stale {
-			v.eahCeiling = ActionWarn
-		}
-		return v
 	}
 	// A restriction in a capture made in another subscription (the embedded catalog's) says
 	// nothing about the user's subscription: it is not judged.
-	return sizeVerdict{eah: eahSupported, evidence: []Evidence{j.recordEvidence(rec, "eah-supported")}}
+	return sizeVerdict{eah: eahSupported, evidence: []Evidence{ev}}
+}
+
+// Facts a record states about encryption at host (Evidence.Fact).
+const (
+	factSupported   = "eah-supported"
+	factUnsupported = "eah-unsupported"
+	factRestricted  = "restricted"
+)
+
+// classify says what one record states about encryption at host, with its evidence: the capability
+// is missing (factUnsupported), the user's subscription may not use the size there (factRestricted;
+// counted only when countRestrictions, and never for a capture made in another subscription), or
+// factSupported.
+func (j judge) classify(s skus.SKU, countRestrictions bool) Evidence {
+	return j.recordEvidence(s, j.fact(s, countRestrictions))
+}
+
+func (j judge) fact(s skus.SKU, countRestrictions bool) string {
+	if !s.EncryptionAtHostSupported() {
+		return factUnsupported
+	}
+	if _, restricted := s.SubscriptionRestriction(); restricted && countRestrictions && !j.otherSubscription(s) {
+		return factRestricted
+	}
+	return factSupported
+}
+
+// staleCeiling caps a negative verdict: evidence older than EvidenceMaxAgeYears only warns.
+func staleCeiling(ev Evidence) Action {
+	if ev.Stale {
+		return ActionWarn
+	}
+	return ActionDeny
+}
+
+// tally counts what the records of a size say across regions.
+type tally struct {
+	yes, no  int
+	freshNo  bool // some negative evidence is current
+	evidence []Evidence
+}
+
+func (j judge) tally(all []skus.SKU, countRestrictions bool) tally {
+	var t tally
+	for _, s := range all {
+		ev := j.classify(s, countRestrictions)
+		t.evidence = append(t.evidence, ev)
+		if ev.Fact == factSupported {
+			t.yes++
+		} else {
+			t.no++
+			t.freshNo = t.freshNo || !ev.Stale
+		}
+	}
+	return t
+}
+
+// support is the verdict of a tally, and the ceiling of eah-sku-unsupported for it.
+func (t tally) support() (eahSupport, Action) {
+	switch {
+	case t.yes+t.no == 0:
+		return eahNoEvidence, ""
+	case t.no == 0:
+		return eahSupported, ""
+	case t.yes == 0 && t.freshNo:
+		return eahUnsupported, ActionDeny
+	case t.yes == 0:
+		return eahUnsupported, ActionWarn
+	}
+	return eahMixed, ActionWarn
 }
 
 // acrossRegions judges the size from every catalog region that lists it, for an object whose region
@@ -167,48 +232,32 @@ func (j judge) acrossRegions(size, region string, countRestrictions bool) sizeVe
 		return sizeVerdict{eah: eahNoEvidence, basis: "no catalog region lists it",
 			eahMsg: fmt.Sprintf("no region of the VM-size catalog lists VM size %s (%s), so whether it supports encryption at host cannot be vouched for", size, coverage(j.cat))}
 	}
+	t := j.tally(all, countRestrictions)
 	var yes, no []string
-	var evidence []Evidence
-	freshNo := false
-	for _, s := range all {
-		_, restricted := s.SubscriptionRestriction()
-		restricted = restricted && countRestrictions && !j.otherSubscription(s)
-		fact := "eah-supported"
-		switch {
-		case !s.EncryptionAtHostSupported():
-			fact = "eah-unsupported"
-		case restricted:
-			fact = "restricted"
-		}
-		ev := j.recordEvidence(s, fact)
-		evidence = append(evidence, ev)
-		desc := s.Region + " (" + describeEvidence(ev) + ")"
-		if fact == "eah-supported" {
+	for i, ev := range t.evidence {
+		desc := all[i].Region + " (" + describeEvidence(ev) + ")"
+		if ev.Fact == factSupported {
 			yes = append(yes, desc)
 		} else {
 			no = append(no, desc)
-			freshNo = freshNo || !ev.Stale
 		}
 	}
-	v := sizeVerdict{evidence: evidence}
+	v := sizeVerdict{evidence: t.evidence}
+	v.eah, v.eahCeiling = t.support()
 	name := all[0].Name
 	where := "the object's region is unknown (label it with " + LabelClusterName + " so that its cluster's region is used)"
 	if region != "" {
 		where = "region " + region + " itself has no data for it"
 	}
-	switch {
-	case len(no) == 0:
-		v.eah = eahSupported
+	switch v.eah {
+	case eahSupported:
 		v.basis = "it supports encryption at host in every catalog region that lists it: " + list(yes)
-	case len(yes) == 0:
-		v.eah, v.eahCeiling = eahUnsupported, ActionDeny
+	case eahUnsupported:
 		v.eahMsg = fmt.Sprintf("VM size %s supports encryption at host in none of the catalog regions that list it (%s; %s)", name, list(no), where)
-		if !freshNo {
-			v.eahCeiling = ActionWarn
+		if !t.freshNo {
 			v.eahMsg += fmt.Sprintf("; every capture saying so is more than %d years old, and Azure may have added the capability since", EvidenceMaxAgeYears)
 		}
 	default:
-		v.eah, v.eahCeiling = eahMixed, ActionWarn
 		v.eahMsg = fmt.Sprintf("VM size %s supports encryption at host only in %s, not in %s; %s, so it cannot be vouched for", name, list(yes), list(no), where)
 	}
 	return v
@@ -219,7 +268,7 @@ func (j judge) acrossRegions(size, region string, countRestrictions bool) sizeVe
 func (j judge) suggest(bad skus.SKU) string {
 	var same, other []string
 	for _, s := range j.cat.SKUs(bad.Region) {
-		if _, restricted := s.SubscriptionRestriction(); (restricted && !j.otherSubscription(s)) || !s.EncryptionAtHostSupported() {
+		if j.fact(s, true) != factSupported {
 			continue
 		}
 		if strings.EqualFold(s.Family, bad.Family) {

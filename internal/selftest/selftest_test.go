@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
 )
 
 // denial is the error the API server returns for a webhook denial (webhookerrors.ToStatusErr).
@@ -20,6 +22,33 @@ func denial(rule string, causes bool) error {
 		st.Details = &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: metav1.CauseType(rule), Field: "spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id"}}}
 	}
 	return &apierrors.StatusError{ErrStatus: st}
+}
+
+// vapDenial is the error the API server returns when a ValidatingAdmissionPolicy denies (the
+// validating admission policy dispatcher of k8s.io/apiserver: Forbidden, the message after the
+// policy's and binding's names, one cause with only that message).
+func vapDenial(policyName, rule string) error {
+	msg := `azuremachinetemplates.infrastructure.cluster.x-k8s.io "x" is forbidden: ValidatingAdmissionPolicy '` + policyName +
+		`' with binding '` + policyName + `' denied request: capz-encryption-webhook [` + rule +
+		`] spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id: not a valid Disk Encryption Set ID`
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden,
+		Reason: metav1.StatusReasonForbidden, Message: msg, Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{Message: msg}}}}}
+}
+
+// TestCompiledPolicyName: the name Judge recognises is the one celpolicy gives the rule's policy for
+// the probe's kind.
+func TestCompiledPolicyName(t *testing.T) {
+	res, err := celpolicy.Compile(nil, nil, celpolicy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := compiledPolicy[len("ValidatingAdmissionPolicy '"):] + "azuremachinetemplate"
+	for _, o := range res.ValidatingPolicies {
+		if o.Name == want {
+			return
+		}
+	}
+	t.Errorf("celpolicy compiles no ValidatingAdmissionPolicy %q", want)
 }
 
 func TestJudge(t *testing.T) {
@@ -36,6 +65,12 @@ func TestJudge(t *testing.T) {
 	}{
 		{"the denial", denial("des-id-malformed", true), nil, ExpectDeny, true, "denied as expected (HTTP 403, cause des-id-malformed at spec.template.spec.osDisk"},
 		{"a denial without causes", denial("des-id-malformed", false), nil, ExpectDeny, false, "not with the des-id-malformed denial"},
+		{"the compiled policy's denial", vapDenial("capz-encryption-webhook.des-id-malformed.azuremachinetemplate", "des-id-malformed"), nil, ExpectDeny, true,
+			"denied as expected by the compiled admission policy (HTTP 403; the CEL layer"},
+		{"the compiled policy's denial, warning expected", vapDenial("capz-encryption-webhook.des-id-malformed.azuremachinetemplate", "des-id-malformed"), nil, ExpectWarn, false,
+			"not with the des-id-malformed denial the self-test expects (expect warn)"},
+		{"another compiled policy's denial", vapDenial("capz-encryption-webhook.ade-extension.azuremachinetemplate", "ade-extension"), nil, ExpectDeny, false, "unexpected answer"},
+		{"someone else's admission policy", vapDenial("no-placeholders", "x"), nil, ExpectDeny, false, "unexpected answer"},
 		{"a denial by another rule", denial("sku-unknown", true), nil, ExpectDeny, false, "not with the des-id-malformed denial"},
 		{"admitted: no webhook", nil, nil, ExpectDeny, false, "ADMITTED: the webhook did not answer deny"},
 		{"admitted with warn-only", nil, []string{warnOnly}, ExpectDeny, false, "policy.warnOnly is on"},

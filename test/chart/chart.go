@@ -455,6 +455,12 @@ func Scenarios() []Scenario {
 			"--set", "webhook.mutating.enabled=false",
 			"--set-json", `webhook.namespaceSelector={"excludeNamespaces":["capi-system","capz-system"],"matchExpressions":[{"key":"capz-encryption-webhook.io/skip","operator":"DoesNotExist"}]}`,
 		}},
+		{Name: "cel", Args: []string{
+			"--set", "cel.mode=cel-and-data-webhook",
+			"--set", "webhook.failurePolicy=Ignore",
+			"--set", "cloud.azure.diskEncryptionSetID=" + TestDESID,
+			"--set-json", `webhook.namespaceSelector={"excludeNamespaces":["capi-system","capz-system"],"matchLabels":{"capz-encryption-webhook.io/enforce":"true"}}`,
+		}},
 		{Name: "misc", Args: []string{
 			"--set", "replicaCount=3",
 			"--set", "image.digest=sha256:" + strings.Repeat("ab", 32),

@@ -83,6 +83,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"resources typo", []string{"--set", "resources.limit.cpu=1"}, []string{"/resources", "'limit'"}},
 		{"excluded namespace not a name", []string{"--set-json", `webhook.namespaceSelector.excludeNamespaces=["Kube_System"]`}, []string{"/webhook/namespaceSelector/excludeNamespaces/0"}},
 		{"matchCondition without expression", []string{"--set-json", `webhook.matchConditions=[{"name":"x"}]`}, []string{"/webhook/matchConditions/0", "expression"}},
+		{"cel mode not an enum value", []string{"--set", "cel.mode=cel-only"}, []string{"/cel/mode", "webhook-only", "cel-and-data-webhook"}},
+		{"cel unknown key", []string{"--set", "cel.enabled=true"}, []string{"/cel", "'enabled'"}},
 		{"helm test namespace not a name", []string{"--set", "tests.namespace=Team_A"}, []string{"/tests/namespace"}},
 		// The policy, in the policy file's own schema.
 		{"policy unknown key", []string{"--set", "policy.requireCMK=true"}, []string{"/policy", "'requireCMK'"}},
@@ -152,6 +154,8 @@ func TestTemplateRejects(t *testing.T) {
 			"--set", "certManager.enabled=false", "--set", "tls.secretName=x", "--set", "tls.caBundle=bm90IGEgY2VydA==",
 		}, []string{"tls.caBundle", "PEM certificate"}},
 		{"service account not created and not named", []string{"--set", "serviceAccount.create=false"}, []string{"serviceAccount.name"}},
+		{"webhook matchConditions with a cel mode", []string{"--set", "cel.mode=cel-and-webhook",
+			"--set-json", `webhook.matchConditions=[{"name":"x","expression":"true"}]`}, []string{"webhook.matchConditions", "compiled admission policies", "webhook.namespaceSelector"}},
 		// The webhooks leave the release namespace out: in default, they would leave default out.
 		{"release namespace default", []string{"--namespace", "default"}, []string{"namespace of its own", "CAPZ objects in default would go unchecked"}},
 		{"a user matchCondition named like the chart's", []string{"--set-json",
@@ -252,6 +256,14 @@ data:
 	}
 	if one := get("--set", "replicaCount=1", "--set", "webhook.failurePolicy=Ignore"); !strings.Contains(one, "WARNING: replicaCount is 1") || !strings.Contains(one, "ADMITTED UNCHECKED") {
 		t.Errorf("NOTES for one replica, failurePolicy Ignore:\n%s", one)
+	}
+	if strings.Contains(def, "CEL LAYER") || strings.Contains(def, "compiled admission policy") {
+		t.Error("NOTES describe the CEL layer without a cel.mode")
+	}
+	if cel := get(scenarioArgs(t, "cel")...); !strings.Contains(cel, "CEL LAYER (cel.mode=cel-and-data-webhook)") || strings.Contains(cel, "{{") || !strings.Contains(cel, "also while no replica answers:") ||
+		!strings.Contains(cel, "the test then passes without showing that the webhook itself answers") ||
+		!strings.Contains(cel, "kubectl delete validatingadmissionpolicybindings,validatingadmissionpolicies,mutatingadmissionpolicybindings,mutatingadmissionpolicies \\\n       -l app.kubernetes.io/managed-by=capz-encryption-webhook") {
+		t.Errorf("NOTES for cel.mode:\n%s", cel)
 	}
 	if wi := get(scenarioArgs(t, "palette")...); !strings.Contains(wi, "Palette pack values") {
 		t.Errorf("NOTES do not say the policy comes from the Palette values:\n%s", wi)

@@ -25,6 +25,7 @@ var wantAlerts = []string{
 	"CAPZEncryptionCatalogStale",        // live data older than twice the refresh interval
 	"CAPZEncryptionAzureThrottled",      // Azure answers 429
 	"CAPZEncryptionWarnOnly",            // warnOnly left on
+	"CAPZEncryptionCELSyncStale",        // with a cel.mode: the compiled admission policies not kept in sync
 }
 
 // webhookGroup is the name of the group of the webhook's own alerts.
@@ -77,8 +78,12 @@ func TestPrometheusRule(t *testing.T) {
 	if pr.GetLabels()["release"] != "kube-prometheus-stack" {
 		t.Error("prometheusRule.labels not applied")
 	}
-	// With the audit on, so that its group is checked too.
-	rules := alertRules(t, render(t, append(scenarioArgs(t, "observability"), "--set", "audit.enabled=true")...))
+	// With the audit and the CEL layer on, so that their alerts are checked too; without a cel.mode,
+	// no alert about it.
+	if slices.ContainsFunc(alertRules(t, objs), func(r alertRule) bool { return r.Alert == "CAPZEncryptionCELSyncStale" }) {
+		t.Error("CAPZEncryptionCELSyncStale without a cel.mode")
+	}
+	rules := alertRules(t, render(t, append(scenarioArgs(t, "observability"), "--set", "audit.enabled=true", "--set", "cel.mode=cel-and-webhook")...))
 	var names []string
 	for _, r := range rules {
 		if r.Expr == "" {

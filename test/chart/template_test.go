@@ -414,6 +414,24 @@ func TestTemplateScenarios(t *testing.T) {
 				t.Error("the extra matchExpression is not applied")
 			}
 		},
+		"cel": func(t *testing.T, objs []*unstructured.Unstructured) {
+			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
+			checkCELRBAC(t, objs, dep)
+			for _, a := range []string{"--cel-sync", "--cel-namespace=" + ns, "--cel-exclude-namespaces=capi-system,capz-system",
+				`--cel-namespace-selector={"matchExpressions":[],"matchLabels":{"capz-encryption-webhook.io/enforce":"true"}}`,
+				"--leader-election-id=capz-encryption-webhook-audit", "--leader-election-namespace=" + ns} {
+				if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, a) {
+					t.Errorf("args %q lack %s", dep.Spec.Template.Spec.Containers[0].Args, a)
+				}
+			}
+			v := typed[*admissionregistrationv1.ValidatingWebhookConfiguration](t, one(t, objs, "ValidatingWebhookConfiguration"))
+			if mc := v.Webhooks[0].MatchConditions; !slices.ContainsFunc(mc, func(c admissionregistrationv1.MatchCondition) bool {
+				return c.Name == "capz-encryption-webhook-needs-data"
+			}) ||
+				*v.Webhooks[0].FailurePolicy != admissionregistrationv1.Ignore {
+				t.Errorf("validating webhook: matchConditions %+v, failurePolicy %s", mc, *v.Webhooks[0].FailurePolicy)
+			}
+		},
 		"misc": func(t *testing.T, objs []*unstructured.Unstructured) {
 			dep := typed[*appsv1.Deployment](t, one(t, objs, "Deployment"))
 			pod := dep.Spec.Template.Spec
@@ -664,12 +682,17 @@ func withoutAuditRBAC(objs []*unstructured.Unstructured) []*unstructured.Unstruc
 
 func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
 	t.Helper()
-	if n := len(chart.Find(objs, "Role")) + len(chart.Find(objs, "RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
+	// The compiled admission policies' RBAC (cel.mode) is checked by checkCELRBAC; here only the
+	// webhook's own, which is read-only in every scenario.
+	notCEL := func(kind string) []*unstructured.Unstructured {
+		return slices.DeleteFunc(chart.Find(objs, kind), func(o *unstructured.Unstructured) bool { return strings.HasSuffix(o.GetName(), "-cel") })
+	}
+	if n := len(notCEL("Role")) + len(notCEL("RoleBinding")) + len(chart.Find(objs, "Secret")); n != 0 {
 		t.Errorf("%d Roles, RoleBindings or Secrets rendered", n)
 	}
 	var role *rbacv1.ClusterRole
 	secure := false
-	for _, o := range chart.Find(objs, "ClusterRole") {
+	for _, o := range notCEL("ClusterRole") {
 		r := typed[*rbacv1.ClusterRole](t, o)
 		if !strings.HasSuffix(r.Name, "-metrics-reader") {
 			role = r
@@ -720,9 +743,73 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Depl
 	if want := map[string][]string{}; secure && !reflect.DeepEqual(reviews, wantMetricsAuthRBAC) || !secure && !reflect.DeepEqual(reviews, want) {
 		t.Errorf("ClusterRole grants reviews %v (secure metrics %v)", reviews, secure)
 	}
-	crb := typed[*rbacv1.ClusterRoleBinding](t, one(t, objs, "ClusterRoleBinding"))
+	crbs := notCEL("ClusterRoleBinding")
+	if len(crbs) != 1 {
+		t.Fatalf("%d ClusterRoleBindings for the webhook", len(crbs))
+	}
+	crb := typed[*rbacv1.ClusterRoleBinding](t, crbs[0])
 	if crb.RoleRef.Name != role.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Name != dep.Spec.Template.Spec.ServiceAccountName || crb.Subjects[0].Namespace != ns {
 		t.Errorf("ClusterRoleBinding %+v does not bind the role to the pods' service account", crb)
+	}
+	celObjs := 0
+	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
+		celObjs += len(chart.Find(objs, kind)) - len(notCEL(kind))
+	}
+	if sync := slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--cel-sync"); sync != (celObjs > 0) {
+		t.Errorf("--cel-sync %v, but %d RBAC objects for it", sync, celObjs)
+	}
+}
+
+// checkCELRBAC: with a cel mode, the service account may write the four admission-policy kinds, and
+// in the release namespace only the Lease it shares with the background audit (by name; create
+// cannot be narrowed), plus events.
+func checkCELRBAC(t *testing.T, objs []*unstructured.Unstructured, dep *appsv1.Deployment) {
+	t.Helper()
+	sa := dep.Spec.Template.Spec.ServiceAccountName
+	var cr *rbacv1.ClusterRole
+	var role *rbacv1.Role
+	for _, o := range chart.Find(objs, "ClusterRole") {
+		if strings.HasSuffix(o.GetName(), "-cel") {
+			cr = typed[*rbacv1.ClusterRole](t, o)
+		}
+	}
+	for _, o := range chart.Find(objs, "Role") {
+		if strings.HasSuffix(o.GetName(), "-leader-election") {
+			role = typed[*rbacv1.Role](t, o)
+		}
+	}
+	if cr == nil || role == nil {
+		t.Fatal("no RBAC for the compiled admission policies")
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"admissionregistration.k8s.io"},
+		Resources: []string{"validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"},
+		Verbs:     []string{"get", "list", "create", "patch", "delete"}}}
+	if !reflect.DeepEqual(cr.Rules, want) {
+		t.Errorf("ClusterRole %s: %+v", cr.Name, cr.Rules)
+	}
+	if role.Namespace != ns {
+		t.Errorf("Role in %s", role.Namespace)
+	}
+	for _, r := range role.Rules {
+		for _, res := range r.Resources {
+			switch {
+			case res == "leases" && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"capz-encryption-webhook-audit"}):
+				t.Errorf("Lease rule not narrowed to the webhook's Lease: %+v", r)
+			case res != "leases" && res != "events":
+				t.Errorf("Role grants %s", res)
+			}
+		}
+	}
+	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
+		for _, o := range chart.Find(objs, kind) {
+			if !strings.HasSuffix(o.GetName(), "-cel") {
+				continue
+			}
+			subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+			if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != sa {
+				t.Errorf("%s %s binds %v", kind, o.GetName(), subjects)
+			}
+		}
 	}
 }
 

@@ -87,7 +87,7 @@ func TestValidatingWebhookJudgesWhatItReceives(t *testing.T) {
 	if n := len(chart.Find(objs, "MutatingWebhookConfiguration")); n != 0 {
 		t.Fatalf("webhook.mutating.enabled=false still renders %d mutating configurations", n)
 	}
-	m, _, err := chart.WebhooksForURL(os.Getenv("HELM"), releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM)
+	m, _, err := suiteWebhooks(os.Getenv("HELM"))
 	if err != nil {
 		t.Fatal(err)
 	}

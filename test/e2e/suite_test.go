@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -342,12 +343,7 @@ const (
 // The namespaces of the default-install webhook (defaultInstallNamespaces) are left out, as a second
 // install of the chart would leave out the namespaces of another.
 func installWebhookConfigurations(ctx context.Context, helm string) error {
-	exclude, err := json.Marshal(defaultInstallNamespaces)
-	if err != nil {
-		return err
-	}
-	m, v, err := chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM,
-		"--set-json", "webhook.namespaceSelector.excludeNamespaces="+string(exclude))
+	m, v, err := suiteWebhooks(helm)
 	if err != nil {
 		return err
 	}
@@ -355,6 +351,20 @@ func installWebhookConfigurations(ctx context.Context, helm string) error {
 		return err
 	}
 	return k8s.Create(ctx, v)
+}
+
+// suiteWebhooks renders the suite's own webhook configurations (see installWebhookConfigurations),
+// for the tests that take one out and put it back.
+func suiteWebhooks(helm string) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	exclude, err := json.Marshal(defaultInstallNamespaces)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The namespaces of the CEL parity test (cel_test.go) are labelled with their side, and are
+	// not this webhook's either.
+	return chart.WebhooksForURL(helm, releaseNamespace, fmt.Sprintf("https://127.0.0.1:%d", hook.webhookPort), pki.PEM,
+		"--set-json", "webhook.namespaceSelector.excludeNamespaces="+string(exclude),
+		"--set-json", `webhook.namespaceSelector.matchExpressions=[{"key":"`+labelSide+`","operator":"DoesNotExist"}]`)
 }
 
 // --- the webhook process ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/azure"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/catalogfile"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celsync"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policyfile"
 )
@@ -37,7 +38,7 @@ type Metric struct {
 }
 
 // Exported returns the metrics `serve` registers, by name. It registers them as serve does (see
-// cmd/capz-encryption-webhook: serve.go, azure.go and background_audit.go), so two packages claiming
+// cmd/capz-encryption-webhook: serve.go, azure.go, background_audit.go and celsync.go), so two packages claiming
 // one name fail here as they would at start.
 func Exported() (map[string]Metric, error) {
 	rec := &recorder{reg: prometheus.NewPedanticRegistry()}
@@ -54,6 +55,7 @@ func Exported() (map[string]Metric, error) {
 		audit.NewMetrics(rec)
 		catalogfile.NewMetrics(rec)
 		clusterinfo.NewMetrics(rec)
+		celsync.NewMetrics(rec) // with --cel-sync
 		azureMetrics := azure.NewMetrics(rec)
 		clients, cerr := azure.NewClients(azure.Config{SubscriptionID: "00000000-0000-0000-0000-000000000000",
 			Credential: &azfake.TokenCredential{}, Metrics: azureMetrics})

@@ -232,12 +232,55 @@ kind: {{ .Values.policy.kind }}
 {{- end }}
 {{- end }}
 
+{{/* True ("true") when serve keeps the compiled admission policies in sync (cel.mode other than webhook-only). */}}
+{{- define "capz-encryption-webhook.celSync" -}}
+{{- if ne .Values.cel.mode "webhook-only" }}true{{ end }}
+{{- end }}
+
+{{/*
+What the webhook must see besides what the compiled admission policies decide, from the values, as
+celpolicy.ScopeFor derives it from the policy (test/chart checks the two agree): live Azure data
+(every DES an object names is looked up); a policy that needs the webhook for every machine (a default
+for some regions or namespaces, or one that sets encryptionAtHost, or a region rule at deny); a single
+default with a Disk Encryption Set (the webhook says why it could not fill one).
+*/}}
+{{- define "capz-encryption-webhook.celScope" -}}
+{{- $every := false }}
+{{- $des := false }}
+{{- if include "capz-encryption-webhook.usePalette" . }}
+{{- $azure := .Values.cloud.azure }}
+{{- if $azure.encryptionAtHost }}
+{{- $every = true }}
+{{- else if $azure.diskEncryptionSetID }}
+{{- $des = true }}
+{{- end }}
+{{- else }}
+{{- $p := .Values.policy }}
+{{- $rules := $p.rules | default dict }}
+{{- range list "catalog-region-missing" "location-annotation-ignored" "location-mismatch" }}
+{{- if eq (get $rules .) "deny" }}
+{{- $every = true }}
+{{- end }}
+{{- end }}
+{{- with $p.defaults }}
+{{- $d := first . }}
+{{- $sel := $d.namespaceSelector | default dict }}
+{{- if or $d.regions $sel.matchLabels $sel.matchExpressions $d.encryptionAtHost }}
+{{- $every = true }}
+{{- else if or $d.diskEncryptionSetID $d.dataDiskEncryptionSetID }}
+{{- $des = true }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson (dict "liveAzure" (not (empty .Values.azure.subscriptionID)) "everyMachine" $every "defaultDES" $des) }}
+{{- end }}
+
 {{/* The kinds the webhook guards, as resources: the validating webhook's (test/chart/kindtable holds it to policy.Kinds()). */}}
 {{- define "capz-encryption-webhook.guardedResources" -}}
 {{- (include "capz-encryption-webhook.validatingRules" . | fromYamlArray | first).resources | toYaml }}
 {{- end }}
 
-{{/* The Lease of the background audit's leader election. */}}
+{{/* The Lease of the leader election (background audit, CEL sync). */}}
 {{- define "capz-encryption-webhook.leaseName" -}}
 {{- printf "%s-audit" (include "capz-encryption-webhook.fullname" .) }}
 {{- end }}
@@ -251,4 +294,9 @@ kind: {{ .Values.policy.kind }}
 {{- if hasSuffix "h" $part }}{{ $s = add $s (mul $n 3600) }}{{ else if hasSuffix "m" $part }}{{ $s = add $s (mul $n 60) }}{{ else }}{{ $s = add $s $n }}{{ end }}
 {{- end }}
 {{- $s }}
+{{- end }}
+
+{{/* True ("true") when one replica is elected (background audit, or the CEL sync of a cel.mode). */}}
+{{- define "capz-encryption-webhook.leaderElection" -}}
+{{- if or .Values.audit.enabled (include "capz-encryption-webhook.celSync" .) }}true{{ end }}
 {{- end }}

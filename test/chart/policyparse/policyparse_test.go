@@ -56,6 +56,10 @@ func TestRenderedPolicyParses(t *testing.T) {
 				if len(p.Defaults) != 1 || p.Defaults[0].DiskEncryptionSetID != chart.TestDESID || !p.Defaults[0].EncryptionAtHost {
 					t.Errorf("parsed Palette policy = %+v", p)
 				}
+			case "cel":
+				if len(p.Defaults) != 1 || p.Defaults[0].DiskEncryptionSetID != chart.TestDESID || p.Defaults[0].EncryptionAtHost {
+					t.Errorf("parsed Palette policy (DES only) = %+v", p)
+				}
 			default:
 				if len(p.Defaults) != 0 || p.WarnOnly {
 					t.Errorf("the default values give a policy with defaults or dry run: %+v", p)
