@@ -2,6 +2,7 @@ package clusterinfo
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -333,7 +334,7 @@ func (s *CacheStore) Bind(ctx context.Context, subj Subject) policy.ClusterInfo 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	b = Bind(ctx, liveStore{s}, subj)
+	b = Bind(ctx, liveStore{s: s, lists: s.listReferrers(ctx, subj)}, subj)
 	s.metrics.resolved("live", b)
 	if key != "" && ctx.Err() == nil {
 		s.liveBinds.Add(key, b, liveBindTTL)
@@ -347,7 +348,62 @@ func (s *CacheStore) Bind(ctx context.Context, subj Subject) policy.ClusterInfo 
 const liveBindTTL = 5 * time.Second
 
 // liveStore reads everything from the apiserver.
-type liveStore struct{ s *CacheStore }
+type liveStore struct {
+	s *CacheStore
+	// lists are the namespace's objects of the subject's referrer kinds, listed side by side before
+	// the pass (see listReferrers); kinds it lacks are listed when asked.
+	lists map[schema.GroupKind][]map[string]any
+}
+
+// listReferrers lists, concurrently, every kind that may reference subj in its namespace. Bind asks
+// for them one after the other, and each uncached List is a round trip through the apiserver: for a
+// template, four of them (MachineDeployment, MachineSet, KubeadmControlPlane, ClusterClass) were most
+// of what an unbound template's admission took under load. A kind whose List fails is left out, and
+// is listed again (and its failure logged) when Bind asks for it.
+func (s *CacheStore) listReferrers(ctx context.Context, subj Subject) map[schema.GroupKind][]map[string]any {
+	kinds := capiref.ReferrerKinds(subj.Kind)
+	results := make([][]map[string]any, len(kinds))
+	ok := make([]bool, len(kinds))
+	var wg sync.WaitGroup
+	for i, k := range kinds {
+		gk := schema.GroupKind{Group: k.Group, Kind: k.Kind}
+		if _, served := s.served[gk]; !served {
+			continue
+		}
+		wg.Go(func() { results[i], ok[i] = s.listAll(ctx, gk, subj.Namespace) })
+	}
+	wg.Wait()
+	out := make(map[schema.GroupKind][]map[string]any, len(kinds))
+	for i, k := range kinds {
+		if ok[i] {
+			out[schema.GroupKind{Group: k.Group, Kind: k.Kind}] = results[i]
+		}
+	}
+	return out
+}
+
+// listAll lists every object of gk in the namespace from the apiserver, page by page; false when a
+// page fails.
+func (s *CacheStore) listAll(ctx context.Context, gk schema.GroupKind, namespace string) ([]map[string]any, bool) {
+	var out []map[string]any
+	opts := &client.ListOptions{Namespace: namespace, Limit: listPage}
+	for {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gk.WithVersion(s.served[gk]).GroupVersion().WithKind(gk.Kind + "List"))
+		start := time.Now()
+		err := s.live.List(ctx, list, opts)
+		s.metrics.live("list", err, time.Since(start))
+		if err != nil {
+			s.log.Info("live list failed", "kind", gk.Kind, "namespace", namespace, "error", err.Error())
+			return nil, false
+		}
+		out = append(out, itemsOf(list)...)
+		if list.GetContinue() == "" {
+			return out, true
+		}
+		opts.Continue = list.GetContinue()
+	}
+}
 
 func (l liveStore) Labelled(ctx context.Context, gk schema.GroupKind, namespace, cluster string) []map[string]any {
 	return l.s.Labelled(ctx, gk, namespace, cluster)
@@ -366,35 +422,25 @@ const listPage = 500
 
 func (l liveStore) Referrers(ctx context.Context, k capiref.Kind, namespace, refKind, refName string) []map[string]any {
 	gk := schema.GroupKind{Group: k.Group, Kind: k.Kind}
-	v, ok := l.s.served[gk]
-	if !ok {
+	if _, ok := l.s.served[gk]; !ok {
 		return nil
 	}
-	var out []map[string]any
-	opts := &client.ListOptions{Namespace: namespace, Limit: listPage}
-	for {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gk.WithVersion(v).GroupVersion().WithKind(k.Kind + "List"))
-		start := time.Now()
-		err := l.s.live.List(ctx, list, opts)
-		l.s.metrics.live("list", err, time.Since(start))
-		if err != nil {
-			l.s.log.Info("live list failed", "kind", k.Kind, "namespace", namespace, "error", err.Error())
-			return out
+	items, ok := l.lists[gk]
+	if !ok {
+		if items, ok = l.s.listAll(ctx, gk, namespace); !ok {
+			return nil
 		}
-		for i := range list.Items {
-			for _, r := range k.Refs(list.Items[i].Object) {
-				if r.Kind == refKind && r.Name == refName {
-					out = append(out, list.Items[i].Object)
-					break
-				}
+	}
+	var out []map[string]any
+	for _, item := range items {
+		for _, r := range k.Refs(item) {
+			if r.Kind == refKind && r.Name == refName {
+				out = append(out, item)
+				break
 			}
 		}
-		if list.GetContinue() == "" {
-			return out
-		}
-		opts.Continue = list.GetContinue()
 	}
+	return out
 }
 
 // Metrics of resolution. NewMetrics registers them.

@@ -3,6 +3,7 @@ package clusterinfo
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,17 +187,17 @@ func TestLiveFallback(t *testing.T) {
 	r = New(empty, NewCacheStore(empty, counting, sv, time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
 	for _, name := range []string{"alone", "flavor-md-0"} {
 		r.Resolve(context.Background(), amt(name))
-		first := counting.lists
+		first := counting.lists.Load()
 		if first == 0 {
 			t.Fatalf("%s: no live List at all", name)
 		}
 		if got := r.Resolve(context.Background(), amt(name)); name == "flavor-md-0" && got.Cluster.Name != "flavor" {
 			t.Errorf("%s, reused: %+v", name, got)
 		}
-		if counting.lists != first {
-			t.Errorf("%s: the second resolution listed again (%d Lists, then %d)", name, first, counting.lists)
+		if n := counting.lists.Load(); n != first {
+			t.Errorf("%s: the second resolution listed again (%d Lists, then %d)", name, first, n)
 		}
-		counting.lists = 0
+		counting.lists.Store(0)
 	}
 
 	// With the cache caught up, the apiserver is not asked.
@@ -243,10 +244,53 @@ func TestTransforms(t *testing.T) {
 // countingReader counts the Lists that reach the apiserver.
 type countingReader struct {
 	client.Reader
-	lists int
+	lists atomic.Int64
 }
 
 func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	c.lists++
+	c.lists.Add(1)
 	return c.Reader.List(ctx, list, opts...)
+}
+
+// barrierReader holds every List until n Lists are under way at once: a store that lists one kind
+// after the other never gets there, and its first List ends with the context's deadline.
+type barrierReader struct {
+	client.Reader
+	n       int64
+	started atomic.Int64
+	all     chan struct{}
+}
+
+func (b *barrierReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if b.started.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+		return b.Reader.List(ctx, list, opts...)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestLiveReferrersListedTogether: an unbound template's live pass lists its referrer kinds side by
+// side, so that it costs one round trip through the apiserver, not one per kind.
+func TestLiveReferrersListedTogether(t *testing.T) {
+	sv := served()
+	for _, k := range capiref.Kinds() {
+		sv[schema.GroupKind{Group: k.Group, Kind: k.Kind}] = "v1beta1"
+	}
+	empty := fakeCache(sv)
+	apiserver := fakeCache(sv,
+		unstr(capi("cluster.x-k8s.io/v1beta1", "MachineDeployment", "md-0", map[string]any{"clusterName": "flavor",
+			"template": infra(ref1("AzureMachineTemplate", "md-0"))})))
+	kinds := capiref.ReferrerKinds("AzureMachineTemplate")
+	if len(kinds) < 2 {
+		t.Fatalf("referrer kinds of a template: %v", kinds)
+	}
+	barrier := &barrierReader{Reader: apiserver, n: int64(len(kinds)), all: make(chan struct{})}
+	r := New(empty, NewCacheStore(empty, barrier, sv, 2*time.Second, NewMetrics(prometheus.NewRegistry()), logr.Discard()), logr.Discard())
+	if got := r.Resolve(context.Background(), amt("md-0")); got.Cluster.Name != "flavor" {
+		t.Errorf("the %d referrer kinds were not listed together: %+v", len(kinds), got.Cluster)
+	}
 }
