@@ -227,16 +227,6 @@ func (c *compiler) warnOnlyPrefixed(r policy.RuleID) bool {
 	return c.p.WarnOnly && c.p.ActionFor(r) == policy.ActionDeny
 }
 
-func severity(a policy.Action) int {
-	switch a {
-	case policy.ActionDeny:
-		return 2
-	case policy.ActionWarn:
-		return 1
-	}
-	return 0
-}
-
 // action is the rule's action as a binding enforces it: the policy's dryRun turns deny into warn.
 func (c *compiler) action(r policy.RuleID) policy.Action {
 	a := c.p.ActionFor(r)

@@ -90,7 +90,7 @@ func (c *compiler) vap(g ruleGen) {
 	}
 	newSide, oldSide := side{path: rootPath}, side{old: true, path: rootPath}
 	action := c.action(g.rule)
-	if g.ceiling != "" && severity(g.ceiling) < severity(action) {
+	if g.ceiling != "" && g.ceiling.Severity() < action.Severity() {
 		action = g.ceiling
 	}
 	prefix := ""

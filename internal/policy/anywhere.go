@@ -65,14 +65,14 @@ func JudgeSizeAnywhere(cat skus.Catalog, now time.Time, size string) SizeAnywher
 }
 
 func weaker(a, b Action) Action {
-	if severity(a) <= severity(b) {
+	if a.Severity() <= b.Severity() {
 		return a
 	}
 	return b
 }
 
 func stronger(a, b Action) Action {
-	if severity(a) >= severity(b) {
+	if a.Severity() >= b.Severity() {
 		return a
 	}
 	return b

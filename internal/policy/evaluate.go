@@ -299,24 +299,13 @@ func (e *evaluation) report(rule RuleID, field fieldPath, format string, args ..
 // reportAtMost records a finding whose action is at most ceiling (a mixed verdict can only warn).
 func (e *evaluation) reportAtMost(rule RuleID, ceiling Action, field fieldPath, format string, args ...any) {
 	a := e.policy.ActionFor(rule)
-	if severity(a) > severity(ceiling) {
+	if a.Severity() > ceiling.Severity() {
 		a = ceiling
 	}
 	e.decision.Findings = append(e.decision.Findings, Finding{
 		Rule: rule, Action: a, Field: field.String(), Message: fmt.Sprintf(format, args...),
 		key: string(rule) + " " + identity(e.obj, field),
 	})
-}
-
-func severity(a Action) int {
-	switch a {
-	case ActionDeny:
-		return 2
-	case ActionWarn:
-		return 1
-	default:
-		return 0
-	}
 }
 
 // enforce applies the exemptions, ratcheting and the policy's warn-only switch, then decides.

@@ -68,6 +68,19 @@ const (
 	ActionAudit Action = "audit" // allow silently; only the audit trail records it
 )
 
+// Severity orders actions: deny 2, warn 1, audit (and anything else) 0. Whoever combines actions
+// (the stricter of two, a ceiling, a report's worst result) compares these.
+func (a Action) Severity() int {
+	switch a {
+	case ActionDeny:
+		return 2
+	case ActionWarn:
+		return 1
+	default:
+		return 0
+	}
+}
+
 // Operation is the admission operation the object arrived with.
 type Operation string
 

@@ -142,7 +142,7 @@ func resultsOf(r audit.Result, now time.Time) []openreportsv1alpha1.ReportResult
 		action := policy.ActionAudit
 		var fields, msgs []string
 		for _, f := range fs {
-			if rank(f.Action) > rank(action) {
+			if f.Action.Severity() > action.Severity() {
 				action = f.Action
 			}
 			fields = append(fields, f.Field)
@@ -161,16 +161,6 @@ func resultsOf(r audit.Result, now time.Time) []openreportsv1alpha1.ReportResult
 		out = append(out, base(RulePass, "pass", "", "no rule of the encryption policy is hit", props()))
 	}
 	return out
-}
-
-func rank(a policy.Action) int {
-	switch a {
-	case policy.ActionDeny:
-		return 2
-	case policy.ActionWarn:
-		return 1
-	}
-	return 0
 }
 
 // severity follows the rule's effective action: what the policy denies is high, what it warns about
