@@ -187,56 +187,28 @@ func (o *auditOptions) client() (client.Client, error) {
 // auditResult is one object's verdict in `audit -o json`: the fields of `check -o json` (less the
 // file and line an object in a cluster does not have), plus where the object lives.
 type auditResult struct {
-	Kind            string                `json:"kind"`
-	Namespace       string                `json:"namespace"`
-	Name            string                `json:"name"`
-	Allowed         bool                  `json:"allowed"`
-	Violations      []checkreport.Finding `json:"violations"`
-	Warnings        []checkreport.Finding `json:"warnings"`
-	Audit           []checkreport.Finding `json:"audit"`
-	Patch           []map[string]any      `json:"patch"`
-	Injected        []string              `json:"injected"` // always empty: the audit injects nothing (check's shape)
-	Region          string                `json:"region"`
-	RegionSource    string                `json:"regionSource"`
-	Binding         string                `json:"binding"`
-	Catalog         string                `json:"catalog"`
-	Default         string                `json:"default,omitempty"`
-	Cluster         *policy.ClusterInfo   `json:"cluster,omitempty"`
-	Evidence        []policy.Evidence     `json:"evidence,omitempty"`
-	APIVersion      string                `json:"apiVersion"`
-	UID             string                `json:"uid"`
-	MissingDefaults []string              `json:"missingDefaults"`
-	Azure           *audit.AzureRead      `json:"azure,omitempty"`
-	Error           string                `json:"error,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	checkreport.Verdict
+	APIVersion      string           `json:"apiVersion"`
+	UID             string           `json:"uid"`
+	MissingDefaults []string         `json:"missingDefaults"`
+	Azure           *audit.AzureRead `json:"azure,omitempty"`
+	Error           string           `json:"error,omitempty"`
 }
 
 func toAuditResult(r audit.Result) auditResult {
 	out := auditResult{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name, APIVersion: r.APIVersion, UID: string(r.UID), Azure: r.Azure, Error: r.Error,
-		Violations: []checkreport.Finding{}, Warnings: []checkreport.Finding{}, Audit: []checkreport.Finding{}, Patch: []map[string]any{}, Injected: []string{}, MissingDefaults: []string{}}
-	if r.Cluster.Name != "" {
-		c := r.Cluster
-		out.Cluster = &c
-	}
+		MissingDefaults: []string{}}
 	d := r.Decision
 	if d == nil {
-		return out
+		// An object that could not be judged: the lists are empty, not null, as for any other.
+		d = &policy.Decision{}
 	}
-	out.Allowed, out.Region, out.RegionSource, out.Catalog, out.Default = d.Allowed, d.Region, d.RegionSource, d.Catalog.Name, d.DefaultName
-	out.Binding = d.Binding
-	out.Evidence = d.Evidence
+	out.Verdict = checkreport.NewVerdict(d, r.Cluster, nil)
 	if d.MissingDefaults != nil {
 		out.MissingDefaults = d.MissingDefaults
-	}
-	for _, f := range d.Findings {
-		fo := checkreport.Finding{Rule: f.Rule, Field: f.Field, Message: f.Message}
-		switch f.Action {
-		case policy.ActionDeny:
-			out.Violations = append(out.Violations, fo)
-		case policy.ActionWarn:
-			out.Warnings = append(out.Warnings, fo)
-		default:
-			out.Audit = append(out.Audit, fo)
-		}
 	}
 	return out
 }

@@ -19,17 +19,23 @@ type Report struct {
 
 // Result is one object's verdict, in the shape of `check -o json`.
 type Result struct {
-	Kind         string              `json:"kind"`
-	Namespace    string              `json:"namespace"`
-	Name         string              `json:"name"`
-	File         string              `json:"file"`
-	Line         int                 `json:"line"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	File      string `json:"file"`
+	Line      int    `json:"line"`
+	Verdict
+}
+
+// Verdict is what a decision says of an object, in the JSON that `check` and `audit` share, so that
+// a tool reading one reads the other.
+type Verdict struct {
 	Allowed      bool                `json:"allowed"`
 	Violations   []Finding           `json:"violations"`
 	Warnings     []Finding           `json:"warnings"`
 	Audit        []Finding           `json:"audit"`
 	Patch        []map[string]any    `json:"patch"`
-	Injected     []string            `json:"injected,omitempty"`
+	Injected     []string            `json:"injected"`
 	Region       string              `json:"region"`
 	RegionSource string              `json:"regionSource"`
 	Binding      string              `json:"binding"`
@@ -50,32 +56,43 @@ type Finding struct {
 
 // NewResult turns a decision on obj into its Result.
 func NewResult(obj manifest.Object, d *policy.Decision, cluster policy.ClusterInfo) Result {
-	r := Result{
-		Kind: d.Kind, Namespace: d.Namespace, Name: d.Name, File: obj.File, Line: obj.Line,
+	return Result{Kind: d.Kind, Namespace: d.Namespace, Name: d.Name, File: obj.File, Line: obj.Line,
+		Verdict: NewVerdict(d, cluster, obj.FieldLine)}
+}
+
+// NewVerdict sorts a decision's findings by action and writes its patch as JSON Patch operations.
+// fieldLine gives a finding's line in its file (nil for objects read from a cluster). The lists are
+// never null, so that consumers can iterate without checking.
+func NewVerdict(d *policy.Decision, cluster policy.ClusterInfo, fieldLine func(field string) int) Verdict {
+	v := Verdict{
 		Allowed: d.Allowed, Region: d.Region, RegionSource: d.RegionSource, Binding: d.Binding, Catalog: d.Catalog.Name,
-		Default: d.DefaultName, Injected: d.Injected,
+		Default: d.DefaultName, Injected: []string{},
 		Violations: []Finding{}, Warnings: []Finding{}, Audit: []Finding{}, Patch: []map[string]any{},
 		Evidence: d.Evidence,
 	}
+	v.Injected = append(v.Injected, d.Injected...)
 	if cluster.Name != "" {
 		c := cluster
-		r.Cluster = &c
+		v.Cluster = &c
 	}
 	for _, f := range d.Findings {
-		fo := Finding{Rule: f.Rule, Field: f.Field, Line: obj.FieldLine(f.Field), Message: f.Message}
+		fo := Finding{Rule: f.Rule, Field: f.Field, Message: f.Message}
+		if fieldLine != nil {
+			fo.Line = fieldLine(f.Field)
+		}
 		switch f.Action {
 		case policy.ActionDeny:
-			r.Violations = append(r.Violations, fo)
+			v.Violations = append(v.Violations, fo)
 		case policy.ActionWarn:
-			r.Warnings = append(r.Warnings, fo)
+			v.Warnings = append(v.Warnings, fo)
 		default:
-			r.Audit = append(r.Audit, fo)
+			v.Audit = append(v.Audit, fo)
 		}
 	}
 	for _, op := range d.Patch {
-		r.Patch = append(r.Patch, map[string]any{"op": op.Operation, "path": op.Path, "value": op.Value})
+		v.Patch = append(v.Patch, map[string]any{"op": op.Operation, "path": op.Path, "value": op.Value})
 	}
-	return r
+	return v
 }
 
 // Counts are the totals a summary and the exit status need.

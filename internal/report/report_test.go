@@ -46,7 +46,7 @@ func TestEveryRuleHasHelp(t *testing.T) {
 func TestGitHubEscaping(t *testing.T) {
 	r := &Report{Policy: "p", Results: []Result{{
 		Kind: "AzureMachine", Namespace: "n", Name: "m", File: "dir,1/a:b.yaml",
-		Violations: []Finding{{Rule: "des-id-malformed", Field: "spec.x", Line: 3, Message: "100% wrong\nsecond line"}},
+		Verdict: Verdict{Violations: []Finding{{Rule: "des-id-malformed", Field: "spec.x", Line: 3, Message: "100% wrong\nsecond line"}}},
 	}}}
 	var b strings.Builder
 	if err := WriteGitHub(&b, r); err != nil {
@@ -61,7 +61,7 @@ func TestGitHubEscaping(t *testing.T) {
 // TestSARIFForUnknownRule: a finding of a rule the table does not know yet still gets a rule entry,
 // so the log stays valid (results reference rules by index).
 func TestSARIFForUnknownRule(t *testing.T) {
-	r := &Report{Results: []Result{{Kind: "K", File: "f.yaml", Warnings: []Finding{{Rule: "brand-new", Field: "spec", Line: 1, Message: "m"}}}}}
+	r := &Report{Results: []Result{{Kind: "K", File: "f.yaml", Verdict: Verdict{Warnings: []Finding{{Rule: "brand-new", Field: "spec", Line: 1, Message: "m"}}}}}}
 	log, err := SARIF(r, "dev")
 	if err != nil {
 		t.Fatal(err)
