@@ -53,7 +53,8 @@ Output formats (-o):
   yaml    the input with the defaults applied, for GitOps repositories that commit what will be
           stored: documents without a patch are written back byte for byte; patched ones keep
           comments, key order and quoting (blank lines inside them are lost). The verdicts go to
-          stderr.
+          stderr. Unlike the other formats, which read one document at a time, -o yaml holds
+          its whole input in memory.
 
 Exit status: 0 when nothing is denied, 1 when something is denied (or, with --fail-on-warn, warned),
 2 on unreadable input or a bad policy.`,
