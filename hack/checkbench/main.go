@@ -54,7 +54,7 @@ func run(bin string, objects, runs int, output string) error {
 		err := cmd.Run()
 		elapsed := time.Since(start)
 		var exit *exec.ExitError
-		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: something denied
+		if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 1) { // 1: something denied
 			return fmt.Errorf("%s: %w", bin, err)
 		}
 		ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)

@@ -36,7 +36,8 @@ func (d *Decoder) Next() (RawDocument, error) {
 		start := len(buf)
 		var err error
 		buf, err = d.readLine(buf)
-		if err != nil && !errors.Is(err, io.EOF) {
+		eof := errors.Is(err, io.EOF)
+		if err != nil && !eof {
 			return RawDocument{}, fmt.Errorf("%s: reading: %w", d.file, err)
 		}
 		if len(buf) > start {
@@ -48,7 +49,7 @@ func (d *Decoder) Next() (RawDocument, error) {
 				return doc, nil
 			}
 		}
-		if err != nil { // io.EOF: the last document
+		if eof { // the last document
 			doc.raw = buf
 			d.done = true
 			return doc, nil

@@ -38,7 +38,8 @@ func eachParsed(src Source, live *liveCount, fn func(manifest.RawDocument, manif
 	var wg sync.WaitGroup
 	defer func() {
 		close(stop)
-		for range queue { //nolint:revive // drains what was read ahead, so the reader ends
+		for p := range queue { // what was read ahead, so that the reader ends
+			<-p.done
 		}
 		wg.Wait()
 	}()
@@ -101,6 +102,10 @@ type liveCount struct{ n, peak atomic.Int64 }
 
 func (l *liveCount) add(d int64) {
 	n := l.n.Add(d)
-	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
+	for {
+		p := l.peak.Load()
+		if n <= p || l.peak.CompareAndSwap(p, n) {
+			return
+		}
 	}
 }
