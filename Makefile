@@ -104,6 +104,17 @@ bench: envtest-assets helm ## Go benchmarks, then the load harness through a rea
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go run ./test/loadbench \
 		-creates $(BENCH_CREATES) -clients $(BENCH_CLIENTS) -rounds $(BENCH_ROUNDS)
 
+# check on a generated 10,000-object flavor-shaped input (hack/checkbench): objects/s and peak RSS
+# of the built binary. Not part of make test. CHECKBENCH_BIN compares another build.
+CHECKBENCH_OBJECTS ?= 10000
+CHECKBENCH_RUNS    ?= 5
+CHECKBENCH_BIN     ?= $(LOCALBIN)/$(BIN_NAME)
+
+.PHONY: bench-check
+bench-check: build ## Measure check (objects/s, peak RSS) on a generated multi-document input.
+	go test -run '^$$' -bench . -benchmem ./internal/streamcheck/
+	go run ./hack/checkbench -bin $(CHECKBENCH_BIN) -objects $(CHECKBENCH_OBJECTS) -runs $(CHECKBENCH_RUNS)
+
 ##@ Build
 
 .PHONY: build

@@ -13,6 +13,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/offline"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/report"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/streamcheck"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/version"
 )
 
@@ -52,7 +53,8 @@ Output formats (-o):
   yaml    the input with the defaults applied, for GitOps repositories that commit what will be
           stored: documents without a patch are written back byte for byte; patched ones keep
           comments, key order and quoting (blank lines inside them are lost). The verdicts go to
-          stderr.
+          stderr. Unlike the other formats, which read one document at a time, -o yaml holds
+          its whole input in memory.
 
 Exit status: 0 when nothing is denied, 1 when something is denied (or, with --fail-on-warn, warned),
 2 on unreadable input or a bad policy.`,
@@ -84,31 +86,35 @@ func (o *checkOptions) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if !valid {
 		return &exitError{code: 2, err: fmt.Errorf("--output must be one of %s, not %q", strings.Join(checkFormats, ", "), o.output)}
 	}
-	files, err := manifest.ReadFiles(o.files, stdin)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	objs := manifest.Objects(files)
-	ev, err := offline.New(offline.Options{PolicyFile: o.policyFile, Catalog: o.catalog, Location: o.location, Namespace: o.namespace, Now: clock()}, objs)
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	rep := &report.Report{Policy: ev.Policy.Source}
-	decisions := map[*manifest.Object]*policy.Decision{}
-	for i := range objs {
-		obj := &objs[i]
-		if !policy.Handles(obj.APIVersion, obj.Kind) {
-			rep.Skipped++
-			continue
+	opts := offline.Options{PolicyFile: o.policyFile, Catalog: o.catalog, Location: o.location, Namespace: o.namespace, Now: clock()}
+	var rep *report.Report
+	var files []manifest.File
+	var objs []manifest.Object
+	var decisions map[*manifest.Object]*policy.Decision
+	if o.output == "yaml" {
+		// -o yaml writes the input back, so it holds the input: read whole, decided whole.
+		var err error
+		if files, err = manifest.ReadFiles(o.files, stdin); err != nil {
+			return &exitError{code: 2, err: err}
 		}
-		d, cluster, err := ev.Evaluate(offline.Object{Object: *obj})
+		objs = manifest.Objects(files)
+		if rep, decisions, err = streamcheck.Whole(objs, opts); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	} else {
+		// Every other format streams: one document at a time (see internal/streamcheck).
+		in := streamcheck.OpenInputs(o.files, stdin)
+		var err error
+		rep, _, err = streamcheck.Run(in.Sources, opts)
+		if cerr := in.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("removing the copy of stdin: %w", cerr)
+		}
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		decisions[obj] = d
-		rep.Results = append(rep.Results, report.NewResult(*obj, d, cluster))
 	}
 
+	var err error
 	switch o.output {
 	case "json":
 		err = report.WriteJSON(stdout, rep)

@@ -104,7 +104,7 @@ func ReadFiles(paths []string, stdin io.Reader) ([]File, error) {
 			out = append(out, f)
 			continue
 		}
-		files, err := expand(p)
+		files, err := Expand(p)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +134,9 @@ func Objects(files []File) []Object {
 	return out
 }
 
-func expand(p string) ([]string, error) {
+// Expand lists the files a path stands for, as ReadFiles reads them: the path itself, or a
+// directory's *.yaml, *.yml and *.json files in lexical order.
+func Expand(p string) ([]string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -176,51 +178,75 @@ func Parse(file string, data []byte) ([]Object, error) {
 func ParseFile(file string, data []byte) (File, error) {
 	f := File{Path: file}
 	for i, doc := range splitDocuments(data) {
-		d := Document{Separator: doc.sep, Raw: doc.raw, Line: doc.line}
-		if len(bytes.TrimSpace(stripComments(doc.raw))) != 0 {
-			js, err := yaml.YAMLToJSON(doc.raw)
-			if err != nil {
-				return File{}, &Error{File: file, Line: doc.line, Err: err}
-			}
-			var node yamlv3.Node
-			if yamlv3.Unmarshal(doc.raw, &node) == nil && node.Kind == yamlv3.DocumentNode && len(node.Content) == 1 {
-				d.Node = &node
-			}
-			var root *yamlv3.Node
-			if d.Node != nil {
-				root = d.Node.Content[0]
-			}
-			objs, err := objectsOf(js, root, nil)
-			if err != nil {
-				return File{}, &Error{File: file, Line: doc.line, Err: err}
-			}
-			line := doc.line + leadingNonContent(doc.raw)
-			for _, o := range objs {
-				o.File, o.Line, o.Doc, o.lineOffset = file, line, i, doc.line-1
-				if o.node != nil && o.node.Line > 0 {
-					// The object's own first line: a List item's, not its List's.
-					o.Line = o.lineOffset + o.node.Line
-				}
-				d.Objects = append(d.Objects, o)
-			}
+		doc.index = i
+		d, err := ParseDocument(file, doc)
+		if err != nil {
+			return File{}, err
 		}
 		f.Documents = append(f.Documents, d)
 	}
 	return f, nil
 }
 
-type document struct {
+// ParseDocument parses one document of file, as split by splitDocuments or a Decoder, into its
+// objects. The error is an *Error at the document's line.
+func ParseDocument(file string, doc RawDocument) (Document, error) {
+	d := Document{Separator: doc.sep, Raw: doc.raw, Line: doc.line}
+	if len(bytes.TrimSpace(stripComments(doc.raw))) == 0 {
+		return d, nil
+	}
+	js, err := yaml.YAMLToJSON(doc.raw)
+	if err != nil {
+		return Document{}, &Error{File: file, Line: doc.line, Err: err}
+	}
+	var node yamlv3.Node
+	if yamlv3.Unmarshal(doc.raw, &node) == nil && node.Kind == yamlv3.DocumentNode && len(node.Content) == 1 {
+		d.Node = &node
+	}
+	var root *yamlv3.Node
+	if d.Node != nil {
+		root = d.Node.Content[0]
+	}
+	objs, err := objectsOf(js, root, nil)
+	if err != nil {
+		return Document{}, &Error{File: file, Line: doc.line, Err: err}
+	}
+	line := doc.line + leadingNonContent(doc.raw)
+	for _, o := range objs {
+		o.File, o.Line, o.Doc, o.lineOffset = file, line, doc.index, doc.line-1
+		if o.node != nil && o.node.Line > 0 {
+			// The object's own first line: a List item's, not its List's.
+			o.Line = o.lineOffset + o.node.Line
+		}
+		d.Objects = append(d.Objects, o)
+	}
+	return d, nil
+}
+
+// RawDocument is one document as split from its file, not parsed yet: a Decoder's unit, so that a
+// caller can look at the bytes (or skip the document) before paying for ParseDocument.
+type RawDocument struct {
 	sep, raw []byte
 	line     int
+	index    int
 }
+
+// Raw is the document's bytes, without its separator line.
+func (d RawDocument) Raw() []byte { return d.raw }
+
+// Index is the document's position in its file, from 0 (Object.Doc).
+func (d RawDocument) Index() int { return d.index }
+
+// Line is the file line of the document's first line.
+func (d RawDocument) Line() int { return d.line }
 
 // splitDocuments splits on YAML document separators ("---" at the start of a line), remembering the
 // line each document starts on and keeping the bytes as they are (line breaks included), so that the
 // separators and documents put back together are the input. JSON input has no separators and comes
 // back whole.
-func splitDocuments(data []byte) []document {
-	var docs []document
-	cur := document{line: 1}
+func splitDocuments(data []byte) []RawDocument {
+	var docs []RawDocument
+	cur := RawDocument{line: 1}
 	start, n := 0, 0
 	for pos := 0; pos < len(data); {
 		end := bytes.IndexByte(data[pos:], '\n')
@@ -229,17 +255,22 @@ func splitDocuments(data []byte) []document {
 			next = pos + end + 1
 		}
 		n++
-		line := strings.TrimRight(string(data[pos:next]), "\r\n")
-		if line == "---" || strings.HasPrefix(line, "--- ") || strings.HasPrefix(line, "---\t") {
+		if isSeparator(data[pos:next]) {
 			cur.raw = data[start:pos]
 			docs = append(docs, cur)
-			cur = document{sep: data[pos:next], line: n + 1}
+			cur = RawDocument{sep: data[pos:next], line: n + 1}
 			start = next
 		}
 		pos = next
 	}
 	cur.raw = data[start:]
 	return append(docs, cur)
+}
+
+// isSeparator says whether line (with or without its line break) is a YAML document separator.
+func isSeparator(line []byte) bool {
+	l := bytes.TrimRight(line, "\r\n")
+	return bytes.Equal(l, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) || bytes.HasPrefix(l, []byte("---\t"))
 }
 
 // leadingNonContent counts the blank and comment lines before a document's first content line, so

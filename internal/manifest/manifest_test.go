@@ -2,7 +2,10 @@ package manifest
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -121,5 +124,42 @@ func TestParseErrorsNameTheDocument(t *testing.T) {
 	}
 	if _, err := Parse("nokind.yaml", []byte("apiVersion: v1\n")); err == nil {
 		t.Error("a document without kind was accepted")
+	}
+}
+
+// TestDecoderSplitsAsParseFile holds the streaming decoder to ParseFile's splitting: the same
+// separators, bytes, lines and indexes, also for lines longer than the decoder's buffer.
+func TestDecoderSplitsAsParseFile(t *testing.T) {
+	long := strings.Repeat("x", 70<<10)
+	for _, in := range []string{
+		"", "\n", "---", "---\n", "a: 1\n", "a: 1", "---\na: 1\n---\nb: 2\n", "a: 1\n--- \nb: 2\n---\t# c\n\n---\n",
+		"# head\n---\r\na: 1\r\n---\r\n", "a: " + long + "\n---\nb: 1\n", "--- " + long + "\nb: 1",
+	} {
+		want := splitDocuments([]byte(in))
+		for i := range want {
+			want[i].index = i
+		}
+		dec := NewDecoder("f", strings.NewReader(in))
+		var got []RawDocument
+		for {
+			d, err := dec.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, d)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%.40q: %d documents, want %d", in, len(got), len(want))
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if string(g.sep) != string(w.sep) || string(g.raw) != string(w.raw) || g.line != w.line || g.index != w.index {
+				t.Errorf("%.40q document %d: got sep %q line %d index %d raw %.40q, want sep %q line %d index %d raw %.40q",
+					in, i, g.sep, g.line, g.index, g.raw, w.sep, w.line, w.index, w.raw)
+			}
+		}
 	}
 }

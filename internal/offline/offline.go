@@ -9,10 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/manifest"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
@@ -42,6 +45,8 @@ type Evaluator struct {
 	catalog skus.Catalog
 	opts    Options
 	store   *inputStore
+	// inc is the store of a streaming evaluator (NewIncremental), fed by Add; nil for New's.
+	inc *incrementalStore
 	// now is when the run started: the age of catalog evidence is judged against it, as the webhook
 	// judges it against the request's time, and one run judges every object at the same time.
 	now time.Time
@@ -70,6 +75,59 @@ func New(opts Options, context []manifest.Object) (*Evaluator, error) {
 		return nil, err
 	}
 	return &Evaluator{Policy: pol, catalog: catalog, opts: opts, store: store, now: now}, nil
+}
+
+// NewIncremental is New for a caller that reads its input one object at a time (streaming `check`):
+// it starts with an empty store that Add feeds. policyDocs are the EncryptionPolicy documents of the
+// input, found beforehand (the policy must be known before the first object is decided).
+func NewIncremental(opts Options, policyDocs []manifest.Object) (*Evaluator, error) {
+	ev, err := New(opts, policyDocs)
+	if err != nil {
+		return nil, err
+	}
+	ev.inc = newIncrementalStore(ev.opts.Namespace)
+	ev.store = &inputStore{store: ev.inc}
+	return ev, nil
+}
+
+// Add makes obj visible to the resolution of every object resolved after it (NewIncremental
+// only): Clusters, AzureClusters, AKS control planes and the CAPI objects that reference templates
+// are kept, trimmed to what resolution reads; anything else is not kept.
+func (e *Evaluator) Add(obj manifest.Object) error {
+	if e.inc == nil {
+		return fmt.Errorf("offline: Add on an evaluator that holds its whole input")
+	}
+	if !mayResolve(obj) {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(obj.JSON, &m); err != nil {
+		return fmt.Errorf("%s:%d: %w", obj.File, obj.Line, err)
+	}
+	e.inc.add(m)
+	return nil
+}
+
+// Stored counts the objects Add kept for resolution (streaming `check`'s memory grows with these,
+// not with the input).
+func (e *Evaluator) Stored() int {
+	if e.inc == nil {
+		return 0
+	}
+	return e.inc.stored
+}
+
+// mayResolve says whether resolution can ever read obj, from its identity alone (so that the JSON
+// of other objects is never decoded).
+func mayResolve(obj manifest.Object) bool {
+	group, _, found := strings.Cut(obj.APIVersion, "/")
+	if !found {
+		return false
+	}
+	if k, ok := capiref.Lookup(group, obj.Kind); ok && k.Group == group {
+		return true
+	}
+	return group == policy.Group && resolverKinds[obj.Kind]
 }
 
 // LoadPolicy reads policyFile; without it, an EncryptionPolicy document among objs is used (so a
@@ -115,14 +173,66 @@ type Object struct {
 // Evaluate decides on obj as a CREATE, with defaults injected (the mutating webhook's view). It
 // returns the decision and the Cluster the object was resolved to.
 func (e *Evaluator) Evaluate(obj Object) (*policy.Decision, policy.ClusterInfo, error) {
+	s, err := e.Subject(obj.Object)
+	if err != nil {
+		return nil, policy.ClusterInfo{}, err
+	}
+	return e.Decide(obj, e.Resolve(s))
+}
+
+// Subject is what resolution needs to know of obj: its identity, cluster-name label and owners.
+func (e *Evaluator) Subject(obj manifest.Object) (clusterinfo.Subject, error) {
+	meta, err := objmeta.Decode(obj.JSON)
+	if err != nil {
+		return clusterinfo.Subject{}, fmt.Errorf("%s:%d: %w", obj.File, obj.Line, err)
+	}
 	ns := obj.Namespace
 	if ns == "" {
 		ns = e.opts.Namespace
 	}
-	info, err := e.store.resolve(obj.Object, ns)
-	if err != nil {
-		return nil, policy.ClusterInfo{}, err
+	s := clusterinfo.SubjectOf(meta, ns, nil)
+	// Binding reads one label; a streaming caller keeps subjects until the end of its input.
+	if c, ok := s.Labels[capiref.LabelClusterName]; ok {
+		s.Labels = map[string]string{capiref.LabelClusterName: c}
+	} else {
+		s.Labels = nil
 	}
+	return s, nil
+}
+
+// Resolve binds s to its cluster and reads the cluster's region from what the store holds now:
+// for a streaming evaluator, what Add was given so far.
+func (e *Evaluator) Resolve(s clusterinfo.Subject) clusterinfo.Result {
+	return e.store.resolve(s)
+}
+
+// Settled says whether res is complete: the object is bound to a cluster (or a ClusterClass, or its
+// referrers disagree), that Cluster was found, and it gave a region. Streaming `check` decides an
+// object as soon as its resolution is settled and holds back the others (unbound, or bound to a
+// Cluster or AzureCluster not read yet) until the end of its input.
+func Settled(res clusterinfo.Result) bool {
+	c := res.Cluster
+	switch {
+	case c.Name == "":
+		return c.Class != "" || c.BoundBy != ""
+	case !c.Found:
+		return false
+	}
+	for _, l := range res.Locations {
+		if l.Cluster {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide evaluates obj under the resolution res (from Resolve).
+func (e *Evaluator) Decide(obj Object, res clusterinfo.Result) (*policy.Decision, policy.ClusterInfo, error) {
+	ns := obj.Namespace
+	if ns == "" {
+		ns = e.opts.Namespace
+	}
+	info := clusterinfo.Result{Cluster: res.Cluster, Locations: slices.Clone(res.Locations)}
 	loc := obj.Location
 	if loc == "" {
 		loc = e.opts.Location
@@ -144,7 +254,13 @@ func (e *Evaluator) Evaluate(obj Object) (*policy.Decision, policy.ClusterInfo, 
 // inputStore holds the whole input, so that objects are bound to their clusters the way the webhook
 // binds them from its cache: by label, by owner, and by whoever references them (a flavor's
 // KubeadmControlPlane and MachineDeployments), then read the Cluster and its AzureCluster.
-type inputStore struct{ store *clusterinfo.ObjectStore }
+type inputStore struct{ store excluder }
+
+// excluder is a store that can leave out the object being judged: clusterinfo.ObjectStore, or the
+// incremental store of streaming `check`.
+type excluder interface {
+	Excluding(gk schema.GroupKind, namespace, name string) clusterinfo.Store
+}
 
 func newInputStore(objs []manifest.Object, defaultNS string) (*inputStore, error) {
 	decoded := make([]map[string]any, 0, len(objs))
@@ -158,13 +274,8 @@ func newInputStore(objs []manifest.Object, defaultNS string) (*inputStore, error
 	return &inputStore{store: clusterinfo.NewObjectStore(decoded, defaultNS)}, nil
 }
 
-func (st *inputStore) resolve(obj manifest.Object, ns string) (clusterinfo.Result, error) {
-	meta, err := objmeta.Decode(obj.JSON)
-	if err != nil {
-		return clusterinfo.Result{}, fmt.Errorf("%s:%d: %w", obj.File, obj.Line, err)
-	}
-	subject := clusterinfo.SubjectOf(meta, ns, nil)
-	self := st.store.Excluding(schema.GroupKind{Group: subject.Group, Kind: subject.Kind}, ns, subject.Name)
+func (st *inputStore) resolve(subject clusterinfo.Subject) clusterinfo.Result {
+	self := st.store.Excluding(schema.GroupKind{Group: subject.Group, Kind: subject.Kind}, subject.Namespace, subject.Name)
 	cluster, locations := clusterinfo.Resolve(context.Background(), self, subject)
-	return clusterinfo.Result{Cluster: cluster, Locations: locations}, nil
+	return clusterinfo.Result{Cluster: cluster, Locations: locations}
 }
