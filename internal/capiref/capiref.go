@@ -276,6 +276,17 @@ func toInt(v any) (int64, bool) {
 // informer cache stores these copies, so that its memory grows with the number of objects, not
 // with the size of their specs and statuses.
 func (k Kind) Trim(obj map[string]any) map[string]any {
+	return trim(obj, slices.Concat(k.paths, k.keep))
+}
+
+// TrimTo is Trim for an object of any kind: a copy of obj with its identity (as Trim keeps it) and
+// the values at the dotted paths keep ("[]" stands for every item of a list). The webhook's cache
+// keeps the CAPZ objects it reads for their region this way.
+func TrimTo(obj map[string]any, keep ...string) map[string]any {
+	return trim(obj, paths(keep...))
+}
+
+func trim(obj map[string]any, keep [][]string) map[string]any {
 	out := map[string]any{}
 	for _, f := range []string{"apiVersion", "kind"} {
 		if v, ok := obj[f]; ok {
@@ -296,7 +307,7 @@ func (k Kind) Trim(obj map[string]any) map[string]any {
 		}
 		out["metadata"] = m
 	}
-	for _, p := range slices.Concat(k.paths, k.keep) {
+	for _, p := range keep {
 		copyPath(obj, out, p)
 	}
 	return out
