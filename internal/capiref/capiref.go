@@ -56,8 +56,9 @@ type Kind struct {
 	// paths are where the kind keeps its references, in both shapes; "[]" stands for every item
 	// of a list.
 	paths [][]string
-	// keep are further fields the webhook reads (cluster name, replicas); the informer cache keeps
-	// only these and the references.
+	// keep are further fields the webhook reads of a cached object (the cluster name); the informer
+	// cache keeps only these and the references. Replicas are read from the object being admitted
+	// only, never from the cache.
 	keep [][]string
 }
 
@@ -73,13 +74,12 @@ func paths(dotted ...string) [][]string {
 var kinds = []Kind{
 	{Group: GroupCore, Kind: "MachineDeployment", Resource: "machinedeployments", Binding: true,
 		paths: paths("spec.template.spec.infrastructureRef"),
-		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
+		keep:  paths("spec.clusterName")},
 	{Group: GroupControlPlane, Kind: "KubeadmControlPlane", Resource: "kubeadmcontrolplanes", Binding: true,
-		paths: paths("spec.machineTemplate.infrastructureRef", "spec.machineTemplate.spec.infrastructureRef"),
-		keep:  paths("spec.replicas", "status.replicas")},
+		paths: paths("spec.machineTemplate.infrastructureRef", "spec.machineTemplate.spec.infrastructureRef")},
 	{Group: GroupCore, Kind: "MachinePool", Resource: "machinepools", Binding: true,
 		paths: paths("spec.template.spec.infrastructureRef"),
-		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
+		keep:  paths("spec.clusterName")},
 	{Group: GroupCore, Kind: "MachineSet", Resource: "machinesets",
 		paths: paths("spec.template.spec.infrastructureRef"),
 		keep:  paths("spec.clusterName")},
@@ -271,8 +271,9 @@ func toInt(v any) (int64, bool) {
 	return 0, false
 }
 
-// Trim returns a copy of obj (an object of kind k) with only what the webhook reads: identity,
-// the cluster-name label, owner references, the references and the kind's other fields. The
+// Trim returns a copy of obj (an object of kind k) with only what the webhook reads: name,
+// namespace, resource version, deletion timestamp, the cluster-name label, owner references, the
+// references and the kind's other fields. The
 // informer cache stores these copies, so that its memory grows with the number of objects, not
 // with the size of their specs and statuses.
 func (k Kind) Trim(obj map[string]any) map[string]any {
@@ -295,7 +296,9 @@ func trim(obj map[string]any, keep [][]string) map[string]any {
 	}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		m := map[string]any{}
-		for _, f := range []string{"name", "namespace", "uid", "resourceVersion", "generation", "ownerReferences", "deletionTimestamp", "creationTimestamp"} {
+		// No uid, generation or creation time: nothing reads them of a cached object, and each is
+		// a string (or number) the cache would hold per object.
+		for _, f := range []string{"name", "namespace", "resourceVersion", "ownerReferences", "deletionTimestamp"} {
 			if v, ok := md[f]; ok {
 				m[f] = v
 			}
