@@ -300,7 +300,7 @@ type modeResult struct {
 // and Go heap in use (go_memstats_heap_inuse_bytes) when Ready and after the round's load.
 type memoryStats struct {
 	ready                                  time.Duration
-	readyCPU, planeCPU                     float64
+	readyCPU, planeCPU, readyAnon          float64
 	readyRSS, readyHeap, loadRSS, loadHeap float64
 }
 
@@ -424,7 +424,7 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		res.rssMax = after.ResidentMemory()
 	}
 	if wp != nil {
-		res.memory = append(res.memory, memoryStats{ready: wp.ready, readyCPU: wp.readyCPU, planeCPU: wp.planeCPU, readyRSS: wp.readyRSS, readyHeap: wp.readyHeap,
+		res.memory = append(res.memory, memoryStats{ready: wp.ready, readyCPU: wp.readyCPU, planeCPU: wp.planeCPU, readyRSS: wp.readyRSS, readyAnon: wp.readyAnon, readyHeap: wp.readyHeap,
 			loadRSS: float64(res.rssMax), loadHeap: heapInUse(wp.metricsPort)})
 	}
 	return res, nil
@@ -598,6 +598,7 @@ type webhookProc struct {
 	port, metricsPort   int
 	ready               time.Duration
 	readyRSS, readyHeap float64 // bytes, when Ready: the caches have just synced
+	readyAnon           float64 // of readyRSS, anonymous memory
 	// readyCPU and planeCPU are the CPU seconds the webhook, and kube-apiserver and etcd, spent
 	// from its start to Ready: which side the start waits for.
 	readyCPU, planeCPU float64
@@ -635,7 +636,7 @@ func (e *env) startWebhook(extra ...string) (*webhookProc, error) {
 			if resp.StatusCode == http.StatusOK {
 				w := &webhookProc{cmd: cmd, port: ports[0], metricsPort: ports[2], ready: time.Since(start)}
 				w.planeCPU = controlPlaneCPU() - planeBefore
-				w.readyRSS, w.readyCPU = processRSS(cmd.Process.Pid)
+				w.readyRSS, w.readyAnon, w.readyCPU = processRSS(cmd.Process.Pid)
 				w.readyHeap = heapInUse(ports[2])
 				if e.o.profileDir != "" {
 					e.fetchProfile(ports[0]+1, "heap", fmt.Sprintf("heap-ready-%d.pprof", cmd.Process.Pid))
@@ -649,18 +650,21 @@ func (e *env) startWebhook(extra ...string) (*webhookProc, error) {
 	return nil, errors.New("the webhook was not ready within 120s")
 }
 
-// processRSS is the resident memory of a process, in bytes, and the CPU seconds it has used (0
-// when unknown).
-func processRSS(pid int) (rss, cpu float64) {
+// processRSS is the resident memory of a process, in bytes, of which anonymous (the rest are
+// pages of the executable and other files), and the CPU seconds it has used (0 when unknown).
+func processRSS(pid int) (rss, anon, cpu float64) {
 	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	st, err := p.Stat()
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return float64(st.ResidentMemory()), st.CPUTime()
+	if sm, err := p.ProcSMapsRollup(); err == nil {
+		anon = float64(sm.Anonymous)
+	}
+	return float64(st.ResidentMemory()), anon, st.CPUTime()
 }
 
 // heapInUse is go_memstats_heap_inuse_bytes from the webhook's metrics (0 when unknown).
@@ -922,10 +926,10 @@ func report(w io.Writer, o options, modes []string, results map[string]*modeResu
 	for _, m := range []string{"webhook", "cel+webhook"} {
 		if r := results[m]; r != nil && len(r.memory) > 0 {
 			fmt.Fprintf(&b, "\n%s, per start (%d Clusters, AzureClusters and MachineDeployments filled):\n\n", m, o.fill)
-			fmt.Fprintf(&b, "| round | start to Ready | webhook CPU to Ready | apiserver+etcd CPU meanwhile | RSS at Ready | heap in use at Ready | RSS after load | heap in use after load |\n|---|---|---|---|---|---|---|---|\n")
+			fmt.Fprintf(&b, "| round | start to Ready | webhook CPU to Ready | apiserver+etcd CPU meanwhile | RSS at Ready (anonymous) | heap in use at Ready | RSS after load | heap in use after load |\n|---|---|---|---|---|---|---|---|\n")
 			for i, s := range r.memory {
-				fmt.Fprintf(&b, "| %d | %s | %.2f s | %.2f s | %s | %s | %s | %s |\n", i+1, ms(s.ready), s.readyCPU, s.planeCPU,
-					mib(s.readyRSS), mib(s.readyHeap), mib(s.loadRSS), mib(s.loadHeap))
+				fmt.Fprintf(&b, "| %d | %s | %.2f s | %.2f s | %s (%s) | %s | %s | %s |\n", i+1, ms(s.ready), s.readyCPU, s.planeCPU,
+					mib(s.readyRSS), mib(s.readyAnon), mib(s.readyHeap), mib(s.loadRSS), mib(s.loadHeap))
 			}
 		}
 	}
