@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 )
 
 // fillNamespaces is how many namespaces -fill spreads its clusters over.
@@ -47,9 +50,9 @@ func (e *env) fill(ctx context.Context, n int) error {
 				}
 				ns, name := fmt.Sprintf("fleet-%d", i%fillNamespaces), fmt.Sprintf("wl-%05d", i)
 				for _, o := range []struct{ obj, status map[string]any }{
-					{fillAzureCluster(ns, name), azureClusterStatus()},
-					{fillCluster(ns, name), clusterStatus()},
-					{fillMachineDeployment(ns, name), machineDeploymentStatus()},
+					{fillAzureCluster(ns, name), azureClusterStatus(ns, name)},
+					{fillCluster(ns, name), clusterStatus(ns, name)},
+					{fillMachineDeployment(ns, name), machineDeploymentStatus(ns, name)},
 				} {
 					u := &unstructured.Unstructured{Object: o.obj}
 					if err := e.k8s.Create(ctx, u); err != nil {
@@ -109,184 +112,213 @@ func (e *env) storedSize(ctx context.Context) (string, error) {
 	return "stored sizes: " + out, nil
 }
 
-func fillMeta(ns, name, cluster string, extraLabels map[string]any) map[string]any {
-	labels := map[string]any{
-		"cluster.x-k8s.io/cluster-name":   cluster,
-		"topology.cluster.x-k8s.io/owned": "",
-		"app.kubernetes.io/part-of":       "fleet",
-		"example.com/cost-center":         "cc-4711",
-		"example.com/environment":         "production",
-	}
-	for k, v := range extraLabels {
-		labels[k] = v
-	}
-	return map[string]any{"name": name, "namespace": ns, "labels": labels,
-		"annotations": map[string]any{
-			"example.com/owner":                 "platform-team@example.com",
-			"example.com/change-ticket":         "CHG0012345",
-			"cluster.x-k8s.io/cloned-from-name": "azure-clusterclass-v1.3.2",
-			"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"cluster.x-k8s.io/v1beta2","kind":"Cluster","metadata":{"annotations":{},"name":"` + name +
-				`","namespace":"` + ns + `"},"spec":{"topology":{"classRef":{"name":"azure-clusterclass-v1.3.2"},"version":"v1.33.4","workers":{"machineDeployments":[{"class":"default-worker","name":"md-0","replicas":3}]}}}}`,
-		}}
-}
+// The objects of -fill, as CAPI's and CAPZ's controllers store them; ${NS}, ${NAME} and ${CLUSTER}
+// are replaced.
+const (
+	fillMetaYAML = `
+name: ${NAME}
+namespace: ${NS}
+labels:
+  cluster.x-k8s.io/cluster-name: ${CLUSTER}
+  topology.cluster.x-k8s.io/owned: ""
+  app.kubernetes.io/part-of: fleet
+  example.com/cost-center: cc-4711
+  example.com/environment: production
+annotations:
+  example.com/owner: platform-team@example.com
+  example.com/change-ticket: CHG0012345
+  cluster.x-k8s.io/cloned-from-name: azure-clusterclass-v1.3.2
+  kubectl.kubernetes.io/last-applied-configuration: '{"apiVersion":"cluster.x-k8s.io/v1beta2","kind":"Cluster","metadata":{"annotations":{},"name":"${NAME}","namespace":"${NS}"},"spec":{"topology":{"classRef":{"name":"azure-clusterclass-v1.3.2"},"version":"v1.33.4","workers":{"machineDeployments":[{"class":"default-worker","name":"md-0","replicas":3}]}}}}'
+`
 
-func fillCluster(ns, name string) map[string]any {
-	return map[string]any{
-		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
-		"metadata": fillMeta(ns, name, name, map[string]any{"cluster.x-k8s.io/cluster-name": name}),
-		"spec": map[string]any{
-			"clusterNetwork": map[string]any{
-				"pods":          map[string]any{"cidrBlocks": []any{"192.168.0.0/16"}},
-				"services":      map[string]any{"cidrBlocks": []any{"10.128.0.0/12"}},
-				"serviceDomain": "cluster.local",
-			},
-			"controlPlaneEndpoint": map[string]any{"host": name + "-a1b2c3.eastus.cloudapp.azure.com", "port": int64(6443)},
-			"controlPlaneRef":      map[string]any{"apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": name + "-cp"},
-			"infrastructureRef":    map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureCluster", "name": name},
-			"topology": map[string]any{
-				"classRef": map[string]any{"name": "azure-clusterclass-v1.3.2"},
-				"version":  "v1.33.4",
-				"controlPlane": map[string]any{"replicas": int64(3),
-					"metadata": map[string]any{"labels": map[string]any{"example.com/role": "control-plane"}}},
-				"workers": map[string]any{"machineDeployments": []any{
-					map[string]any{"class": "default-worker", "name": "md-0", "replicas": int64(3),
-						"metadata": map[string]any{"labels": map[string]any{"example.com/pool": "general"}}},
-					map[string]any{"class": "default-worker", "name": "md-1", "replicas": int64(2), "failureDomain": "2"},
-				}},
-				"variables": []any{
-					map[string]any{"name": "subscriptionID", "value": "00000000-0000-0000-0000-000000000000"},
-					map[string]any{"name": "location", "value": "eastus"},
-					map[string]any{"name": "resourceGroup", "value": "rg-" + name},
-					map[string]any{"name": "controlPlaneMachineType", "value": "Standard_D4s_v3"},
-					map[string]any{"name": "workerMachineType", "value": "Standard_D8s_v3"},
-					map[string]any{"name": "sshPublicKey", "value": "c3NoLXJzYSBBQUFBQjNOemFDMXljMkVBQUFBREFRQUJBQUFCZ1FDN2V4YW1wbGVrZXlleGFtcGxla2V5ZXhhbXBsZWtleQ=="},
-					map[string]any{"name": "identityRef", "value": map[string]any{"kind": "AzureClusterIdentity", "name": "cluster-identity"}},
-				},
-			},
-		},
-	}
-}
+	fillClusterYAML = `
+apiVersion: cluster.x-k8s.io/v1beta2
+kind: Cluster
+spec:
+  clusterNetwork:
+    pods: {cidrBlocks: [192.168.0.0/16]}
+    services: {cidrBlocks: [10.128.0.0/12]}
+    serviceDomain: cluster.local
+  controlPlaneEndpoint: {host: ${NAME}-a1b2c3.eastus.cloudapp.azure.com, port: 6443}
+  controlPlaneRef: {apiGroup: controlplane.cluster.x-k8s.io, kind: KubeadmControlPlane, name: ${NAME}-cp}
+  infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: AzureCluster, name: ${NAME}}
+  topology:
+    classRef: {name: azure-clusterclass-v1.3.2}
+    version: v1.33.4
+    controlPlane:
+      replicas: 3
+      metadata: {labels: {example.com/role: control-plane}}
+    workers:
+      machineDeployments:
+      - {class: default-worker, name: md-0, replicas: 3, metadata: {labels: {example.com/pool: general}}}
+      - {class: default-worker, name: md-1, replicas: 2, failureDomain: "2"}
+    variables:
+    - {name: subscriptionID, value: 00000000-0000-0000-0000-000000000000}
+    - {name: location, value: eastus}
+    - {name: resourceGroup, value: rg-${NAME}}
+    - {name: controlPlaneMachineType, value: Standard_D4s_v3}
+    - {name: workerMachineType, value: Standard_D8s_v3}
+    - {name: sshPublicKey, value: c3NoLXJzYSBBQUFBQjNOemFDMXljMkVBQUFBREFRQUJBQUFCZ1FDN2V4YW1wbGVrZXlleGFtcGxla2V5ZXhhbXBsZWtleQ==}
+    - {name: identityRef, value: {kind: AzureClusterIdentity, name: cluster-identity}}
+`
 
-func fillAzureCluster(ns, name string) map[string]any {
-	rules := []any{}
-	for i, r := range []struct{ name, port string }{{"allow_ssh", "22"}, {"allow_apiserver", "6443"}, {"allow_etcd", "2379-2380"}} {
-		rules = append(rules, map[string]any{"name": r.name, "description": "Allow " + r.name, "protocol": "Tcp", "direction": "Inbound",
-			"priority": int64(2200 + i), "sourcePorts": "*", "destinationPorts": r.port, "source": "*", "destination": "*", "action": "Allow"})
-	}
-	return map[string]any{
-		"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureCluster",
-		"metadata": fillMeta(ns, name, name, nil),
-		"spec": map[string]any{
-			"location":             "eastus",
-			"resourceGroup":        "rg-" + name,
-			"subscriptionID":       "00000000-0000-0000-0000-000000000000",
-			"azureEnvironment":     "AzurePublicCloud",
-			"identityRef":          map[string]any{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "AzureClusterIdentity", "name": "cluster-identity", "namespace": ns},
-			"controlPlaneEndpoint": map[string]any{"host": name + "-a1b2c3.eastus.cloudapp.azure.com", "port": int64(6443)},
-			"additionalTags":       map[string]any{"cost-center": "cc-4711", "environment": "production", "owner": "platform-team"},
-			"networkSpec": map[string]any{
-				"vnet": map[string]any{"name": name + "-vnet", "resourceGroup": "rg-" + name, "cidrBlocks": []any{"10.0.0.0/8"},
-					"id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-" + name + "/providers/Microsoft.Network/virtualNetworks/" + name + "-vnet"},
-				"subnets": []any{
-					map[string]any{"name": name + "-controlplane-subnet", "role": "control-plane", "cidrBlocks": []any{"10.0.0.0/16"},
-						"securityGroup": map[string]any{"name": name + "-controlplane-nsg", "securityRules": rules}},
-					map[string]any{"name": name + "-node-subnet", "role": "node", "cidrBlocks": []any{"10.1.0.0/16"},
-						"securityGroup": map[string]any{"name": name + "-node-nsg"},
-						"routeTable":    map[string]any{"name": name + "-node-routetable"},
-						"natGateway":    map[string]any{"name": name + "-node-natgw", "ip": map[string]any{"name": "pip-" + name + "-node-natgw"}}},
-				},
-				"apiServerLB": map[string]any{"name": name + "-public-lb", "type": "Public", "sku": "Standard", "idleTimeoutInMinutes": int64(4),
-					"frontendIPs": []any{map[string]any{"name": name + "-public-lb-frontEnd", "publicIP": map[string]any{"name": "pip-" + name + "-apiserver", "dnsName": name + "-a1b2c3.eastus.cloudapp.azure.com"}}}},
-			},
-		},
-	}
-}
+	fillClusterStatusYAML = `
+phase: Provisioned
+observedGeneration: 2
+initialization: {infrastructureProvisioned: true, controlPlaneInitialized: true}
+controlPlane: {desiredReplicas: 3, replicas: 3, readyReplicas: 3, availableReplicas: 3, upToDateReplicas: 3}
+workers: {desiredReplicas: 5, replicas: 5, readyReplicas: 5, availableReplicas: 5, upToDateReplicas: 5}
+failureDomains: [{name: "1", controlPlane: true}, {name: "2", controlPlane: true}, {name: "3", controlPlane: true}]
+conditions: V1BETA2(Available InfrastructureReady ControlPlaneAvailable ControlPlaneInitialized WorkersAvailable RemoteConnectionProbe TopologyReconciled MachinesReady MachinesUpToDate Paused Deleting)
+deprecated:
+  v1beta1:
+    conditions: V1BETA1(Ready ControlPlaneInitialized ControlPlaneReady InfrastructureReady TopologyReconciled)
+`
 
-func fillMachineDeployment(ns, name string) map[string]any {
-	md := name + "-md-0"
-	return map[string]any{
-		"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "MachineDeployment",
-		"metadata": fillMeta(ns, md, name, map[string]any{"topology.cluster.x-k8s.io/deployment-name": "md-0"}),
-		"spec": map[string]any{
-			"clusterName": name,
-			"replicas":    int64(3),
-			"selector": map[string]any{"matchLabels": map[string]any{"cluster.x-k8s.io/cluster-name": name,
-				"topology.cluster.x-k8s.io/deployment-name": "md-0", "topology.cluster.x-k8s.io/owned": ""}},
-			"rollout": map[string]any{"strategy": map[string]any{"type": "RollingUpdate",
-				"rollingUpdate": map[string]any{"maxSurge": int64(1), "maxUnavailable": int64(0)}}},
-			"template": map[string]any{
-				"metadata": map[string]any{"labels": map[string]any{"cluster.x-k8s.io/cluster-name": name,
-					"topology.cluster.x-k8s.io/deployment-name": "md-0", "topology.cluster.x-k8s.io/owned": "", "example.com/pool": "general"}},
-				"spec": map[string]any{
-					"clusterName":       name,
-					"version":           "v1.33.4",
-					"failureDomain":     "1",
-					"bootstrap":         map[string]any{"configRef": map[string]any{"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": md + "-bootstrap-x7k2p"}},
-					"infrastructureRef": map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AzureMachineTemplate", "name": md + "-infra-q9w8e"},
-				},
-			},
-		},
-	}
-}
+	fillAzureClusterYAML = `
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
+kind: AzureCluster
+spec:
+  location: eastus
+  resourceGroup: rg-${NAME}
+  subscriptionID: 00000000-0000-0000-0000-000000000000
+  azureEnvironment: AzurePublicCloud
+  identityRef: {apiVersion: infrastructure.cluster.x-k8s.io/v1beta1, kind: AzureClusterIdentity, name: cluster-identity, namespace: ${NS}}
+  controlPlaneEndpoint: {host: ${NAME}-a1b2c3.eastus.cloudapp.azure.com, port: 6443}
+  additionalTags: {cost-center: cc-4711, environment: production, owner: platform-team}
+  networkSpec:
+    vnet:
+      name: ${NAME}-vnet
+      resourceGroup: rg-${NAME}
+      cidrBlocks: [10.0.0.0/8]
+      id: /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-${NAME}/providers/Microsoft.Network/virtualNetworks/${NAME}-vnet
+    subnets:
+    - name: ${NAME}-controlplane-subnet
+      role: control-plane
+      cidrBlocks: [10.0.0.0/16]
+      securityGroup:
+        name: ${NAME}-controlplane-nsg
+        securityRules:
+        - {name: allow_ssh, description: Allow SSH, protocol: Tcp, direction: Inbound, priority: 2200, sourcePorts: "*", destinationPorts: "22", source: "*", destination: "*", action: Allow}
+        - {name: allow_apiserver, description: Allow the API server, protocol: Tcp, direction: Inbound, priority: 2201, sourcePorts: "*", destinationPorts: "6443", source: "*", destination: "*", action: Allow}
+        - {name: allow_etcd, description: Allow etcd, protocol: Tcp, direction: Inbound, priority: 2202, sourcePorts: "*", destinationPorts: "2379-2380", source: "*", destination: "*", action: Allow}
+    - name: ${NAME}-node-subnet
+      role: node
+      cidrBlocks: [10.1.0.0/16]
+      securityGroup: {name: ${NAME}-node-nsg}
+      routeTable: {name: ${NAME}-node-routetable}
+      natGateway: {name: ${NAME}-node-natgw, ip: {name: pip-${NAME}-node-natgw}}
+    apiServerLB:
+      name: ${NAME}-public-lb
+      type: Public
+      sku: Standard
+      idleTimeoutInMinutes: 4
+      frontendIPs: [{name: ${NAME}-public-lb-frontEnd, publicIP: {name: pip-${NAME}-apiserver, dnsName: ${NAME}-a1b2c3.eastus.cloudapp.azure.com}}]
+`
+
+	fillAzureClusterStatusYAML = `
+ready: true
+failureDomains: {"1": {controlPlane: true}, "2": {controlPlane: true}, "3": {controlPlane: true}}
+conditions: V1BETA1(Ready NetworkInfrastructureReady ResourceGroupReady VNetReady SubnetsReady SecurityGroupsReady RouteTablesReady LoadBalancersReady PublicIPsReady NATGatewaysReady PrivateDNSReady)
+`
+
+	fillMachineDeploymentYAML = `
+apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineDeployment
+spec:
+  clusterName: ${CLUSTER}
+  replicas: 3
+  selector:
+    matchLabels: {cluster.x-k8s.io/cluster-name: ${CLUSTER}, topology.cluster.x-k8s.io/deployment-name: md-0, topology.cluster.x-k8s.io/owned: ""}
+  rollout:
+    strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  template:
+    metadata:
+      labels: {cluster.x-k8s.io/cluster-name: ${CLUSTER}, topology.cluster.x-k8s.io/deployment-name: md-0, topology.cluster.x-k8s.io/owned: "", example.com/pool: general}
+    spec:
+      clusterName: ${CLUSTER}
+      version: v1.33.4
+      failureDomain: "1"
+      bootstrap: {configRef: {apiGroup: bootstrap.cluster.x-k8s.io, kind: KubeadmConfigTemplate, name: ${NAME}-bootstrap-x7k2p}}
+      infrastructureRef: {apiGroup: infrastructure.cluster.x-k8s.io, kind: AzureMachineTemplate, name: ${NAME}-infra-q9w8e}
+`
+
+	fillMachineDeploymentStatusYAML = `
+phase: Running
+observedGeneration: 2
+selector: cluster.x-k8s.io/cluster-name=${CLUSTER},topology.cluster.x-k8s.io/deployment-name=md-0,topology.cluster.x-k8s.io/owned=
+replicas: 3
+readyReplicas: 3
+availableReplicas: 3
+upToDateReplicas: 3
+conditions: V1BETA2(Available MachinesReady MachinesUpToDate ScalingUp ScalingDown Remediating RollingOut Paused Deleting)
+deprecated:
+  v1beta1:
+    readyReplicas: 3
+    availableReplicas: 3
+    updatedReplicas: 3
+    unavailableReplicas: 0
+    conditions: V1BETA1(Ready Available MachineSetReady)
+`
+)
+
+// conditionsRE finds the V1BETA1(...) and V1BETA2(...) placeholders of the status templates.
+var conditionsRE = regexp.MustCompile(`V1BETA([12])\(([^)]*)\)`)
 
 // conditions is what a controller's status carries: a handful of conditions, each with a reason,
-// a message and a transition time.
-func conditions(v1beta2 bool, types ...string) []any {
-	out := make([]any, 0, len(types))
+// a transition time and, in v1beta2, a message and the generation observed.
+func conditions(version string, types []string) string {
+	items := make([]string, 0, len(types))
 	for _, t := range types {
-		c := map[string]any{"type": t, "status": "True", "lastTransitionTime": "2026-01-15T10:04:05Z", "reason": "Ready",
-			"message": ""}
-		if v1beta2 {
-			c["observedGeneration"] = int64(2)
-			c["reason"] = t
+		if version == "2" {
+			items = append(items, fmt.Sprintf(`{type: %s, status: "True", observedGeneration: 2, lastTransitionTime: "2026-01-15T10:04:05Z", reason: %s, message: ""}`, t, t))
 		} else {
-			c["severity"] = ""
-			delete(c, "message")
+			items = append(items, fmt.Sprintf(`{type: %s, status: "True", severity: "", lastTransitionTime: "2026-01-15T10:04:05Z", reason: Ready}`, t))
 		}
-		out = append(out, c)
+	}
+	return "[" + strings.Join(items, ", ") + "]"
+}
+
+// render fills a template in for cluster name in namespace ns (object name: name).
+func render(tpl, ns, name, cluster string) map[string]any {
+	doc := conditionsRE.ReplaceAllStringFunc(tpl, func(m string) string {
+		sub := conditionsRE.FindStringSubmatch(m)
+		return conditions(sub[1], strings.Fields(sub[2]))
+	})
+	doc = strings.NewReplacer("${CLUSTER}", cluster, "${NAME}", name, "${NS}", ns).Replace(doc)
+	var out map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &out); err != nil {
+		panic(fmt.Sprintf("loadbench: a fill template does not parse: %v", err))
 	}
 	return out
 }
 
-func clusterStatus() map[string]any {
-	return map[string]any{
-		"phase":              "Provisioned",
-		"observedGeneration": int64(2),
-		"initialization":     map[string]any{"infrastructureProvisioned": true, "controlPlaneInitialized": true},
-		"controlPlane":       map[string]any{"desiredReplicas": int64(3), "replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3)},
-		"workers":            map[string]any{"desiredReplicas": int64(5), "replicas": int64(5), "readyReplicas": int64(5), "availableReplicas": int64(5), "upToDateReplicas": int64(5)},
-		"failureDomains": []any{
-			map[string]any{"name": "1", "controlPlane": true}, map[string]any{"name": "2", "controlPlane": true}, map[string]any{"name": "3", "controlPlane": true},
-		},
-		"conditions": conditions(true, "Available", "InfrastructureReady", "ControlPlaneAvailable", "ControlPlaneInitialized",
-			"WorkersAvailable", "RemoteConnectionProbe", "TopologyReconciled", "MachinesReady", "MachinesUpToDate", "Paused", "Deleting"),
-		"deprecated": map[string]any{"v1beta1": map[string]any{"conditions": conditions(false, "Ready", "ControlPlaneInitialized", "ControlPlaneReady", "InfrastructureReady", "TopologyReconciled")}},
-	}
+func fillObject(spec, ns, name, cluster string) map[string]any {
+	o := render(spec, ns, name, cluster)
+	o["metadata"] = render(fillMetaYAML, ns, name, cluster)
+	return o
 }
 
-func azureClusterStatus() map[string]any {
-	return map[string]any{
-		"ready": true,
-		"failureDomains": map[string]any{
-			"1": map[string]any{"controlPlane": true}, "2": map[string]any{"controlPlane": true}, "3": map[string]any{"controlPlane": true},
-		},
-		"conditions": conditions(false, "Ready", "NetworkInfrastructureReady", "ResourceGroupReady", "VNetReady", "SubnetsReady",
-			"SecurityGroupsReady", "RouteTablesReady", "LoadBalancersReady", "PublicIPsReady", "NATGatewaysReady", "PrivateDNSReady"),
-	}
+func fillCluster(ns, name string) map[string]any { return fillObject(fillClusterYAML, ns, name, name) }
+
+func fillAzureCluster(ns, name string) map[string]any {
+	return fillObject(fillAzureClusterYAML, ns, name, name)
 }
 
-func machineDeploymentStatus() map[string]any {
-	return map[string]any{
-		"phase":              "Running",
-		"observedGeneration": int64(2),
-		"selector":           "cluster.x-k8s.io/cluster-name=wl,topology.cluster.x-k8s.io/deployment-name=md-0,topology.cluster.x-k8s.io/owned=",
-		"replicas":           int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "upToDateReplicas": int64(3),
-		"conditions": conditions(true, "Available", "MachinesReady", "MachinesUpToDate", "ScalingUp", "ScalingDown", "Remediating",
-			"RollingOut", "Paused", "Deleting"),
-		"deprecated": map[string]any{"v1beta1": map[string]any{"readyReplicas": int64(3), "availableReplicas": int64(3), "updatedReplicas": int64(3),
-			"unavailableReplicas": int64(0),
-			"conditions":          conditions(false, "Ready", "Available", "MachineSetReady")}},
-	}
+func fillMachineDeployment(ns, name string) map[string]any {
+	return fillObject(fillMachineDeploymentYAML, ns, name+"-md-0", name)
+}
+
+func clusterStatus(ns, name string) map[string]any {
+	return render(fillClusterStatusYAML, ns, name, name)
+}
+
+func azureClusterStatus(ns, name string) map[string]any {
+	return render(fillAzureClusterStatusYAML, ns, name, name)
+}
+
+func machineDeploymentStatus(ns, name string) map[string]any {
+	return render(fillMachineDeploymentStatusYAML, ns, name+"-md-0", name)
 }
 
 func clientKey(namespace, name string) client.ObjectKey {
