@@ -53,7 +53,7 @@ func fullMeta(name, cluster string) metav1.ObjectMeta {
 		Labels:      map[string]string{"topology.cluster.x-k8s.io/owned": "", "example.com/team": "a"},
 		Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"big":"json"}`},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "capi-topology", Operation: metav1.ManagedFieldsOperationApply,
-			FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}},
+			FieldsType: "FieldsV1"}},
 	}
 	if cluster != "" {
 		m.Labels[capiref.LabelClusterName] = cluster
