@@ -301,9 +301,9 @@ func (o *serveOptions) run(signal context.Context) error {
 		PprofBindAddress:        o.pprofAddr,
 		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{
-			// Only metadata and spec matter; managed fields are most of an object's size. CAPI's
-			// MachineDeployments, Machines, ... are trimmed further, to their references.
-			DefaultTransform: cache.TransformStripManagedFields(),
+			// Every watched kind has its own transform (clusterinfo.WatchedKinds), which keeps only
+			// what the resolver reads; anything else drops at least its managed fields.
+			DefaultTransform: clusterinfo.StripManagedFields,
 			ByObject:         byObject,
 			// A read of a kind nobody registered fails instead of quietly starting an informer: what
 			// the webhook caches is exactly clusterinfo.WatchedKinds, so its memory cannot grow with

@@ -56,8 +56,9 @@ type Kind struct {
 	// paths are where the kind keeps its references, in both shapes; "[]" stands for every item
 	// of a list.
 	paths [][]string
-	// keep are further fields the webhook reads (cluster name, replicas); the informer cache keeps
-	// only these and the references.
+	// keep are further fields the webhook reads of a cached object (the cluster name); the informer
+	// cache keeps only these and the references. Replicas are read from the object being admitted
+	// only, never from the cache.
 	keep [][]string
 }
 
@@ -73,13 +74,12 @@ func paths(dotted ...string) [][]string {
 var kinds = []Kind{
 	{Group: GroupCore, Kind: "MachineDeployment", Resource: "machinedeployments", Binding: true,
 		paths: paths("spec.template.spec.infrastructureRef"),
-		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
+		keep:  paths("spec.clusterName")},
 	{Group: GroupControlPlane, Kind: "KubeadmControlPlane", Resource: "kubeadmcontrolplanes", Binding: true,
-		paths: paths("spec.machineTemplate.infrastructureRef", "spec.machineTemplate.spec.infrastructureRef"),
-		keep:  paths("spec.replicas", "status.replicas")},
+		paths: paths("spec.machineTemplate.infrastructureRef", "spec.machineTemplate.spec.infrastructureRef")},
 	{Group: GroupCore, Kind: "MachinePool", Resource: "machinepools", Binding: true,
 		paths: paths("spec.template.spec.infrastructureRef"),
-		keep:  paths("spec.clusterName", "spec.replicas", "status.replicas")},
+		keep:  paths("spec.clusterName")},
 	{Group: GroupCore, Kind: "MachineSet", Resource: "machinesets",
 		paths: paths("spec.template.spec.infrastructureRef"),
 		keep:  paths("spec.clusterName")},
@@ -271,11 +271,23 @@ func toInt(v any) (int64, bool) {
 	return 0, false
 }
 
-// Trim returns a copy of obj (an object of kind k) with only what the webhook reads: identity,
-// the cluster-name label, owner references, the references and the kind's other fields. The
+// Trim returns a copy of obj (an object of kind k) with only what the webhook reads: name,
+// namespace, resource version, deletion timestamp, the cluster-name label, owner references, the
+// references and the kind's other fields. The
 // informer cache stores these copies, so that its memory grows with the number of objects, not
 // with the size of their specs and statuses.
 func (k Kind) Trim(obj map[string]any) map[string]any {
+	return trim(obj, slices.Concat(k.paths, k.keep))
+}
+
+// TrimTo is Trim for an object of any kind: a copy of obj with its identity (as Trim keeps it) and
+// the values at the dotted paths keep ("[]" stands for every item of a list). The webhook's cache
+// keeps the CAPZ objects it reads for their region this way.
+func TrimTo(obj map[string]any, keep ...string) map[string]any {
+	return trim(obj, paths(keep...))
+}
+
+func trim(obj map[string]any, keep [][]string) map[string]any {
 	out := map[string]any{}
 	for _, f := range []string{"apiVersion", "kind"} {
 		if v, ok := obj[f]; ok {
@@ -284,7 +296,9 @@ func (k Kind) Trim(obj map[string]any) map[string]any {
 	}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		m := map[string]any{}
-		for _, f := range []string{"name", "namespace", "uid", "resourceVersion", "generation", "ownerReferences", "deletionTimestamp", "creationTimestamp"} {
+		// No uid, generation or creation time: nothing reads them of a cached object, and each is
+		// a string (or number) the cache would hold per object.
+		for _, f := range []string{"name", "namespace", "resourceVersion", "ownerReferences", "deletionTimestamp"} {
 			if v, ok := md[f]; ok {
 				m[f] = v
 			}
@@ -296,7 +310,7 @@ func (k Kind) Trim(obj map[string]any) map[string]any {
 		}
 		out["metadata"] = m
 	}
-	for _, p := range slices.Concat(k.paths, k.keep) {
+	for _, p := range keep {
 		copyPath(obj, out, p)
 	}
 	return out

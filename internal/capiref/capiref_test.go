@@ -230,12 +230,10 @@ func TestClusterNameAndReplicas(t *testing.T) {
 	if _, ok := Replicas(map[string]any{}); ok {
 		t.Error("Replicas of an object without replicas must be unknown")
 	}
+	// Replicas are read of the object being admitted, never of the cache's trimmed copies.
 	trimmed := mustLookup(t, "MachineDeployment").Trim(md)
-	if n, _ := Replicas(trimmed); n != 2 {
-		t.Errorf("Trim lost the replicas: %v", trimmed)
-	}
-	if _, ok := trimmed["status"].(map[string]any)["conditions"]; ok {
-		t.Error("Trim kept status.conditions")
+	if _, ok := trimmed["status"]; ok {
+		t.Errorf("Trim kept the status: %v", trimmed)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilcache "k8s.io/apimachinery/pkg/util/cache"
@@ -33,7 +34,9 @@ type WatchedKind struct {
 	// by IndexRef.
 	Refs *capiref.Kind
 	// Transform is what the cache keeps of each object (nil: the manager's default, which drops
-	// managed fields). CAPI objects are trimmed to their references, cluster name and replicas.
+	// managed fields). Every watched kind is trimmed to what the resolver reads: CAPI objects to
+	// their references, cluster name and replicas, CAPZ objects to their region, namespaces to
+	// their labels and location annotation.
 	Transform toolscache.TransformFunc
 }
 
@@ -52,9 +55,10 @@ type watchable struct {
 	gk       schema.GroupKind
 	resource string
 	versions []string
-	refs     bool // a CAPI kind whose references are followed
-	trim     bool // the cache keeps only what capiref reads
-	noStatus bool // the cache drops status (CAPZ objects read for their spec)
+	refs     bool // a CAPI kind whose references are followed; the cache keeps only what capiref reads
+	// keep are the fields the resolver reads of a CAPZ object (dotted, "[]" for every item of a
+	// list): the cache keeps these and the object's identity (capiref.TrimTo).
+	keep []string
 	// onDemand kinds are read with a GET when needed, never watched: the templates the binding
 	// check reads. A management cluster keeps every template a topology change ever made, the
 	// check runs only when a MachineDeployment or KubeadmControlPlane is created or re-pointed, and
@@ -66,26 +70,33 @@ func watchables() []watchable {
 	out := make([]watchable, 0, 16)
 	out = append(out,
 		watchable{gk: schema.GroupKind{Kind: "Namespace"}, resource: "namespaces", versions: []string{"v1"}},
-		watchable{gk: AzureCluster.GroupKind(), resource: "azureclusters", versions: []string{v1beta1}},
+		// ResolveCluster and the topology fallback of resolveBound read spec.location (and the
+		// cluster-name label, which the trim keeps).
+		watchable{gk: AzureCluster.GroupKind(), resource: "azureclusters", versions: []string{v1beta1}, keep: []string{"spec.location"}},
 	)
 	for _, k := range capiref.Kinds() {
-		// The Cluster is read whole (its refs and anything later code asks of it); the others are
-		// many (a Machine per node) and only their references matter.
+		// Only their references, cluster name and replicas matter (capiref.Kind.Trim): a
+		// management cluster holds a Machine per node, and a Cluster's topology, variables and
+		// status are most of its size.
 		out = append(out, watchable{gk: schema.GroupKind{Group: k.Group, Kind: k.Kind}, resource: k.Resource,
-			versions: []string{"v1beta2", v1beta1}, refs: true, trim: k.Kind != kindCluster})
+			versions: []string{"v1beta2", v1beta1}, refs: true})
 	}
 	// What a binding object references, for the binding-time check (read on demand); AKS control
 	// planes (watched: an AKS cluster's region is its control plane's, asked on every request).
+	// The control planes are read for their region only (ResolveCluster): the ASO one embeds whole
+	// ASO resources, of which the ManagedCluster's location matters.
 	for _, t := range []struct {
 		kind, resource string
 		onDemand       bool
+		keep           []string
 	}{
-		{"AzureMachineTemplate", "azuremachinetemplates", true}, {"AzureMachinePool", "azuremachinepools", true},
-		{"AzureManagedMachinePool", "azuremanagedmachinepools", true}, {"AzureASOManagedMachinePool", "azureasomanagedmachinepools", true},
-		{"AzureManagedControlPlane", "azuremanagedcontrolplanes", false}, {"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes", false},
+		{"AzureMachineTemplate", "azuremachinetemplates", true, nil}, {"AzureMachinePool", "azuremachinepools", true, nil},
+		{"AzureManagedMachinePool", "azuremanagedmachinepools", true, nil}, {"AzureASOManagedMachinePool", "azureasomanagedmachinepools", true, nil},
+		{"AzureManagedControlPlane", "azuremanagedcontrolplanes", false, []string{"spec.location"}},
+		{"AzureASOManagedControlPlane", "azureasomanagedcontrolplanes", false, []string{"spec.resources.[].kind", "spec.resources.[].spec.location"}},
 	} {
 		out = append(out, watchable{gk: schema.GroupKind{Group: policy.Group, Kind: t.kind}, resource: t.resource,
-			versions: []string{v1beta1, "v1alpha1"}, noStatus: true, onDemand: t.onDemand})
+			versions: []string{v1beta1, "v1alpha1"}, onDemand: t.onDemand, keep: t.keep})
 	}
 	return out
 }
@@ -142,15 +153,15 @@ func kindsOf(served Served, onDemand bool) []WatchedKind {
 			}
 		}
 		wk := WatchedKind{GVK: w.gk.WithVersion(v), Resource: w.resource}
-		if w.refs {
+		switch {
+		case w.refs:
 			k, _ := capiref.Lookup(w.gk.Group, w.gk.Kind)
 			wk.Refs = &k
-			if w.trim {
-				wk.Transform = trimTo(k)
-			}
-		}
-		if w.noStatus {
-			wk.Transform = dropStatus
+			wk.Transform = trimTo(k)
+		case len(w.keep) > 0:
+			wk.Transform = keepOnly(w.keep)
+		case w.gk.Group == "" && w.gk.Kind == "Namespace":
+			wk.Transform = trimNamespace
 		}
 		out = append(out, wk)
 	}
@@ -166,12 +177,48 @@ func trimTo(k capiref.Kind) toolscache.TransformFunc {
 	}
 }
 
-// dropStatus keeps what the policy reads of a CAPZ object (metadata and spec), without managed
-// fields and status: an AzureMachinePool's status lists every instance.
-func dropStatus(o any) (any, error) {
-	if u, ok := o.(*unstructured.Unstructured); ok {
-		delete(u.Object, "status")
-		u.SetManagedFields(nil)
+// keepOnly keeps the identity of a CAPZ object and the fields at the dotted paths keep: what the
+// resolver reads of it.
+func keepOnly(keep []string) toolscache.TransformFunc {
+	return func(o any) (any, error) {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			u.Object = capiref.TrimTo(u.Object, keep...)
+		}
+		return o, nil
+	}
+}
+
+// trimNamespace keeps what the resolver reads of a namespace: its labels (the policy's namespace
+// selectors) and the location annotation. Spec, status, managed fields and other annotations (a
+// kubectl last-applied-configuration) go.
+func trimNamespace(o any) (any, error) {
+	ns, ok := o.(*corev1.Namespace)
+	if !ok {
+		return o, nil
+	}
+	out := &corev1.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion, Generation: ns.Generation,
+		CreationTimestamp: ns.CreationTimestamp, DeletionTimestamp: ns.DeletionTimestamp, Labels: ns.Labels,
+	}}
+	if loc, ok := ns.Annotations[policy.AnnotationLocation]; ok {
+		out.Annotations = map[string]string{policy.AnnotationLocation: loc}
+	}
+	return out, nil
+}
+
+// StripManagedFields is the cache's default transform: controller-runtime's
+// TransformStripManagedFields, without its cost for unstructured objects (GetManagedFields
+// converts every entry to the typed form only to find out whether there are any).
+func StripManagedFields(o any) (any, error) {
+	switch t := o.(type) {
+	case *unstructured.Unstructured:
+		if md, ok := t.Object["metadata"].(map[string]any); ok {
+			delete(md, "managedFields")
+		}
+	case metav1.Object:
+		if t.GetManagedFields() != nil {
+			t.SetManagedFields(nil)
+		}
 	}
 	return o, nil
 }

@@ -226,17 +226,17 @@ func TestTransforms(t *testing.T) {
 			if keys := IndexRefs(*w.Refs)(u); len(keys) != 1 || keys[0] != "AzureMachineTemplate/t" {
 				t.Errorf("index keys after the trim: %v", keys)
 			}
-		case "AzureMachinePool":
-			amp := unstr(map[string]any{"apiVersion": policy.Group + "/v1beta1", "kind": "AzureMachinePool", "metadata": map[string]any{"name": "p"},
-				"spec": map[string]any{"location": "eastus"}, "status": map[string]any{"instances": []any{"many"}}})
-			out, _ := w.Transform(amp)
-			if _, ok := out.(*unstructured.Unstructured).Object["status"]; ok {
-				t.Error("AzureMachinePool status kept")
+		case "AzureManagedControlPlane":
+			amcp := unstr(map[string]any{"apiVersion": policy.Group + "/v1beta1", "kind": "AzureManagedControlPlane", "metadata": map[string]any{"name": "p"},
+				"spec": map[string]any{"location": "eastus", "version": "v1.33.4"}, "status": map[string]any{"ready": true}})
+			out, _ := w.Transform(amcp)
+			if got := out.(*unstructured.Unstructured).Object; got["status"] != nil || len(got["spec"].(map[string]any)) != 1 {
+				t.Errorf("AzureManagedControlPlane: kept more than its location: %v", got)
 			}
-		case "Cluster":
-			if w.Transform != nil {
-				t.Error("the Cluster must be cached whole")
-			}
+		}
+		// TestTrimmedCacheResolvesAlike: what each trimmed kind keeps is enough to resolve alike.
+		if w.Transform == nil {
+			t.Errorf("%s is cached whole", w.GVK.Kind)
 		}
 	}
 }

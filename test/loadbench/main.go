@@ -21,6 +21,12 @@
 // webhook alone, and, from the webhook process's own /proc accounting, its CPU per create and its
 // resident memory. `make bench` runs it; nothing here is asserted. -policy measures another policy
 // (e.g. docs/examples/palette-pack-values.yaml).
+//
+// -fill N first creates N Clusters, AzureClusters and MachineDeployments with their status, as in a
+// management cluster of N workload clusters; every start of the webhook then reports its start to
+// Ready (the informers' initial lists), the CPU it and the apiserver spent meanwhile, and its RSS and
+// Go heap at Ready and after the load (with -profile-dir, also a heap profile at Ready and a CPU
+// profile of the start).
 package main
 
 import (
@@ -84,6 +90,9 @@ type options struct {
 	// load, for `go tool pprof`.
 	profileDir     string
 	profileSeconds int
+	// fill is how many Clusters, AzureClusters and MachineDeployments exist before the webhook
+	// starts: what its informers list and keep.
+	fill int
 }
 
 func main() {
@@ -102,6 +111,7 @@ func main() {
 	flag.StringVar(&o.policy, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: a default per region, customer-managed keys required")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU and allocation profiles of the webhook under load into this directory")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (keep it shorter than a round's load)")
+	flag.IntVar(&o.fill, "fill", 0, "before the rounds, create this many Clusters, AzureClusters and MachineDeployments (with status) for the webhook's informers to list and keep")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -196,7 +206,15 @@ func run(o options) error {
 	if e.self, err = os.Executable(); err != nil {
 		return err
 	}
-	crds, err := testsupport.CAPZCRDs(root, "cluster.x-k8s.io_clusters.yaml")
+	capiCRDs := []string{"cluster.x-k8s.io_clusters.yaml"}
+	if o.fill > 0 {
+		// Only with -fill: with MachineDeployments served, a template nothing references (the
+		// benchmark's) makes the webhook list MachineDeployments live (clusterinfo.CacheStore.Bind),
+		// and a consistent List waits for the apiserver's watch cache (about 100 ms here), which
+		// would change what the modes without -fill measure.
+		capiCRDs = append(capiCRDs, "cluster.x-k8s.io_machinedeployments.yaml")
+	}
+	crds, err := testsupport.CAPZCRDs(root, capiCRDs...)
 	if err != nil {
 		return err
 	}
@@ -254,6 +272,9 @@ func run(o options) error {
 		}
 		e.celYAML = out
 	}
+	if err := e.fill(ctx, o.fill); err != nil {
+		return err
+	}
 	results := map[string]*modeResult{}
 	for r := range o.rounds {
 		for _, m := range modes {
@@ -283,9 +304,18 @@ type modeResult struct {
 	// answers cost the apiserver (decoding them, applying patches) shows here, not in the webhook.
 	planeCPU float64
 	rssMax   int
-	ready    []time.Duration
+	// memory is, per round, the webhook's start to Ready and its memory then and after the load.
+	memory []memoryStats
 	// rounds are each round's percentiles and throughput; the report takes their medians.
 	rounds []roundStats
+}
+
+// memoryStats are one start of the webhook: start to Ready (caches synced), and its resident memory
+// and Go heap in use (go_memstats_heap_inuse_bytes) when Ready and after the round's load.
+type memoryStats struct {
+	ready                                  time.Duration
+	readyCPU, planeCPU, readyAnon          float64
+	readyRSS, readyHeap, loadRSS, loadHeap float64
 }
 
 type roundStats struct {
@@ -305,12 +335,13 @@ func (m *modeResult) add(r *modeResult) {
 	m.calls += r.calls
 	m.planeCPU += r.planeCPU
 	m.rssMax = max(m.rssMax, r.rssMax)
-	m.ready = append(m.ready, r.ready...)
+	m.memory = append(m.memory, r.memory...)
 }
 
 func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult, error) {
 	res := &modeResult{mode: mode}
 	var proc *exec.Cmd
+	var wp *webhookProc
 	pprofPort := 0
 	switch mode {
 	case "none":
@@ -324,14 +355,13 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 			return nil, err
 		}
 	case "webhook":
-		cmd, port, ready, err := e.startWebhook()
+		w, err := e.startWebhook()
 		if err != nil {
 			return nil, err
 		}
-		proc = cmd
-		pprofPort = port + 1
-		res.ready = append(res.ready, ready)
-		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", port)); err != nil {
+		proc, wp = w.cmd, w
+		pprofPort = w.port + 1
+		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", w.port)); err != nil {
 			return nil, err
 		}
 	case "cel", "cel-validating":
@@ -339,14 +369,13 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 			return nil, err
 		}
 	case "cel+webhook":
-		cmd, port, ready, err := e.startWebhook("--cel-sync", "--cel-namespace", releaseNamespace, "--leader-election-namespace", releaseNamespace,
+		w, err := e.startWebhook("--cel-sync", "--cel-namespace", releaseNamespace, "--leader-election-namespace", releaseNamespace,
 			"--cel-sync-interval", "500ms")
 		if err != nil {
 			return nil, err
 		}
-		proc = cmd
-		res.ready = append(res.ready, ready)
-		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", port), append([]string{"--set", "cel.mode=cel-and-data-webhook"}, e.chartPolicy...)...); err != nil {
+		proc, wp = w.cmd, w
+		if err := e.installWebhooks(ctx, fmt.Sprintf("https://127.0.0.1:%d", w.port), append([]string{"--set", "cel.mode=cel-and-data-webhook"}, e.chartPolicy...)...); err != nil {
 			return nil, err
 		}
 	default:
@@ -407,6 +436,10 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 		// where every create is exactly one mutating and one validating call.
 		res.calls = float64(len(lat))
 		res.rssMax = after.ResidentMemory()
+	}
+	if wp != nil {
+		res.memory = append(res.memory, memoryStats{ready: wp.ready, readyCPU: wp.readyCPU, planeCPU: wp.planeCPU, readyRSS: wp.readyRSS, readyAnon: wp.readyAnon, readyHeap: wp.readyHeap,
+			loadRSS: float64(res.rssMax), loadHeap: heapInUse(wp.metricsPort)})
 	}
 	return res, nil
 }
@@ -573,41 +606,118 @@ func (e *env) startNoop(patched bool) (*exec.Cmd, string, error) {
 	return cmd, strings.TrimSpace(string(line[:n])), nil
 }
 
+// webhookProc is a running `serve`: its process, ports, and what it took to get Ready.
+type webhookProc struct {
+	cmd                 *exec.Cmd
+	port, metricsPort   int
+	ready               time.Duration
+	readyRSS, readyHeap float64 // bytes, when Ready: the caches have just synced
+	readyAnon           float64 // of readyRSS, anonymous memory
+	// readyCPU and planeCPU are the CPU seconds the webhook, and kube-apiserver and etcd, spent
+	// from its start to Ready: which side the start waits for.
+	readyCPU, planeCPU float64
+}
+
 // startWebhook runs `serve` as the chart runs it (JSON logs to stdout, discarded here) and returns
-// its webhook port and how long it took from start to Ready.
+// its webhook port and how long it took from start to Ready, and its memory then.
 //
-// The pprof endpoints listen on the webhook port + 1 when profiles are asked for.
-func (e *env) startWebhook(extra ...string) (*exec.Cmd, int, time.Duration, error) {
+// The pprof endpoints listen on the webhook port + 1 when profiles are asked for. The metrics are
+// served over plain HTTP, for the Go heap figures.
+func (e *env) startWebhook(extra ...string) (*webhookProc, error) {
 	ports, err := freePorts(3)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, err
 	}
 	cmd := exec.Command(e.bin, "serve", "--kubeconfig", e.kubeconf, "--cert-dir", e.ca.Dir, "--policy", e.policy,
 		"--webhook-host", "127.0.0.1", "--webhook-port", fmt.Sprint(ports[0]),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--metrics-secure=false",
 		"--shutdown-delay", "0s")
 	if e.o.profileDir != "" {
 		cmd.Args = append(cmd.Args, "--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[0]+1))
 	}
 	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	planeBefore := controlPlaneCPU()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, 0, 0, err
+		return nil, err
 	}
-	for time.Since(start) < 60*time.Second {
+	var startProfile sync.WaitGroup
+	if e.o.profileDir != "" {
+		// The start's CPU profile: what the informers' initial lists cost the webhook.
+		startProfile.Add(1)
+		go func() {
+			defer startProfile.Done()
+			for time.Since(start) < 10*time.Second {
+				if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]+1)); err == nil {
+					_ = c.Close()
+					e.fetchProfile(ports[0]+1, fmt.Sprintf("profile?seconds=%d", e.o.profileSeconds), fmt.Sprintf("cpu-start-%d.pprof", cmd.Process.Pid))
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	defer startProfile.Wait()
+	for time.Since(start) < 120*time.Second {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return cmd, ports[0], time.Since(start), nil
+				w := &webhookProc{cmd: cmd, port: ports[0], metricsPort: ports[2], ready: time.Since(start)}
+				w.planeCPU = controlPlaneCPU() - planeBefore
+				w.readyRSS, w.readyAnon, w.readyCPU = processRSS(cmd.Process.Pid)
+				w.readyHeap = heapInUse(ports[2])
+				if e.o.profileDir != "" {
+					e.fetchProfile(ports[0]+1, "heap", fmt.Sprintf("heap-ready-%d.pprof", cmd.Process.Pid))
+				}
+				return w, nil
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
-	return nil, 0, 0, errors.New("the webhook was not ready within 60s")
+	return nil, errors.New("the webhook was not ready within 120s")
+}
+
+// processRSS is the resident memory of a process, in bytes, of which anonymous (the rest are
+// pages of the executable and other files), and the CPU seconds it has used (0 when unknown).
+func processRSS(pid int) (rss, anon, cpu float64) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, 0, 0
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, 0, 0
+	}
+	if sm, err := p.ProcSMapsRollup(); err == nil {
+		anon = float64(sm.Anonymous)
+	}
+	return float64(st.ResidentMemory()), anon, st.CPUTime()
+}
+
+// heapInUse is go_memstats_heap_inuse_bytes from the webhook's metrics (0 when unknown).
+func heapInUse(metricsPort int) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			var f float64
+			if _, err := fmt.Sscan(strings.TrimSpace(v), &f); err == nil {
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 // benchPatch is the JSON patch our webhook makes for the benchmark's template, as `check -o json`
@@ -843,9 +953,15 @@ func report(w io.Writer, o options, modes []string, results map[string]*modeResu
 			fmt.Fprintf(&b, "  %-12s %s\n", m, strings.Join(v, ", "))
 		}
 	}
+	mib := func(v float64) string { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
 	for _, m := range []string{"webhook", "cel+webhook"} {
-		if r := results[m]; r != nil && len(r.ready) > 0 {
-			fmt.Fprintf(&b, "%s start to Ready: %v\n", m, r.ready)
+		if r := results[m]; r != nil && len(r.memory) > 0 {
+			fmt.Fprintf(&b, "\n%s, per start (%d Clusters, AzureClusters and MachineDeployments filled):\n\n", m, o.fill)
+			fmt.Fprintf(&b, "| round | start to Ready | webhook CPU to Ready | apiserver+etcd CPU meanwhile | RSS at Ready (anonymous) | heap in use at Ready | RSS after load | heap in use after load |\n|---|---|---|---|---|---|---|---|\n")
+			for i, s := range r.memory {
+				fmt.Fprintf(&b, "| %d | %s | %.2f s | %.2f s | %s (%s) | %s | %s | %s |\n", i+1, ms(s.ready), s.readyCPU, s.planeCPU,
+					mib(s.readyRSS), mib(s.readyAnon), mib(s.readyHeap), mib(s.loadRSS), mib(s.loadHeap))
+			}
 		}
 	}
 	_, _ = w.Write(b.Bytes())
