@@ -93,6 +93,9 @@ type options struct {
 	// fill is how many Clusters, AzureClusters and MachineDeployments exist before the webhook
 	// starts: what its informers list and keep.
 	fill int
+	// managementCRDs installs CAPI's core CRDs as a management cluster has them, so that an
+	// unbound template pays for the live lookup of its referrers (clusterinfo.CacheStore.Bind).
+	managementCRDs bool
 }
 
 func main() {
@@ -111,6 +114,7 @@ func main() {
 	flag.StringVar(&o.policy, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: a default per region, customer-managed keys required")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU and allocation profiles of the webhook under load into this directory")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (keep it shorter than a round's load)")
+	flag.BoolVar(&o.managementCRDs, "management-crds", false, "install CAPI's core CRDs (MachineDeployment, MachineSet, ClusterClass, Machine, MachinePool), as a management cluster has them: the benchmark's templates, which nothing references, then cost the webhook a live lookup of their referrers")
 	flag.IntVar(&o.fill, "fill", 0, "before the rounds, create this many Clusters, AzureClusters and MachineDeployments (with status) for the webhook's informers to list and keep")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -207,8 +211,12 @@ func run(o options) error {
 		return err
 	}
 	capiCRDs := []string{"cluster.x-k8s.io_clusters.yaml"}
-	if o.fill > 0 {
-		// Only with -fill: with MachineDeployments served, a template nothing references (the
+	if o.managementCRDs {
+		capiCRDs = append(capiCRDs, "cluster.x-k8s.io_machinesets.yaml", "cluster.x-k8s.io_clusterclasses.yaml",
+			"cluster.x-k8s.io_machines.yaml", "cluster.x-k8s.io_machinepools.yaml")
+	}
+	if o.fill > 0 || o.managementCRDs {
+		// Only with -fill or -management-crds: with MachineDeployments served, a template nothing references (the
 		// benchmark's) makes the webhook list MachineDeployments live (clusterinfo.CacheStore.Bind),
 		// and a consistent List waits for the apiserver's watch cache (about 100 ms here), which
 		// would change what the modes without -fill measure.
