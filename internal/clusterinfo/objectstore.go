@@ -88,17 +88,24 @@ func (s *ObjectStore) Labelled(_ context.Context, gk schema.GroupKind, namespace
 // never finds an object it is asked to admit on CREATE (it is not stored yet), so neither may
 // `check`, or the two would resolve, say, an AzureASOManagedControlPlane's region differently.
 func (s *ObjectStore) Excluding(gk schema.GroupKind, namespace, name string) Store {
-	return excluding{s, storeKey(gk, namespace, name)}
+	return Excluding(s, gk, namespace, name)
+}
+
+// Excluding returns st without the object of group, kind, namespace and name (see
+// ObjectStore.Excluding), for any Store over objects at hand.
+func Excluding(st Store, gk schema.GroupKind, namespace, name string) Store {
+	return excluding{Store: st, gk: gk, namespace: namespace, name: name}
 }
 
 type excluding struct {
-	*ObjectStore
-	key string
+	Store
+	gk              schema.GroupKind
+	namespace, name string
 }
 
 func (e excluding) Get(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool) {
-	if storeKey(gk, namespace, name) == e.key {
+	if gk == e.gk && namespace == e.namespace && name == e.name {
 		return nil, false
 	}
-	return e.ObjectStore.Get(ctx, gk, namespace, name)
+	return e.Store.Get(ctx, gk, namespace, name)
 }

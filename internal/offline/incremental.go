@@ -134,17 +134,5 @@ func (s *incrementalStore) Labelled(_ context.Context, gk schema.GroupKind, name
 
 // Excluding is the store without the object being judged (see clusterinfo.ObjectStore.Excluding).
 func (s *incrementalStore) Excluding(gk schema.GroupKind, namespace, name string) clusterinfo.Store {
-	return excludingIncremental{s, objectKey(gk, namespace, name)}
-}
-
-type excludingIncremental struct {
-	*incrementalStore
-	key string
-}
-
-func (e excludingIncremental) Get(ctx context.Context, gk schema.GroupKind, namespace, name string) (map[string]any, bool) {
-	if objectKey(gk, namespace, name) == e.key {
-		return nil, false
-	}
-	return e.incrementalStore.Get(ctx, gk, namespace, name)
+	return clusterinfo.Excluding(s, gk, namespace, name)
 }
