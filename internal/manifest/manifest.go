@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
@@ -43,6 +44,9 @@ type Object struct {
 	// node is the object in the YAML node tree of its document (nil when the node parser refused a
 	// document the JSON conversion accepted); it gives field lines.
 	node *yamlv3.Node
+	// tree, when node is nil, parses the object's document into its node tree on the first
+	// FieldLine (ParseDocumentDeferred).
+	tree *deferredTree
 	// lineOffset turns a node's line (counted from its document's first line) into a line of File.
 	lineOffset int
 }
@@ -223,6 +227,69 @@ func ParseDocument(file string, doc RawDocument) (Document, error) {
 	return d, nil
 }
 
+// ParseDocumentDeferred is ParseDocument for a caller that needs the line of few fields (streaming
+// `check`: only findings have one, and most objects have none): a document that holds one object
+// plainly written, the usual case, gets its YAML node tree only when FieldLine first asks for it,
+// which halves the parsing of such input. Its Document.Node stays nil, so it does not serve
+// `check -o yaml`. The objects, their lines and every FieldLine are those of ParseDocument.
+func ParseDocumentDeferred(file string, doc RawDocument) (Document, error) {
+	d := Document{Separator: doc.sep, Raw: doc.raw, Line: doc.line}
+	body := bytes.TrimSpace(stripComments(doc.raw))
+	if len(body) == 0 {
+		return d, nil
+	}
+	// A directive, tag, anchor or alias before the object, or a sequence, may start the node tree on
+	// another line than the first content line, or make a List: those take the eager path.
+	if !plainStart(body[0]) {
+		return ParseDocument(file, doc)
+	}
+	js, err := yaml.YAMLToJSON(doc.raw)
+	if err != nil {
+		return Document{}, &Error{File: file, Line: doc.line, Err: err}
+	}
+	objs, err := objectsOf(js, nil, nil)
+	if err != nil {
+		return Document{}, &Error{File: file, Line: doc.line, Err: err}
+	}
+	if len(objs) != 1 || len(objs[0].Item) != 0 {
+		return ParseDocument(file, doc)
+	}
+	o := objs[0]
+	// ParseDocument places the object at its root node's line: for a mapping that starts on the first
+	// content line, as plainStart ensures, that line.
+	o.File, o.Line, o.Doc, o.lineOffset = file, doc.line+leadingNonContent(doc.raw), doc.index, doc.line-1
+	o.tree = &deferredTree{raw: doc.raw}
+	d.Objects = []Object{o}
+	return d, nil
+}
+
+// plainStart says whether a document whose first content byte is c starts its root mapping on that
+// line: a key or a flow mapping, not a directive (%), tag (!), anchor (&), alias (*), sequence or
+// complex key.
+func plainStart(c byte) bool {
+	return c == '{' || c == '"' || c == '\'' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// deferredTree is a document's YAML node tree, parsed on first use.
+type deferredTree struct {
+	once sync.Once
+	raw  []byte
+	node *yamlv3.Node
+}
+
+// root is the document's root node, as ParseDocument keeps it (nil when the node parser refuses
+// the document).
+func (t *deferredTree) root() *yamlv3.Node {
+	t.once.Do(func() {
+		var node yamlv3.Node
+		if yamlv3.Unmarshal(t.raw, &node) == nil && node.Kind == yamlv3.DocumentNode && len(node.Content) == 1 {
+			t.node = node.Content[0]
+		}
+		t.raw = nil
+	})
+	return t.node
+}
+
 // RawDocument is one document as split from its file, not parsed yet: a Decoder's unit, so that a
 // caller can look at the bytes (or skip the document) before paying for ParseDocument.
 type RawDocument struct {
@@ -311,21 +378,24 @@ func objectsOf(js []byte, node *yamlv3.Node, item []int) ([]Object, error) {
 		}
 		return objectsOfItems(items, node, item)
 	}
-	var list struct {
-		Items []json.RawMessage `json:"items"`
-	}
 	meta, err := objmeta.Decode(js)
-	if err == nil {
-		err = json.Unmarshal(js, &list)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("not a Kubernetes object: %w", err)
 	}
 	if meta.Kind == "" {
 		return nil, fmt.Errorf("document has no kind")
 	}
-	if strings.HasSuffix(meta.Kind, "List") && list.Items != nil {
-		return objectsOfItems(list.Items, mappingValue(node, "items"), item)
+	// Only a List's items are looked for: reading them scans the whole object again.
+	if strings.HasSuffix(meta.Kind, "List") {
+		var list struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(js, &list); err != nil {
+			return nil, fmt.Errorf("not a Kubernetes object: %w", err)
+		}
+		if list.Items != nil {
+			return objectsOfItems(list.Items, mappingValue(node, "items"), item)
+		}
 	}
 	return []Object{{
 		JSON: js, APIVersion: meta.APIVersion, Kind: meta.Kind,
@@ -383,6 +453,9 @@ func resolveAlias(n *yamlv3.Node) *yamlv3.Node {
 // object.
 func (o Object) FieldLine(field string) int {
 	n := o.node
+	if n == nil && o.tree != nil {
+		n = o.tree.root()
+	}
 	if n == nil || n.Line == 0 {
 		return o.Line
 	}

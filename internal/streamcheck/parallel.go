@@ -77,7 +77,7 @@ func eachParsed(src Source, live *liveCount, fn func(manifest.RawDocument, manif
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				p.doc, p.err = manifest.ParseDocument(src.Name, p.raw)
+				p.doc, p.err = manifest.ParseDocumentDeferred(src.Name, p.raw)
 				live.add(1)
 				close(p.done)
 			}

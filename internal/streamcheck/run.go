@@ -191,7 +191,7 @@ func redecide(src Source, ev *offline.Evaluator, records []record, idx []int, ev
 		if !ok {
 			return true, nil
 		}
-		doc, err := manifest.ParseDocument(src.Name, raw)
+		doc, err := manifest.ParseDocumentDeferred(src.Name, raw)
 		if err != nil {
 			return false, err
 		}
