@@ -163,3 +163,55 @@ func TestDecoderSplitsAsParseFile(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredParsingAsParseDocument holds ParseDocumentDeferred to ParseDocument: the same objects
+// at the same lines, and the same line for every field asked, whether the document takes the
+// deferred path (one plainly written object) or the eager one (Lists, tags, anchors, directives).
+func TestDeferredParsingAsParseDocument(t *testing.T) {
+	fields := []string{"", "metadata.name", "spec.template.spec.vmSize", "spec.template.spec.osDisk.managedDisk.diskEncryptionSet.id",
+		"spec.template.spec.dataDisks[0].lun", "spec.vmSize", "items[0]"}
+	docs := []string{
+		multi,
+		"# comment\n\napiVersion: v1\nkind: A\nmetadata:\n  name: a\nspec:\n  template:\n    spec:\n      vmSize: x\n",
+		"{\"apiVersion\": \"v1\", \"kind\": \"A\",\n \"metadata\": {\"name\": \"j\"},\n \"spec\": {\"vmSize\": \"s\"}}\n",
+		"!!map\napiVersion: v1\nkind: A\nmetadata:\n  name: tagged\n",
+		"&root\napiVersion: v1\nkind: A\nmetadata:\n  name: anchored\n",
+		"%YAML 1.2\n---\napiVersion: v1\nkind: A\nmetadata:\n  name: directive\n",
+		"- apiVersion: v1\n  kind: A\n  metadata:\n    name: seq0\n- apiVersion: v1\n  kind: A\n  metadata:\n    name: seq1\n",
+		"apiVersion: v1\nkind: AList\nitems:\n- apiVersion: v1\n  kind: A\n  metadata: {name: i0}\n  spec:\n    vmSize: big\n",
+		"'apiVersion': v1\n\"kind\": A\nmetadata:\n  name: quoted\n",
+		"kind: A\napiVersion: v1\nmetadata: {name: flowmeta}\nspec:\n  template: {spec: {vmSize: a,\n    dataDisks: [{lun: 0}]}}\n",
+	}
+	deferred := 0
+	for _, in := range docs {
+		for _, raw := range splitDocuments([]byte(in)) {
+			want, werr := ParseDocument("f.yaml", raw)
+			got, gerr := ParseDocumentDeferred("f.yaml", raw)
+			for _, o := range got.Objects {
+				if o.tree != nil {
+					deferred++
+				}
+			}
+			if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
+				t.Fatalf("%.30q: error %v, want %v", raw.raw, gerr, werr)
+			}
+			if len(got.Objects) != len(want.Objects) {
+				t.Fatalf("%.30q: %d objects, want %d", raw.raw, len(got.Objects), len(want.Objects))
+			}
+			for i, w := range want.Objects {
+				g := got.Objects[i]
+				if g.Name != w.Name || g.Kind != w.Kind || g.Line != w.Line || g.Doc != w.Doc || string(g.JSON) != string(w.JSON) {
+					t.Errorf("%.30q object %d: %s %s line %d, want %s %s line %d", raw.raw, i, g.Kind, g.Name, g.Line, w.Kind, w.Name, w.Line)
+				}
+				for _, f := range fields {
+					if gl, wl := g.FieldLine(f), w.FieldLine(f); gl != wl {
+						t.Errorf("%s %q: line %d, want %d", w.Name, f, gl, wl)
+					}
+				}
+			}
+		}
+	}
+	if deferred < 5 {
+		t.Errorf("only %d objects took the deferred path", deferred)
+	}
+}
