@@ -49,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/procfs"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +59,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrladmission "sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/testsupport"
@@ -110,7 +113,7 @@ func main() {
 	flag.IntVar(&o.creates, "creates", 400, "creates per mode and round")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; every round measures every mode once, in turn")
-	flag.StringVar(&o.modes, "modes", "none,noop,webhook,cel", "modes to measure, comma-separated (none, noop, noop-patch, webhook, cel, cel-validating, cel+webhook)")
+	flag.StringVar(&o.modes, "modes", "none,noop,noop-patch,noop-cr-patch,webhook,cel", "modes to measure, comma-separated (none, noop, noop-patch, noop-cr, noop-cr-patch, webhook, cel, cel-validating, cel+webhook; noop-cr*: the no-op through controller-runtime's webhook.Admission)")
 	flag.StringVar(&o.policy, "policy", "", "policy file (EncryptionPolicy or Palette pack values); default: a default per region, customer-managed keys required")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU and allocation profiles of the webhook under load into this directory")
 	flag.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile (keep it shorter than a round's load)")
@@ -132,6 +135,7 @@ func runNoop(args []string) error {
 	certDir := fs.String("cert-dir", "", "directory with tls.crt and tls.key")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	patch := fs.String("patch", "", "JSON patch the mutating half answers with (empty: none)")
+	framework := fs.Bool("controller-runtime", false, "answer through controller-runtime's webhook.Admission (its decoding and encoding of the review), as our webhook does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -157,8 +161,13 @@ func runNoop(args []string) error {
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/mutate", allow([]byte(*patch)))
-	mux.HandleFunc("/validate", allow(nil))
+	if *framework {
+		mux.Handle("/mutate", &webhook.Admission{Handler: noopHandler{patch: []byte(*patch)}, LogConstructor: plainLog})
+		mux.Handle("/validate", &webhook.Admission{Handler: noopHandler{}, LogConstructor: plainLog})
+	} else {
+		mux.HandleFunc("/mutate", allow([]byte(*patch)))
+		mux.HandleFunc("/validate", allow(nil))
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}}
@@ -169,6 +178,22 @@ func runNoop(args []string) error {
 	fmt.Println(l.Addr().String()) // the parent reads the port from the first line
 	return srv.ServeTLS(l, "", "")
 }
+
+// noopHandler allows everything through controller-runtime, with patch on CREATE when set: what the
+// framework alone costs, without our policy, lookups or decision log.
+type noopHandler struct{ patch []byte }
+
+func (h noopHandler) Handle(_ context.Context, req ctrladmission.Request) ctrladmission.Response {
+	resp := ctrladmission.Allowed("")
+	if len(h.patch) > 0 && req.Operation == admissionv1.Create {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = h.patch, &pt
+	}
+	return resp
+}
+
+// plainLog is serve's per-request logger: the one it is given, unchanged.
+func plainLog(base logr.Logger, _ *ctrladmission.Request) logr.Logger { return base }
 
 // --- the run ------------------------------------------------------------------------------------------
 
@@ -353,8 +378,8 @@ func (e *env) measure(ctx context.Context, mode string, round int) (*modeResult,
 	pprofPort := 0
 	switch mode {
 	case "none":
-	case "noop", "noop-patch":
-		cmd, addr, err := e.startNoop(mode == "noop-patch")
+	case "noop", "noop-patch", "noop-cr", "noop-cr-patch":
+		cmd, addr, err := e.startNoop(strings.HasSuffix(mode, "-patch"), strings.HasPrefix(mode, "noop-cr"))
 		if err != nil {
 			return nil, err
 		}
@@ -474,8 +499,8 @@ func (e *env) warm(ctx context.Context, mode string, round int) error {
 	// in every mode but none and noop (in the cel modes by a compiled policy), and the default is
 	// injected by the webhook, or by the compiled policies when the policy has one for every region
 	// (then they compile its injection).
-	enforcing := mode != "none" && mode != "noop" && mode != "noop-patch"
-	wantInjected := mode == "webhook" || mode == "noop-patch" || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
+	enforcing := mode != "none" && !strings.HasPrefix(mode, "noop")
+	wantInjected := mode == "webhook" || strings.HasSuffix(mode, "-patch") || mode == "cel+webhook" || mode == "cel" && bytes.Contains(e.celYAML, []byte("kind: MutatingAdmissionPolicyBinding"))
 	if mode == "cel+webhook" {
 		// The webhook injects too, so only the syncer's objects say that the compiled injection is
 		// there: wait for all of them, then for the apiserver to load them.
@@ -588,8 +613,11 @@ func (e *env) load(ctx context.Context, prefix string) ([]time.Duration, error) 
 
 // --- processes and registrations --------------------------------------------------------------------
 
-func (e *env) startNoop(patched bool) (*exec.Cmd, string, error) {
+func (e *env) startNoop(patched, framework bool) (*exec.Cmd, string, error) {
 	cmd := exec.Command(e.self, "noop-server", "--cert-dir", e.ca.Dir)
+	if framework {
+		cmd.Args = append(cmd.Args, "--controller-runtime")
+	}
 	if patched {
 		p, err := e.benchPatch()
 		if err != nil {
