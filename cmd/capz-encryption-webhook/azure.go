@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -143,9 +144,7 @@ func (everyReplica) NeedLeaderElection() bool { return false }
 // of other keys can push them out. Keys that leave the policy are unpinned and expire like any
 // other. It runs after the caches have synced and never blocks readiness.
 func warm(ctx context.Context, reader client.Reader, policies *policyfile.Store, skuCache *azure.SKUCache, desCache *azure.DESCache, log logr.Logger) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		p := policies.Get()
 		regions := []string{skus.NormalizeRegion(p.DefaultLocation)}
 		ids := make([]string, 0, 2*len(p.Defaults))
@@ -171,10 +170,5 @@ func warm(ctx context.Context, reader client.Reader, policies *policyfile.Store,
 		}
 		skuCache.Pin(regions...)
 		desCache.Pin(ids...)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	}, time.Minute)
 }

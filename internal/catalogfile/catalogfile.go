@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
@@ -71,16 +72,7 @@ func New(path string, m *Metrics, log logr.Logger) (*Store, error) {
 // Watch re-reads the file every interval until ctx ends (content comparison, as policyfile.Watch
 // does, for the same reason: ConfigMap volumes swap symlinks).
 func (s *Store) Watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.reload()
-		}
-	}
+	wait.UntilWithContext(ctx, func(context.Context) { s.reload() }, interval)
 }
 
 func (s *Store) reload() {

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
@@ -102,18 +103,12 @@ func (s *Syncer) NeedLeaderElection() bool { return true }
 
 // Start syncs until ctx ends. A failed sync is logged, counted and retried at the next tick.
 func (s *Syncer) Start(ctx context.Context) error {
-	t := time.NewTicker(s.Interval)
-	defer t.Stop()
-	for {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if err := s.Sync(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Error(err, "syncing the compiled admission policies; retrying", "in", s.Interval.String())
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	}, s.Interval)
+	return nil
 }
 
 // Sync compiles and, if needed, applies and prunes once.

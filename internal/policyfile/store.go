@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
@@ -215,16 +216,7 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration) {
 	if s.path == "" {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.reload()
-		}
-	}
+	wait.UntilWithContext(ctx, func(context.Context) { s.reload() }, interval)
 }
 
 func (s *Store) reload() {
