@@ -6,6 +6,7 @@ package catalogfile
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -42,11 +43,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Store is the catalog file in force. Requests read it without locks; Watch swaps it.
 type Store struct {
-	cur     atomic.Pointer[skus.Static]
-	path    string
-	last    []byte
-	log     logr.Logger
-	metrics *Metrics
+	cur  atomic.Pointer[skus.Static]
+	path string
+	last []byte
+	// lastInForce says whether last is the catalog in force: after a read error, the same file
+	// back means the disk and the catalog agree again (as in policyfile).
+	lastInForce bool
+	log         logr.Logger
+	metrics     *Metrics
 }
 
 var _ skus.Catalog = (*Store)(nil)
@@ -56,17 +60,34 @@ var _ skus.Catalog = (*Store)(nil)
 // unreadable — the embedded one answers only three regions).
 func New(path string, m *Metrics, log logr.Logger) (*Store, error) {
 	s := &Store{path: path, log: log, metrics: m}
-	data, err := os.ReadFile(path)
+	data, modTime, err := read(path)
 	if err != nil {
 		return nil, err
 	}
-	c, err := skucatalog.LoadFile(path)
+	c, err := skucatalog.ParseFile(path, data, modTime)
 	if err != nil {
 		return nil, err
 	}
-	s.last = data
+	s.last, s.lastInForce = data, true
 	s.cur.Store(c)
 	return s, nil
+}
+
+// read returns the file's bytes and the modification time of those bytes: one read serves both the
+// comparison with the last file and the parse, so the two cannot see different versions while a
+// ConfigMap volume swaps its symlink.
+func read(path string) ([]byte, time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := io.ReadAll(f)
+	return data, st.ModTime(), err
 }
 
 // Watch re-reads the file every interval until ctx ends (content comparison, as policyfile.Watch
@@ -76,20 +97,25 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration) {
 }
 
 func (s *Store) reload() {
-	data, err := os.ReadFile(s.path)
+	data, modTime, err := read(s.path)
 	if err != nil {
 		s.failed(err, "VM-size catalog file unreadable; keeping the catalog in force")
 		return
 	}
 	if bytes.Equal(data, s.last) {
+		if s.lastInForce {
+			s.metrics.stale.Set(0)
+		}
 		return
 	}
 	s.last = data
-	c, err := skucatalog.LoadFile(s.path)
+	c, err := skucatalog.ParseFile(s.path, data, modTime)
 	if err != nil {
+		s.lastInForce = false
 		s.failed(err, "VM-size catalog file rejected; keeping the catalog in force")
 		return
 	}
+	s.lastInForce = true
 	s.cur.Store(c)
 	s.metrics.stale.Set(0)
 	s.metrics.reloads.WithLabelValues("success").Inc()

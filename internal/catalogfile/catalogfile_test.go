@@ -44,6 +44,22 @@ func TestCatalogFileReloaded(t *testing.T) {
 	if _, ok := s.Lookup("westus2", "Standard_New_v2"); !ok || testutil.ToFloat64(m.stale) != 1 {
 		t.Errorf("a bad file replaced the catalog, or is not reported stale (%v)", testutil.ToFloat64(m.stale))
 	}
+	// Unreadable for a moment (a ConfigMap volume swapping its link), then the file in force again:
+	// no longer stale, without anyone editing it.
+	write(record("Standard_New_v2", "westus2"))
+	s.reload()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	s.reload()
+	if testutil.ToFloat64(m.stale) != 1 {
+		t.Error("an unreadable file is not reported stale")
+	}
+	write(record("Standard_New_v2", "westus2"))
+	s.reload()
+	if testutil.ToFloat64(m.stale) != 0 {
+		t.Error("the file in force is back, but the catalog is still reported stale")
+	}
 	if _, err := New(filepath.Join(t.TempDir(), "missing.json"), NewMetrics(prometheus.NewRegistry()), logr.Discard()); err == nil {
 		t.Error("a missing catalog file at start must be an error")
 	}

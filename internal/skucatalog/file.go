@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
@@ -317,6 +318,12 @@ func LoadFile(path string) (*skus.Static, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseFile(path, data, st.ModTime())
+}
+
+// ParseFile is LoadFile for bytes already read: path names the file in errors and in the source,
+// modTime stands in for when the data was fetched.
+func ParseFile(path string, data []byte, modTime time.Time) (*skus.Static, error) {
 	list, err := ParseAzCLI(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -324,7 +331,7 @@ func LoadFile(path string) (*skus.Static, error) {
 	if len(list) == 0 {
 		return nil, fmt.Errorf("%s: no virtualMachines records", path)
 	}
-	return skus.NewStatic(list, skus.SourceInfo{Name: "file", Detail: path, AsOf: st.ModTime()}), nil
+	return skus.NewStatic(list, skus.SourceInfo{Name: "file", Detail: path, AsOf: modTime}), nil
 }
 
 func deref(ps []*string) []string {
