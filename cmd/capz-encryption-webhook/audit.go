@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/audit/report"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/offline"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 	checkreport "github.com/capz-encryption-webhook/capz-encryption-webhook/internal/report"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
@@ -93,15 +93,9 @@ func (o *auditOptions) run(ctx context.Context, stdout io.Writer) error {
 		return &exitError{code: 2, err: err}
 	}
 	log := zapr.NewLogger(zl)
-	pol := policy.DefaultPolicy()
-	if o.policyFile != "" {
-		data, err := os.ReadFile(o.policyFile)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		if pol, err = policy.Parse(o.policyFile, data); err != nil {
-			return &exitError{code: 2, err: err}
-		}
+	pol, err := offline.LoadPolicy(o.policyFile, nil) // the built-in policy without --policy
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	live, err := o.azure.newLiveData(nil, log.WithName("azure"), func() []string { return pol.AllowedDESSubscriptions })
 	if err != nil {

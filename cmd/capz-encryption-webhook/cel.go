@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/celpolicy"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/offline"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skucatalog"
 )
 
@@ -58,15 +57,9 @@ func (o *celOptions) run(stdout io.Writer) error {
 	if o.output != "yaml" && o.output != outputJSON {
 		return &exitError{code: 2, err: fmt.Errorf("--output must be yaml or json, not %q", o.output)}
 	}
-	pol := policy.DefaultPolicy()
-	if o.policyFile != "" {
-		data, err := os.ReadFile(o.policyFile)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		if pol, err = policy.Parse(o.policyFile, data); err != nil {
-			return &exitError{code: 2, err: err}
-		}
+	pol, err := offline.LoadPolicy(o.policyFile, nil) // the built-in policy without --policy
+	if err != nil {
+		return &exitError{code: 2, err: err}
 	}
 	// The same catalog as check and serve without live data: a catalog file over the embedded one.
 	catalog, err := skucatalog.Build(nil, o.catalog)

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/selftest"
 )
@@ -54,7 +52,7 @@ func (o *selftestOptions) run(ctx context.Context, out io.Writer) error {
 	if expect != selftest.ExpectDeny && expect != selftest.ExpectWarn {
 		return &exitError{code: 2, err: fmt.Errorf("--expect must be deny or warn, not %q", o.expect)}
 	}
-	cfg, err := o.restConfig()
+	cfg, err := (&serveOptions{kubeconfig: o.kubeconfig}).restConfig() // the same rules as serve and audit
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -69,15 +67,4 @@ func (o *selftestOptions) run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "selftest passed:", msg)
 	return nil
-}
-
-// restConfig: --kubeconfig, else in-cluster, else the usual kubeconfig rules ($KUBECONFIG, ~/.kube).
-func (o *selftestOptions) restConfig() (*rest.Config, error) {
-	if o.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	}
-	if cfg, err := rest.InClusterConfig(); err == nil {
-		return cfg, nil
-	}
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil).ClientConfig()
 }
