@@ -80,7 +80,7 @@ func (d *decider) reviewBinding(ctx context.Context, req admission.Request, e *d
 		breq.OldTemplate = read(oldRef)
 	}
 	breq.Replicas, breq.ReplicasKnown = capiref.Replicas(obj)
-	dec, err := policy.EvaluateBinding(d.cfg.Policies.Get(), breq, info.Environment(d.cfg.Catalog, d.cfg.DES))
+	dec, err := policy.EvaluateBinding(d.cfg.Policies.Get(), breq, info.Environment(d.cfg.Catalog, d.cfg.DES, d.cfg.Now()))
 	if err != nil {
 		e.Err = fmt.Errorf("capz-encryption-webhook: %w", err)
 		return admission.Errored(http.StatusBadRequest, e.Err)

@@ -130,8 +130,7 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 	if d.cfg.Mode == Validate {
 		stage = policy.StageValidate
 	}
-	env := info.Environment(d.cfg.Catalog, d.cfg.DES)
-	env.Now = d.cfg.Now() // catalog evidence ages and Key Vault key expiry (des-key-expiry) are judged against it
+	env := info.Environment(d.cfg.Catalog, d.cfg.DES, d.cfg.Now())
 	dec, err := policy.Evaluate(pol, policy.Request{
 		Operation: policy.Operation(req.Operation), Stage: stage, Object: raw, Decoded: obj, OldObject: req.OldObject.Raw,
 		Namespace: ns, NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,
@@ -142,7 +141,7 @@ func (d *decider) review(ctx context.Context, req admission.Request, e *decision
 	}
 	e.Decision = dec
 	if !dec.Catalog.AsOf.IsZero() {
-		e.CatalogAge = d.cfg.Now().Sub(dec.Catalog.AsOf)
+		e.CatalogAge = env.Now.Sub(dec.Catalog.AsOf)
 	}
 	if d.cfg.Mode == Mutate {
 		return mutateResponse(dec)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/decisionlog"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
@@ -48,5 +49,28 @@ func TestKeyExpiryUsesTheHandlersClock(t *testing.T) {
 	resp := handle(expires.Add(time.Minute))
 	if resp.Allowed || !strings.Contains(resp.Result.Message, "[des-key-expiry]") || !strings.Contains(resp.Result.Message, "expired on 2026-05-01") {
 		t.Fatalf("want a des-key-expiry denial after the expiry, got allowed=%v %v", resp.Allowed, resp.Result)
+	}
+}
+
+// TestBindingJudgesKeyExpiryAtTheRequestsTime: binding a template whose Disk Encryption Set's key has
+// expired puts new machines on a key Azure will not use, so the binding check denies it as the
+// template's own admission would; before the expiry it is allowed.
+func TestBindingJudgesKeyExpiryAtTheRequestsTime(t *testing.T) {
+	expires := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	bound := staticResolver{Cluster: policy.ClusterInfo{Name: "c1", BoundBy: "spec.clusterName", Found: true},
+		Locations: []policy.LocationCandidate{{Location: "eastus", Source: "cluster"}}}
+	handle := func(now time.Time) admission.Response {
+		h := New(Config{Mode: Binding, Policies: testPolicy(t), Resolver: bound,
+			Objects: objects{"AzureMachineTemplate/keyed": amtWithDES("keyed", des)}, Catalog: skucatalog.Embedded(),
+			DES: expiringDES{expires}, Now: func() time.Time { return now },
+			Recorder: decisionlog.NewRecorder((&testsupport.LogLines{}).Logger()), Metrics: NewMetrics(prometheus.NewRegistry())})
+		return h.Handle(context.Background(), bindingRequest(t, admissionv1.Create, mdKind, md("keyed", 3), nil))
+	}
+	if resp := handle(expires.Add(-90 * 24 * time.Hour)); !resp.Allowed {
+		t.Fatalf("binding denied three months before the key expires: %v", resp.Result)
+	}
+	resp := handle(expires.Add(time.Minute))
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "[des-key-expiry]") {
+		t.Fatalf("want a des-key-expiry denial of the binding after the expiry, got allowed=%v %v", resp.Allowed, resp.Result)
 	}
 }

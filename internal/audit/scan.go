@@ -236,8 +236,7 @@ func (e *scanEnv) judge(ctx context.Context, pol *policy.Policy, item *unstructu
 	res := clusterinfo.ResolveIn(ctx, ns.store, ns.ns, clusterinfo.Subject{Namespace: r.Namespace, Group: item.GroupVersionKind().Group,
 		Kind: r.Kind, Name: r.Name, Labels: item.GetLabels(), Owners: owners(item)})
 	r.Cluster = res.Cluster
-	env := res.Environment(e.s.Catalog, e.s.DES)
-	env.Now = e.now
+	env := res.Environment(e.s.Catalog, e.s.DES, e.now)
 	if e.s.Machines != nil && !res.Cluster.AKS {
 		r.Azure, env.Actual = e.actual(ctx, item, ns)
 	}

@@ -6,6 +6,7 @@ package clusterinfo
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -39,10 +40,11 @@ type Result struct {
 }
 
 // Environment is the policy's view of this result, with the VM-size catalog and the Disk Encryption
-// Set data the caller holds. The webhook and `check` build their environments here, so that they
-// cannot disagree on what the policy gets to see.
-func (r Result) Environment(catalog skus.Catalog, des policy.DESCatalog) policy.Environment {
-	return policy.Environment{Locations: r.Locations, Cluster: r.Cluster, Catalog: catalog, DES: des}
+// Set data the caller holds, judged at now (catalog evidence ages and Key Vault key expiry,
+// des-key-expiry, are judged against it; a zero time judges neither). The webhook, the audit and
+// `check` build their environments here, so that they cannot disagree on what the policy gets to see.
+func (r Result) Environment(catalog skus.Catalog, des policy.DESCatalog, now time.Time) policy.Environment {
+	return policy.Environment{Locations: r.Locations, Cluster: r.Cluster, Catalog: catalog, DES: des, Now: now}
 }
 
 // Resolver finds an object's surroundings for the webhook: namespaces from reader, everything else

@@ -240,8 +240,7 @@ func (e *Evaluator) Decide(obj Object, res clusterinfo.Result) (*policy.Decision
 	if loc != "" {
 		info.Locations = append(info.Locations, policy.LocationCandidate{Location: loc, Source: "flag"})
 	}
-	env := info.Environment(e.catalog, nil)
-	env.Now = e.now
+	env := info.Environment(e.catalog, nil, e.now)
 	d, err := policy.Evaluate(e.Policy, policy.Request{
 		Operation: policy.OperationCreate, Object: obj.JSON, Namespace: ns, NamespaceLabels: obj.NamespaceLabels,
 	}, env)
