@@ -95,13 +95,21 @@ func (l *Limiter) init() {
 // back. It reports false when it got none.
 func (l *Limiter) acquire(ctx context.Context, size int) (release func(), ok bool) {
 	l.init()
-	timer := time.NewTimer(l.Wait)
-	defer timer.Stop()
+	// The timer is made only when a slot is not free at once: the common case allocates none.
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	take := func(ch chan struct{}) bool {
 		select {
 		case ch <- struct{}{}:
 			return true
 		default:
+		}
+		if timer == nil {
+			timer = time.NewTimer(l.Wait)
 		}
 		select {
 		case ch <- struct{}{}:
@@ -175,9 +183,11 @@ func WithAuditRecord(rec *decisionlog.Recorder, now func() time.Time) Middleware
 			// Every answer carries uid, decision and rules, so that the apiserver's audit log can be
 			// filtered on them and joined with our log line (the apiserver makes a new UID per webhook
 			// call; its auditID is not the admission UID).
-			resp.AuditAnnotations = mergeAnnotations(resp.AuditAnnotations, map[string]string{
-				"uid": string(req.UID), "decision": e.Outcome, "rules": decisionlog.RulesSummary(e.Decision),
-			})
+			e.Rules = decisionlog.RulesSummary(e.Decision) // once, for the annotation and the log line
+			if resp.AuditAnnotations == nil {
+				resp.AuditAnnotations = make(map[string]string, 3)
+			}
+			resp.AuditAnnotations["uid"], resp.AuditAnnotations["decision"], resp.AuditAnnotations["rules"] = string(req.UID), e.Outcome, e.Rules
 			rec.Record(e)
 			return resp
 		}
@@ -206,14 +216,4 @@ func outcome(resp admission.Response, err error) string {
 	default:
 		return decisionlog.OutcomeAllowed
 	}
-}
-
-func mergeAnnotations(a, b map[string]string) map[string]string {
-	if a == nil {
-		a = map[string]string{}
-	}
-	for k, v := range b {
-		a[k] = v
-	}
-	return a
 }

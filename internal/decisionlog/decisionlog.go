@@ -41,6 +41,8 @@ type Entry struct {
 	Latency time.Duration
 	// CatalogAge is how old the VM-size data behind the decision was (0 when unknown).
 	CatalogAge time.Duration
+	// Rules is RulesSummary(Decision) when the caller has computed it already (empty: Record does).
+	Rules string
 }
 
 // Recorder writes entries to a logger.
@@ -62,8 +64,12 @@ func (r *Recorder) Record(e *Entry) {
 			// Field and rule, not the message: messages repeat object values the log does not need.
 			findings[i] = loggedFinding{Rule: string(f.Rule), Action: string(f.Action), Field: f.Field}
 		}
+		rules := e.Rules
+		if rules == "" {
+			rules = RulesSummary(d)
+		}
 		kv = append(kv,
-			"allowed", d.Allowed, "rules", RulesSummary(d), "findings", findings,
+			"allowed", d.Allowed, "rules", rules, "findings", findings,
 			"patchOps", len(d.Patch), "injected", d.Injected, "default", d.DefaultName,
 			"region", d.Region, "regionSource", d.RegionSource, "binding", d.Binding,
 			"catalogSource", d.Catalog.Name, "catalogAgeSeconds", int64(e.CatalogAge.Seconds()),
