@@ -117,10 +117,8 @@ func SubscriptionScope(own string, allowed func() []string) func(desid.ID) bool 
 }
 
 func key(id string) string {
-	if parsed, err := desid.Parse(id); err == nil {
-		return strings.ToLower(parsed.String())
-	}
-	return ""
+	k, _ := desid.Key(id)
+	return k
 }
 
 // LookupDES answers from the cache only.

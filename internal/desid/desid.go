@@ -26,6 +26,27 @@ func (id ID) String() string {
 		"/providers/" + desType + "/" + id.Name
 }
 
+// Key is the form under which Azure treats two Disk Encryption Set IDs as one: the parsed ID,
+// lower-cased (Azure compares resource IDs case-insensitively); false when s does not parse.
+func Key(s string) (string, bool) {
+	id, err := Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return strings.ToLower(id.String()), true
+}
+
+// Same says whether a and b name the same Disk Encryption Set, as Azure compares them; IDs that do
+// not parse are compared as text, case-insensitively, without a trailing slash.
+func Same(a, b string) bool {
+	ka, okA := Key(a)
+	kb, okB := Key(b)
+	if !okA || !okB {
+		return strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
+	}
+	return ka == kb
+}
+
 // Error says which segment of an ID is wrong, what was expected there, what was found, and how to
 // fix it. Parse reports the first problem only, since users fix IDs by pasting a new one rather than
 // editing segment by segment; the exception is a wrapper (white space, a URL) around an ID that is

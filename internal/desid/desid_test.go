@@ -242,3 +242,29 @@ func TestIDsCompareWithEquals(t *testing.T) {
 		}
 	}
 }
+
+// TestSame: Azure compares resource IDs case-insensitively, so one set spelled in two casings is one
+// set; a different name, group or subscription is another; text that does not parse is compared as
+// text.
+func TestSame(t *testing.T) {
+	id := "/subscriptions/" + guid + "/resourceGroups/keys/providers/Microsoft.Compute/diskEncryptionSets/des-1"
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{id, id, true},
+		{id, strings.ToUpper(id), true},
+		{id, strings.Replace(id, "des-1", "des-2", 1), false},
+		{id, strings.Replace(id, "/keys/", "/other/", 1), false},
+		{"not-an-id/", "NOT-AN-ID", true},
+		{"not-an-id", id, false},
+	} {
+		if got := Same(c.a, c.b); got != c.want {
+			t.Errorf("Same(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+	lower := strings.ToLower(id) // the key is this exact text, not merely the same letters
+	if k, ok := Key(strings.ToUpper(id)); !ok || k != lower {
+		t.Errorf("Key = %q, %v", k, ok)
+	}
+}

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -109,7 +108,7 @@ func (e *evaluation) checkActualDisk(a *ActualVM, d ActualDisk, what string, fie
 			what, d.Name, kindOfResource(a), a.Resource, has, from, expect)
 		return
 	}
-	if want != "" && d.DESID != "" && !sameDES(want, d.DESID) {
+	if want != "" && d.DESID != "" && !desid.Same(want, d.DESID) {
 		e.report(RuleAzureDiskDESMismatch, field,
 			"the %s %s of %s %s is encrypted with Disk Encryption Set %s, but %s asks for %s; replace the machine (or change the object) so that they agree",
 			what, d.Name, kindOfResource(a), a.Resource, d.DESID, from, want)
@@ -123,25 +122,9 @@ func kindOfResource(a *ActualVM) string {
 	return "VM"
 }
 
-// sameDES compares two Disk Encryption Set IDs as Azure does: case-insensitively, after parsing.
-func sameDES(a, b string) bool {
-	pa, errA := desid.Parse(a)
-	pb, errB := desid.Parse(b)
-	if errA != nil || errB != nil {
-		return strings.EqualFold(strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/"))
-	}
-	return strings.EqualFold(pa.String(), pb.String())
-}
-
-// lunOf reads a data disk's lun from the decoded object (numbers are json.Number).
+// lunOf reads a data disk's lun from the decoded object (decodeObject gives numbers as float64).
 func lunOf(raw any) (int32, bool) {
 	m, _ := raw.(map[string]any)
-	switch v := m["lun"].(type) {
-	case json.Number:
-		n, err := v.Int64()
-		return int32(n), err == nil && n >= 0 && n < 1<<15
-	case float64:
-		return int32(v), v >= 0 && v < 1<<15
-	}
-	return 0, false
+	v, ok := m["lun"].(float64)
+	return int32(v), ok && v >= 0 && v < 1<<15
 }
