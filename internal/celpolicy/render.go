@@ -18,7 +18,7 @@ func (r *Result) WriteYAML(w io.Writer) error {
 	var b bytes.Buffer
 	r.writeSummary(&b, "# ")
 	for _, o := range r.Objects() {
-		m, err := applied(o)
+		m, err := Applied(o)
 		if err != nil {
 			return err
 		}
@@ -38,7 +38,7 @@ func (r *Result) WriteYAML(w io.Writer) error {
 func (r *Result) WriteJSON(w io.Writer) error {
 	list := metav1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: []runtime.RawExtension{}}
 	for _, o := range r.Objects() {
-		m, err := applied(o)
+		m, err := Applied(o)
 		if err != nil {
 			return err
 		}
@@ -90,9 +90,9 @@ func plain(n *yaml.Node) {
 	}
 }
 
-// applied is o as it is applied: without the empty status the typed objects carry, which belongs
+// Applied is o as it is applied: without the empty status the typed objects carry, which belongs
 // to the apiserver.
-func applied(o Object) (map[string]any, error) {
+func Applied(o Object) (map[string]any, error) {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)

@@ -23,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -120,13 +119,17 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		s.Metrics.syncs.WithLabelValues("error").Inc()
 		return err
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(res.Objects()))
-	for _, o := range res.Objects() {
-		u, err := toUnstructured(o)
+	compiled := res.Objects()
+	objs := make([]*unstructured.Unstructured, 0, len(compiled))
+	for _, o := range compiled {
+		m, err := celpolicy.Applied(o)
 		if err != nil {
 			return err
 		}
-		objs = append(objs, u)
+		// The typed objects also carry a null creationTimestamp, which belongs to the apiserver;
+		// applying it would claim the field. (`cel`'s printed output keeps it, as kubectl would.)
+		unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
+		objs = append(objs, &unstructured.Unstructured{Object: m})
 	}
 	sum, err := digest(objs)
 	if err != nil {
@@ -246,18 +249,6 @@ func (s *Syncer) prune(ctx context.Context, gvk schema.GroupVersionKind, keep ma
 		}
 	}
 	return deleted, remaining, errors.Join(errs...)
-}
-
-func toUnstructured(o celpolicy.Object) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-	if err != nil {
-		return nil, err
-	}
-	// The typed objects carry an empty status and a null creationTimestamp, which belong to the
-	// apiserver; applying them would claim those fields.
-	delete(m, "status")
-	unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
-	return &unstructured.Unstructured{Object: m}, nil
 }
 
 // digest identifies a compilation; celpolicy's output is deterministic, and JSON sorts map keys.
