@@ -338,8 +338,8 @@ func (e *scanEnv) namespace(ctx context.Context, name string) (*namespaceIndex, 
 	return ns, nil
 }
 
-// namespaceIndex holds one namespace, its Clusters and AzureClusters, and the CAPI objects that bind
-// objects to clusters (Scanner.Served), listed once per scan and trimmed to metadata and spec. Its
+// namespaceIndex holds one namespace, its Clusters, AzureClusters and AKS control planes, and the CAPI
+// objects that bind objects to clusters (Scanner.Served), listed once per scan and trimmed to metadata and spec. Its
 // store is what clusterinfo resolves from, so the audit binds objects and finds regions exactly as
 // admission does from its informer cache.
 type namespaceIndex struct {
@@ -358,14 +358,18 @@ func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.Group
 	default:
 		ix.ns = ns
 	}
-	kinds := []schema.GroupVersionKind{clusterinfo.AzureCluster}
+	// What admission's informers watch (clusterinfo.WatchedKinds: Clusters and what binds objects to
+	// them, AzureClusters and AKS control planes for the region), so that both resolve alike.
+	kinds := []schema.GroupVersionKind{}
 	if clusterGVK.Kind != "" {
 		kinds = append(kinds, clusterGVK)
 	}
-	for _, k := range capiref.Kinds() {
-		gk := schema.GroupKind{Group: k.Group, Kind: k.Kind}
-		if v, ok := served[gk]; ok && gk != clusterGVK.GroupKind() {
-			kinds = append(kinds, gk.WithVersion(v))
+	for _, w := range clusterinfo.WatchedKinds(served) {
+		if gk := w.GVK.GroupKind(); gk != clusterGVK.GroupKind() && gk != (schema.GroupKind{Kind: "Namespace"}) {
+			if served == nil && w.Refs != nil {
+				continue // without served versions, the referrer kinds are not known to be installed
+			}
+			kinds = append(kinds, w.GVK)
 		}
 	}
 	var all []map[string]any
@@ -380,7 +384,7 @@ func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.Group
 				md["ownerReferences"] = refs
 			}
 			o := map[string]any{"apiVersion": gvk.GroupVersion().String(), "kind": gvk.Kind, "metadata": md, "spec": spec}
-			if gvk == clusterGVK || gvk == clusterinfo.AzureCluster {
+			if gvk.Kind == clusterGVK.Kind || gvk.Kind == clusterinfo.AzureCluster.Kind {
 				ix.objects[gvk.Kind+"/"+u.GetName()] = o
 			}
 			all = append(all, o)

@@ -377,3 +377,24 @@ type failingReader struct{ client.Reader }
 func (failingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
 	return apierrors.NewForbidden(schema.GroupResource{Group: policy.Group, Resource: "azuremachinetemplates"}, "", errors.New("RBAC"))
 }
+
+// TestScanFindsAnAKSClustersRegion: an AKS cluster's region is its AzureManagedControlPlane's, as
+// admission reads it from its cache; the audit lists the control planes too, so a machine pool of
+// that cluster is judged in that region, not in none.
+func TestScanFindsAnAKSClustersRegion(t *testing.T) {
+	a := newAPIServer()
+	c := cluster("team-a", "aks", "AzureManagedCluster")
+	c.Object["spec"].(map[string]any)["controlPlaneRef"] = map[string]any{"apiGroup": "infrastructure.cluster.x-k8s.io",
+		"kind": "AzureManagedControlPlane", "name": "aks"}
+	a.add(c)
+	a.add(capz("AzureManagedControlPlane", "team-a", "aks", nil, map[string]any{"location": "westcentralus", "version": "v1.33.0"}))
+	a.add(capz("AzureManagedMachinePool", "team-a", "pool", inCluster("aks"), map[string]any{"mode": "System", "sku": "Standard_D4s_v3"}))
+	results, _ := collect(t, scanner(a, mustPolicy(t)))
+	r, ok := byName(results)["team-a/pool"]
+	if !ok {
+		t.Fatalf("no result for the pool: %v", results)
+	}
+	if !r.Cluster.AKS || r.Decision.Region != "westcentralus" || r.Decision.RegionSource != "cluster" {
+		t.Errorf("AKS pool: cluster %+v, region %q from %q", r.Cluster, r.Decision.Region, r.Decision.RegionSource)
+	}
+}
