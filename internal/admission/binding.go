@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -92,14 +93,16 @@ func (d *decider) reviewBinding(ctx context.Context, req admission.Request, e *d
 	return validateResponse(dec, req.Kind.Group)
 }
 
+// decodeMap decodes the object once, for its fields and its identity (as policy.DecodeObject does
+// for the machine objects).
 func decodeMap(raw []byte) (map[string]any, objmeta.Meta, error) {
-	meta, err := objmeta.Decode(raw)
-	if err != nil {
-		return nil, meta, err
+	if len(raw) == 0 {
+		return nil, objmeta.Meta{}, errors.New("the request carries no object")
 	}
 	var obj map[string]any
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, meta, fmt.Errorf("the object is not valid JSON: %w", err)
+		return nil, objmeta.Meta{}, fmt.Errorf("the object is not valid JSON: %w", err)
 	}
-	return obj, meta, nil
+	meta, err := objmeta.FromMapStrict(obj)
+	return obj, meta, err
 }
