@@ -209,17 +209,13 @@ func encryptionSettings(raw []byte, kind string) map[string]any {
 	}
 	base := k.machine
 	out := map[string]any{}
-	for _, f := range []fieldPath{
-		base.child("securityProfile", "encryptionAtHost"),
-		base.child("osDisk", "managedDisk", "diskEncryptionSet"),
-		base.child("osDisk", "managedDisk", "securityProfile"),
-	} {
+	machine, disks := repaveFields(base, len(lookupSlice(obj, base.child("dataDisks"))))
+	for _, f := range machine {
 		if v, ok := lookup(obj, f); ok && v != nil {
 			out[relative(f, base)] = v
 		}
 	}
-	for i := range lookupSlice(obj, base.child("dataDisks")) {
-		f := base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet")
+	for _, f := range disks { // by the disk's identity (lun, nameSuffix), not its place in the list
 		if v, ok := lookup(obj, f); ok && v != nil {
 			out[strings.TrimPrefix(identity(obj, f), base.String()+".")] = v
 		}

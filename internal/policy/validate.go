@@ -145,7 +145,7 @@ func (e *evaluation) validateMachine(base fieldPath) {
 		e.requireDES(base)
 	}
 	if e.req.Operation == OperationUpdate && e.old != nil {
-		e.warnRepave(base, eahField)
+		e.warnRepave(base)
 	}
 	e.validateActual(base)
 }
@@ -389,14 +389,27 @@ func (e *evaluation) wouldFill(f fieldPath) bool {
 	return false
 }
 
-// warnRepave warns when an UPDATE changes encryption settings: every machine gets replaced.
-func (e *evaluation) warnRepave(base fieldPath, eahField fieldPath) {
-	fields := []fieldPath{eahField, base.child("osDisk", "managedDisk", "diskEncryptionSet"), base.child("osDisk", "managedDisk", "securityProfile")}
-	n := max(len(lookupSlice(e.obj, base.child("dataDisks"))), len(lookupSlice(e.old, base.child("dataDisks"))))
-	for i := 0; i < n; i++ {
-		fields = append(fields, base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet"))
+// repaveFields are the settings a change of which replaces every machine: machine-wide, encryption
+// at host and the OS disk's Disk Encryption Set and confidential-VM profile; and the Disk Encryption
+// Set of each of dataDisks data disks. UPDATEs (warnRepave) and bindings (encryptionSettings) both
+// read these.
+func repaveFields(base fieldPath, dataDisks int) (machine, disks []fieldPath) {
+	machine = []fieldPath{
+		base.child("securityProfile", "encryptionAtHost"),
+		base.child("osDisk", "managedDisk", "diskEncryptionSet"),
+		base.child("osDisk", "managedDisk", "securityProfile"),
 	}
-	for _, f := range fields {
+	for i := range dataDisks {
+		disks = append(disks, base.child("dataDisks").at(i).child("managedDisk", "diskEncryptionSet"))
+	}
+	return machine, disks
+}
+
+// warnRepave warns when an UPDATE changes encryption settings: every machine gets replaced.
+func (e *evaluation) warnRepave(base fieldPath) {
+	n := max(len(lookupSlice(e.obj, base.child("dataDisks"))), len(lookupSlice(e.old, base.child("dataDisks"))))
+	machine, disks := repaveFields(base, n)
+	for _, f := range append(machine, disks...) {
 		nv, _ := lookup(e.obj, f)
 		ov, _ := lookup(e.old, f)
 		if !reflect.DeepEqual(nv, ov) {
