@@ -136,7 +136,7 @@ func ReferrerKinds(kind string) []Kind {
 		names = []string{"MachineDeployment", "MachineSet", "KubeadmControlPlane", "ClusterClass"}
 	case strings.HasSuffix(kind, "Template"):
 		names = []string{"ClusterClass"}
-	case kind == "KubeadmControlPlane" || strings.HasSuffix(kind, "ControlPlane") || strings.HasSuffix(kind, "Cluster"):
+	case strings.HasSuffix(kind, "ControlPlane") || strings.HasSuffix(kind, "Cluster"):
 		names = []string{"Cluster"}
 	case strings.HasSuffix(kind, "MachinePool"):
 		names = []string{"MachinePool"}

@@ -3,10 +3,12 @@ package policy
 import (
 	"slices"
 	"strings"
+
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 )
 
-// Group is the API group of every object the policy decides on.
-const Group = "infrastructure.cluster.x-k8s.io"
+// Group is the API group of every object the policy decides on: CAPI's infrastructure group.
+const Group = capiref.GroupInfra
 
 // KindInfo is one kind the policy decides on, as everything outside the policy needs to know it.
 // The table below is the one place a kind is declared: the admission handler's filter (Handles),

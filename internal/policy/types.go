@@ -10,6 +10,7 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/skus"
 )
 
@@ -357,5 +358,5 @@ const (
 	// AnnotationTopologyDryRun is set by CAPI's topology controller on its dry-run requests.
 	AnnotationTopologyDryRun = "topology.cluster.x-k8s.io/dry-run"
 	// LabelClusterName is CAPI's label that names the owning Cluster.
-	LabelClusterName = "cluster.x-k8s.io/cluster-name"
+	LabelClusterName = capiref.LabelClusterName
 )
