@@ -1,9 +1,13 @@
 package celpolicy
 
-import "strings"
+import (
+	"strings"
 
-// kindSpec says where a kind keeps what the rules read. It repeats policy's (unexported) table; the
-// parity tests compare the field paths of every finding with policy.Evaluate's, so a drift fails.
+	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
+)
+
+// kindSpec says where a kind keeps what the rules read, as policy's kind table (policy.Kinds)
+// declares it; the parity tests compare the field paths of every finding with policy.Evaluate's.
 type kindSpec struct {
 	kind     string
 	resource string   // lower-case plural, as resourceRules name it
@@ -13,14 +17,38 @@ type kindSpec struct {
 }
 
 var (
-	azureMachineTemplate     = kindSpec{kind: "AzureMachineTemplate", resource: "azuremachinetemplates", machine: []string{"spec", "template", "spec"}, mutable: true}
-	azureMachine             = kindSpec{kind: "AzureMachine", resource: "azuremachines", machine: []string{"spec"}, mutable: true}
-	azureMachinePool         = kindSpec{kind: "AzureMachinePool", resource: "azuremachinepools", machine: []string{"spec", "template"}, mutable: true}
-	azureManagedMachinePool  = kindSpec{kind: "AzureManagedMachinePool", resource: "azuremanagedmachinepools"}
-	azureManagedControlPlane = kindSpec{kind: "AzureManagedControlPlane", resource: "azuremanagedcontrolplanes"}
+	azureMachineTemplate     = specOf("AzureMachineTemplate")
+	azureMachine             = specOf("AzureMachine")
+	azureMachinePool         = specOf("AzureMachinePool")
+	azureManagedMachinePool  = specOf("AzureManagedMachinePool")
+	azureManagedControlPlane = specOf("AzureManagedControlPlane")
 
-	machineKinds = []kindSpec{azureMachineTemplate, azureMachine, azureMachinePool}
+	// machineKinds are the kinds with VM settings: the mutable ones, in the table's order.
+	machineKinds = func() []kindSpec {
+		var out []kindSpec
+		for _, k := range policy.Kinds() {
+			if k.Mutable {
+				out = append(out, specOf(k.Kind))
+			}
+		}
+		return out
+	}()
 )
+
+// specOf is the entry of a kind the policy declares. The kinds are this package's constants, so a
+// missing one is a programming error, caught by every test of the package.
+func specOf(kind string) kindSpec {
+	for _, k := range policy.Kinds() {
+		if k.Kind == kind {
+			var machine []string
+			if k.BasePath != "" {
+				machine = strings.Split(k.BasePath, ".")
+			}
+			return kindSpec{kind: k.Kind, resource: k.Resource, machine: machine, mutable: k.Mutable}
+		}
+	}
+	panic("celpolicy: the policy declares no kind " + kind)
+}
 
 // dotted is the machine path as findings print it: spec.template.spec.
 func (k kindSpec) dotted() string { return strings.Join(k.machine, ".") }
