@@ -168,6 +168,24 @@ func kindsOf(served Served, onDemand bool) []WatchedKind {
 	return out
 }
 
+// Trims are what the webhook's cache keeps of each CAPI and CAPZ kind it watches (the transforms of
+// WatchedKinds), as functions of decoded JSON, by group and kind: `check` keeps the same of its input,
+// so that both resolve from the same fields.
+func Trims() map[schema.GroupKind]func(map[string]any) map[string]any {
+	out := map[schema.GroupKind]func(map[string]any) map[string]any{}
+	for _, w := range WatchedKinds(nil) {
+		if w.GVK.Group == "" || w.Transform == nil {
+			continue // Namespace: a typed object, not the input's
+		}
+		transform := w.Transform
+		out[w.GVK.GroupKind()] = func(obj map[string]any) map[string]any {
+			u, _ := transform(&unstructured.Unstructured{Object: obj})
+			return u.(*unstructured.Unstructured).Object
+		}
+	}
+	return out
+}
+
 func trimTo(k capiref.Kind) toolscache.TransformFunc {
 	return func(o any) (any, error) {
 		if u, ok := o.(*unstructured.Unstructured); ok {

@@ -9,7 +9,6 @@ import (
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/capiref"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/clusterinfo"
 	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/objmeta"
-	"github.com/capz-encryption-webhook/capz-encryption-webhook/internal/policy"
 )
 
 // incrementalStore is a clusterinfo.Store fed one object at a time (streaming `check`). After the
@@ -31,9 +30,9 @@ func newIncrementalStore(defaultNS string) *incrementalStore {
 		referrers: map[string][]map[string]any{}, labelled: map[string][]map[string]any{}}
 }
 
-// resolverKinds are the kinds resolution reads of the infrastructure group besides the CAPI kinds:
-// what clusterinfo.ResolveCluster reads a region from.
-var resolverKinds = map[string]bool{"AzureCluster": true, "AzureManagedControlPlane": true, "AzureASOManagedControlPlane": true}
+// trims are what the webhook's cache keeps of each kind resolution reads (clusterinfo.Trims): the
+// CAPI kinds, AzureClusters and the AKS control planes.
+var trims = clusterinfo.Trims()
 
 // add stores obj (decoded JSON) if resolution can ever read it.
 func (s *incrementalStore) add(obj map[string]any) {
@@ -47,11 +46,12 @@ func (s *incrementalStore) add(obj map[string]any) {
 	if ns == "" {
 		ns = s.defaultNS
 	}
-	var kept map[string]any
-	k, isCAPI := capiref.Lookup(group, m.Kind)
-	switch {
-	case isCAPI && k.Group == group:
-		kept = k.Trim(obj)
+	trim, ok := trims[gk]
+	if !ok {
+		return
+	}
+	kept := trim(obj)
+	if k, isCAPI := capiref.Lookup(group, m.Kind); isCAPI && k.Group == group {
 		seen := map[string]bool{}
 		for _, r := range k.Refs(obj) {
 			if key := refKey(r.Kind, r.Name); !seen[key] {
@@ -60,10 +60,6 @@ func (s *incrementalStore) add(obj map[string]any) {
 				s.referrers[rk] = append(s.referrers[rk], kept)
 			}
 		}
-	case group == policy.Group && resolverKinds[m.Kind]:
-		kept = trimInfra(obj)
-	default:
-		return
 	}
 	s.stored++
 	s.byKey[objectKey(gk, ns, m.Name)] = kept
@@ -71,39 +67,6 @@ func (s *incrementalStore) add(obj map[string]any) {
 		lk := objectKey(gk, ns, c)
 		s.labelled[lk] = append(s.labelled[lk], kept)
 	}
-}
-
-// trimInfra keeps of an AzureCluster or AKS control plane its identity, cluster-name label and
-// location; an AzureASOManagedControlPlane keeps its spec (the location is inside an embedded ASO
-// resource).
-func trimInfra(obj map[string]any) map[string]any {
-	out := map[string]any{"apiVersion": obj["apiVersion"], "kind": obj["kind"]}
-	if md, ok := obj["metadata"].(map[string]any); ok {
-		m := map[string]any{}
-		for _, f := range []string{"name", "namespace"} {
-			if v, ok := md[f]; ok {
-				m[f] = v
-			}
-		}
-		if labels, ok := md["labels"].(map[string]any); ok {
-			if c, ok := labels[capiref.LabelClusterName]; ok {
-				m["labels"] = map[string]any{capiref.LabelClusterName: c}
-			}
-		}
-		out["metadata"] = m
-	}
-	spec, _ := obj["spec"].(map[string]any)
-	switch {
-	case obj["kind"] == "AzureASOManagedControlPlane":
-		if spec != nil {
-			out["spec"] = spec
-		}
-	case spec != nil:
-		if loc, ok := spec["location"]; ok {
-			out["spec"] = map[string]any{"location": loc}
-		}
-	}
-	return out
 }
 
 func objectKey(gk schema.GroupKind, namespace, name string) string {

@@ -124,10 +124,8 @@ func mayResolve(obj manifest.Object) bool {
 	if !found {
 		return false
 	}
-	if k, ok := capiref.Lookup(group, obj.Kind); ok && k.Group == group {
-		return true
-	}
-	return group == policy.Group && resolverKinds[obj.Kind]
+	_, ok := trims[schema.GroupKind{Group: group, Kind: obj.Kind}]
+	return ok
 }
 
 // LoadPolicy reads policyFile; without it, an EncryptionPolicy document among objs is used (so a
