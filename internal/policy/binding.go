@@ -97,8 +97,11 @@ func EvaluateBinding(p *Policy, req BindingRequest, env Environment) (*Decision,
 	if req.Operation == OperationUpdate && len(req.OldTemplate) > 0 {
 		repave(d, req, tmeta, p)
 	}
+	// The exemptions (being deleted, CAPI topology dry-runs) and the warn-only switch, as for any
+	// object. Without an old object there is no ratcheting: an UPDATE reaches the check only when it
+	// binds another template, which is judged in full.
 	e := &evaluation{policy: p, req: Request{Operation: req.Operation, DryRun: req.DryRun}, obj: binder, decision: d}
-	e.enforceBinding()
+	e.enforce()
 	return d, nil
 }
 
@@ -111,30 +114,6 @@ func describeCluster(c ClusterInfo, td *Decision) string {
 		return region
 	}
 	return fmt.Sprintf("cluster %q, %s", c.Name, region)
-}
-
-// enforceBinding applies the exemptions that hold for binding objects (being deleted, CAPI topology
-// dry-runs) and the warn-only switch. Ratcheting does not apply: an UPDATE reaches the check only
-// when it binds another template, which is judged in full.
-func (e *evaluation) enforceBinding() {
-	switch {
-	case lookupPresent(e.obj, pathOf("metadata", "deletionTimestamp")):
-		e.decision.Exempt = "deleting"
-	case e.req.DryRun && lookupPresent(e.obj, pathOf("metadata", "annotations", AnnotationTopologyDryRun)):
-		e.decision.Exempt = "topology dry-run"
-	}
-	for i := range e.decision.Findings {
-		f := &e.decision.Findings[i]
-		if e.decision.Exempt != "" {
-			f.Action = ActionAudit
-		}
-		if e.policy.WarnOnly && f.Action == ActionDeny {
-			f.Action = ActionWarn
-			f.Message = "[warn-only: would deny] " + f.Message
-			e.decision.WarnOnly = true
-		}
-	}
-	e.decision.Allowed = len(e.decision.Violations()) == 0
 }
 
 // repave warns when the binding switches to a template whose encryption settings differ from the
