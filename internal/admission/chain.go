@@ -163,8 +163,11 @@ func WithInFlightLimit(l *Limiter, m *Metrics) Middleware {
 				m.overloaded(e.Webhook)
 				return admission.Errored(http.StatusTooManyRequests, errOverloaded)
 			}
-			defer release()
 			m.setInFlight(l.inFlight())
+			defer func() {
+				release()
+				m.setInFlight(l.inFlight()) // or the gauge would show a burst's peak until the next request
+			}()
 			return next(ctx, req, e)
 		}
 	}

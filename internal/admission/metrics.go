@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"region", "source"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "capz_encryption_webhook_requests_in_flight",
-			Help: "Admission requests being decided, as last seen when one started (bounded by --max-in-flight).",
+			Help: "Admission requests being decided, updated as each starts and ends (bounded by --max-in-flight).",
 		}),
 		overload: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "capz_encryption_webhook_overloaded_total",
