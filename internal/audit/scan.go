@@ -238,7 +238,7 @@ func (e *scanEnv) judge(ctx context.Context, pol *policy.Policy, item *unstructu
 	r.Cluster = res.Cluster
 	env := res.Environment(e.s.Catalog, e.s.DES, e.now)
 	if e.s.Machines != nil && !res.Cluster.AKS {
-		r.Azure, env.Actual = e.actual(ctx, item, ns)
+		r.Azure, env.Actual = e.actual(ctx, item, ns, res.Cluster.Name)
 	}
 	req := policy.Request{Object: raw, Namespace: r.Namespace, NamespaceLabels: res.NamespaceLabels}
 	rec := &recordingDES{inner: env.DES}
@@ -260,7 +260,7 @@ func (e *scanEnv) judge(ctx context.Context, pol *policy.Policy, item *unstructu
 // actual reads what Azure built for an AzureMachine (its VM, from spec.providerID) or an
 // AzureMachinePool (its scale set, named after the pool, in the resource group of its providerIDList
 // or else of its AzureCluster). Nothing is read for other kinds or machines not provisioned yet.
-func (e *scanEnv) actual(ctx context.Context, item *unstructured.Unstructured, ns *namespaceIndex) (*AzureRead, *policy.ActualVM) {
+func (e *scanEnv) actual(ctx context.Context, item *unstructured.Unstructured, ns *namespaceIndex, cluster string) (*AzureRead, *policy.ActualVM) {
 	var vm *policy.ActualVM
 	var err error
 	switch item.GetKind() {
@@ -271,7 +271,7 @@ func (e *scanEnv) actual(ctx context.Context, item *unstructured.Unstructured, n
 		}
 		vm, err = e.s.Machines.VM(ctx, pid)
 	case "AzureMachinePool":
-		sub, rg := e.scaleSetPlace(item, ns)
+		sub, rg := e.scaleSetPlace(ctx, item, ns, cluster)
 		if rg == "" {
 			return nil, nil
 		}
@@ -289,8 +289,10 @@ func (e *scanEnv) actual(ctx context.Context, item *unstructured.Unstructured, n
 	return &AzureRead{Resource: vm.Resource}, vm
 }
 
-// scaleSetPlace finds the subscription and resource group of an AzureMachinePool's scale set.
-func (e *scanEnv) scaleSetPlace(item *unstructured.Unstructured, ns *namespaceIndex) (string, string) {
+// scaleSetPlace finds the subscription and resource group of an AzureMachinePool's scale set: from
+// its providerIDList, else from the AzureCluster of the cluster it was resolved to (however it was
+// bound: label, owner or referrer).
+func (e *scanEnv) scaleSetPlace(ctx context.Context, item *unstructured.Unstructured, ns *namespaceIndex, cluster string) (string, string) {
 	ids, _, _ := unstructured.NestedStringSlice(item.Object, "spec", "providerIDList")
 	for _, pid := range ids {
 		if id, err := azure.ParseProviderID(pid); err == nil {
@@ -298,12 +300,16 @@ func (e *scanEnv) scaleSetPlace(item *unstructured.Unstructured, ns *namespaceIn
 		}
 	}
 	var azureCluster map[string]any
-	name := item.GetLabels()[policy.LabelClusterName]
+	name := cluster
 	if name == "" {
 		return "", ""
 	}
 	clusterinfo.ResolveCluster(name, func(kind, n string) (map[string]any, bool) {
-		o, ok := ns.lookup(kind, n)
+		gk := schema.GroupKind{Group: policy.Group, Kind: kind}
+		if kind == clusterinfo.ClusterV1Beta2.Kind {
+			gk.Group = clusterinfo.ClusterV1Beta2.Group
+		}
+		o, ok := ns.store.Get(ctx, gk, ns.name, n)
 		if ok && kind == clusterinfo.AzureCluster.Kind {
 			azureCluster = o
 		}
@@ -343,13 +349,13 @@ func (e *scanEnv) namespace(ctx context.Context, name string) (*namespaceIndex, 
 // store is what clusterinfo resolves from, so the audit binds objects and finds regions exactly as
 // admission does from its informer cache.
 type namespaceIndex struct {
-	ns      *corev1.Namespace
-	objects map[string]map[string]any // kind/name → Cluster or AzureCluster
-	store   *clusterinfo.ObjectStore
+	name  string
+	ns    *corev1.Namespace
+	store *clusterinfo.ObjectStore
 }
 
 func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.GroupVersionKind, served clusterinfo.Served, name string, limit int64) (*namespaceIndex, error) {
-	ix := &namespaceIndex{objects: map[string]map[string]any{}}
+	ix := &namespaceIndex{name: name}
 	ns := &corev1.Namespace{}
 	switch err := r.Get(ctx, client.ObjectKey{Name: name}, ns); {
 	case apierrors.IsNotFound(err):
@@ -384,9 +390,6 @@ func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.Group
 				md["ownerReferences"] = refs
 			}
 			o := map[string]any{"apiVersion": gvk.GroupVersion().String(), "kind": gvk.Kind, "metadata": md, "spec": spec}
-			if gvk.Kind == clusterGVK.Kind || gvk.Kind == clusterinfo.AzureCluster.Kind {
-				ix.objects[gvk.Kind+"/"+u.GetName()] = o
-			}
 			all = append(all, o)
 			return nil
 		})
@@ -396,11 +399,6 @@ func readNamespace(ctx context.Context, r client.Reader, clusterGVK schema.Group
 	}
 	ix.store = clusterinfo.NewObjectStore(all, name)
 	return ix, nil
-}
-
-func (ix *namespaceIndex) lookup(kind, name string) (map[string]any, bool) {
-	o, ok := ix.objects[kind+"/"+name]
-	return o, ok
 }
 
 func owners(u *unstructured.Unstructured) []objmeta.OwnerReference {
