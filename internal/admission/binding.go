@@ -58,7 +58,6 @@ func (d *decider) reviewBinding(ctx context.Context, req admission.Request, e *d
 		e.Decision = &policy.Decision{Kind: meta.Kind, Namespace: ns, Name: meta.DisplayName(), Allowed: true, Exempt: "no infrastructure reference"}
 		return admission.Allowed("")
 	}
-	info := d.cfg.Resolver.Resolve(ctx, clusterinfo.SubjectOf(meta, ns, obj))
 	read := func(r capiref.Ref) []byte {
 		group := r.Group
 		if group == "" {
@@ -73,10 +72,18 @@ func (d *decider) reviewBinding(ctx context.Context, req admission.Request, e *d
 	}
 	breq := policy.BindingRequest{
 		Operation: policy.Operation(req.Operation), Object: req.Object.Raw, Kind: meta.Kind, Namespace: ns, Name: meta.DisplayName(),
-		RefField: ref.Field, RefGroup: ref.Group, RefKind: ref.Kind, RefName: ref.Name,
-		NamespaceLabels: info.NamespaceLabels, DryRun: e.DryRun,
+		RefField: ref.Field, RefGroup: ref.Group, RefKind: ref.Kind, RefName: ref.Name, DryRun: e.DryRun,
 	}
 	breq.Template = read(ref)
+	// The cluster matters only when there is a template to judge in it. In CAPZ's flavors the
+	// MachineDeployment or KubeadmControlPlane comes before its template, which is then judged at
+	// its own CREATE: resolving the cluster first would cost cache reads, and live ones when the
+	// Cluster was created a moment before, for nothing.
+	var info clusterinfo.Result
+	if breq.Template != nil {
+		info = d.cfg.Resolver.Resolve(ctx, clusterinfo.SubjectOf(meta, ns, obj))
+		breq.NamespaceLabels = info.NamespaceLabels
+	}
 	if oldRef.Kind != "" {
 		breq.OldTemplate = read(oldRef)
 	}

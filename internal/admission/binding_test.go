@@ -104,6 +104,17 @@ func TestBindingScaleNeverResolves(t *testing.T) {
 	}
 }
 
+// TestBindingBeforeItsTemplateNeverResolves: in CAPZ's flavors the MachineDeployment comes before
+// its template, which its own CREATE judges; the binding check answers without looking the cluster up.
+func TestBindingBeforeItsTemplateNeverResolves(t *testing.T) {
+	logs := &testsupport.LogLines{}
+	h, _ := bindingHandler(t, panicResolver{}, objects{}, logs)
+	resp := h.Handle(context.Background(), bindingRequest(t, admissionv1.Create, mdKind, md("later", 3), nil))
+	if !resp.Allowed || !strings.Contains(logs.Lines()[0], `"exempt":"template not found yet: judged at its own CREATE"`) {
+		t.Errorf("binding before its template: %+v %v", resp.Result, logs.Lines())
+	}
+}
+
 func TestBindingRepaveWarning(t *testing.T) {
 	logs := &testsupport.LogLines{}
 	bound := staticResolver{Cluster: policy.ClusterInfo{Name: "c1", Found: true}, Locations: []policy.LocationCandidate{{Location: "eastus", Source: "cluster"}}}
