@@ -3,7 +3,6 @@ package celpolicy
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +33,7 @@ func (c *compiler) compileDefaults() {
 	// it; a Premium type only where the size can attach Premium SSD disks in the machine's region,
 	// which the compiled policies cannot tell: those are left to the webhook.
 	storage := d.DataDiskStorageAccountType
-	if premiumStorage(storage) {
+	if policy.NeedsPremiumIO(storage) {
 		storage = ""
 	}
 	for _, k := range machineKinds {
@@ -66,9 +65,6 @@ var annotationPatch = `(variables.ops.size() == 0 ? [] : [!has(object.metadata.a
 func op(o, path, shape, injected string) string {
 	return `{"op": ` + str(o) + `, "path": ` + path + `, "shape": ` + str(shape) + `, "injected": ` + injected + "}"
 }
-
-// premiumStorage is a storage type the webhook injects only on sizes with PremiumIO in the region.
-func premiumStorage(t string) bool { return strings.HasPrefix(t, "Premium") }
 
 func (c *compiler) injectDES(k kindSpec, defName, osDES, dataDES, storage string) {
 	m := opt("object", k.machine...)

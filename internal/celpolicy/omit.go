@@ -45,7 +45,7 @@ func (c *compiler) omit() {
 	for _, r := range []policy.RuleID{policy.RuleCreatedBeforeDefault, policy.RuleAzureDiskNotCustomerKey, policy.RuleAzureDiskDESMismatch, policy.RuleAzureEAHDisabled} {
 		add(r, "", "not an admission rule: only the audit of stored objects and of what Azure built judges it")
 	}
-	if d := c.def; d != nil && premiumStorage(d.DataDiskStorageAccountType) {
+	if d := c.def; d != nil && policy.NeedsPremiumIO(d.DataDiskStorageAccountType) {
 		add("", fmt.Sprintf("the managedDisk (%s) that default %q gives data disks without one", d.DataDiskStorageAccountType, d.Name),
 			"a Premium storage type is given only where the size can attach Premium SSD disks in "+needsRegion+"; des-required leaves those disks to the webhook too")
 	}

@@ -306,7 +306,7 @@ func (c *compiler) desRequired(k kindSpec) ruleGen {
 	// type only where the size can attach Premium SSD disks in the machine's region: the webhook
 	// judges those disks.
 	skipPremium := ""
-	if c.def != nil && premiumStorage(c.def.DataDiskStorageAccountType) {
+	if c.def != nil && policy.NeedsPremiumIO(c.def.DataDiskStorageAccountType) {
 		skipPremium = "has(d.managedDisk) && "
 	}
 	return ruleGen{

@@ -103,7 +103,7 @@ func (e *evaluation) defaultManagedDisk(disk fieldPath, des string, def Default)
 			"%s has no managedDisk, so default %q could not inject its Disk Encryption Set (a managedDisk needs a storageAccountType, which the default does not name): add managedDisk with a storageAccountType (e.g. Premium_LRS), or set dataDiskStorageAccountType in the default", disk, def.Name)
 		return
 	}
-	if strings.HasPrefix(storage, "Premium") {
+	if NeedsPremiumIO(storage) {
 		if ok, why := premiumIO(e.env.Catalog, e.decision.Region, stringAt(e.obj, e.spec.machine.child("vmSize"))); !ok {
 			e.report(RuleDefaultNotApplied, target,
 				"%s has no managedDisk, and default %q would give it storageAccountType %s, but %s: its Disk Encryption Set was not injected; add managedDisk with a storage type the size supports (e.g. StandardSSD_LRS), or choose a size with PremiumIO", disk, def.Name, storage, why)

@@ -376,6 +376,12 @@ func describeSource(s skus.SourceInfo) string {
 	return out
 }
 
+// NeedsPremiumIO says whether a storage account type needs a size with PremiumIO (Premium_LRS,
+// PremiumV2_LRS, Premium_ZRS): the webhook injects such a type only where the catalog vouches for it.
+func NeedsPremiumIO(storageAccountType string) bool {
+	return strings.HasPrefix(storageAccountType, "Premium")
+}
+
 // premiumIO says whether the VM size can attach Premium SSD disks in the region (PremiumIO=True in
 // the catalog); with no region known, in every catalog region that offers the size. why explains a
 // false answer.
